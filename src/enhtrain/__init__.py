@@ -1,0 +1,31 @@
+"""enhtrain: a LightningCLI with plugins, layered configs, one directory per run and resumable checkpoints.
+
+``import enhtrain`` stays cheap: :class:`EnhancedCLI` (which needs torch and Lightning) is imported on first
+access through the module ``__getattr__``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from enhtrain.errors import ConfigError, EnhtrainError, PluginError
+
+__version__ = "0.1.0"
+
+hookimpl = pluggy.HookimplMarker("enhtrain")
+"""Marker for plugin hook implementations: decorate each ``enhtrain_*`` function with it."""
+
+if TYPE_CHECKING:
+    from enhtrain.cli import EnhancedCLI
+
+__all__ = ["ConfigError", "EnhancedCLI", "EnhtrainError", "PluginError", "__version__", "hookimpl"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EnhancedCLI":
+        from enhtrain.cli import EnhancedCLI
+
+        return EnhancedCLI
+    raise AttributeError(f"module 'enhtrain' has no attribute {name!r}")

@@ -1,0 +1,174 @@
+"""``EnhancedCLI``: a drop-in ``LightningCLI`` that adds layered configs, plugins and run directories.
+
+With no ``experiment`` section, no ``--env`` and no ``--experiment.*`` flag, ``EnhancedCLI`` parses and
+runs exactly as ``LightningCLI``. Otherwise enhtrain composes the config layers itself, validates the
+``experiment`` section, and gives the run its directory, loggers, callbacks, profiler and checkpoints.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+from jsonargparse import Namespace
+from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.plugins.io import CheckpointIO
+from typing_extensions import override
+
+from enhtrain.config.arguments import PreparedArgs, prepare_arguments
+from enhtrain.errors import ConfigError, EnhtrainError
+from enhtrain.experiment.run_session import RunSession
+
+__all__ = ["EnhancedCLI", "RunConfigCallback"]
+
+
+class RunConfigCallback(SaveConfigCallback):
+    """Logs the run's masked config as hyper-parameters; ``config.yaml`` itself is written by the run session.
+
+    Args:
+        parser: The subcommand's parser.
+        config: The parsed config.
+        masked: The config as plain data with secrets masked.
+    """
+
+    def __init__(self, parser: LightningArgumentParser, config: Namespace, masked: dict[str, Any]) -> None:
+        super().__init__(parser, config, save_to_log_dir=False)
+        self.masked = masked
+
+    @override
+    def save_config(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": self.masked})
+
+
+class EnhancedCLI(LightningCLI):
+    """A ``LightningCLI`` with enhtrain's configuration layers, plugin registry and run directories.
+
+    Takes every argument of :class:`~lightning.pytorch.cli.LightningCLI`, plus:
+
+    Args:
+        *args: Positional arguments of ``LightningCLI``.
+        experiment_defaults: Switch the experiment on even when the config has no ``experiment`` section, as
+            ``python -m enhtrain`` does.
+        **kwargs: Keyword arguments of ``LightningCLI``.
+    """
+
+    def __init__(self, *args: Any, experiment_defaults: bool = False, **kwargs: Any) -> None:
+        self.prepared: PreparedArgs | None = None
+        self.session: RunSession | None = None
+        cli_args = kwargs.get("args")
+        if not isinstance(cli_args, (dict, Namespace)):
+            argv = sys.argv[1:] if cli_args is None else [str(a) for a in cli_args]
+            subcommands = tuple(self.subcommands()) if kwargs.get("run", True) else None
+            self.prepared = prepare_arguments(argv, force=experiment_defaults, subcommands=subcommands)
+            if self.prepared is not None:
+                kwargs["args"] = self.prepared.argv
+        super().__init__(*args, **kwargs)
+
+    @property
+    def enhanced(self) -> bool:
+        """Whether enhtrain's experiment features are on for this invocation."""
+        return self.prepared is not None
+
+    @override
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        if self.enhanced:
+            parser.add_argument(
+                "--experiment",
+                type=dict | None,
+                default=None,
+                help="enhtrain's experiment section: run directory, loggers, callbacks, checkpoint, profiler, resume.",
+            )
+
+    @override
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        if not self.enhanced:
+            super().parse_arguments(parser, args)
+            return
+        # The arguments were rebuilt from sys.argv by enhtrain, so LightningCLI's warning does not apply.
+        self.config = parser.parse_args(args)
+
+    @override
+    def before_instantiate_classes(self) -> None:
+        super().before_instantiate_classes()
+        if not self.enhanced or self.subcommand is None:
+            return
+        assert self.prepared is not None
+        parser = self._parser(self.subcommand)
+        dumped = yaml.safe_load(parser.dump(self.config[self.subcommand], skip_none=False))
+        self.session = RunSession.start(
+            self.prepared, dumped, subcommand=self.subcommand, trust=self.prepared.experiment.trust_checkpoint
+        )
+        self.save_config_callback = None
+
+    @override
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except BaseException as err:
+            if self.session is not None:
+                self.session.abort()
+            if self.enhanced and not isinstance(err, (EnhtrainError, KeyboardInterrupt, SystemExit)):
+                if isinstance(err, (TypeError, ValueError, ImportError, AttributeError)) or type(
+                    err
+                ).__name__ == "MisconfigurationException":
+                    raise ConfigError(f"cannot build the run from the config: {' '.join(str(err).split())}") from err
+            raise
+
+    @override
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        if self.session is None:
+            return super().instantiate_trainer(**kwargs)
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        user_callbacks = trainer_config.get("callbacks") or []
+        if not isinstance(user_callbacks, list):
+            user_callbacks = [user_callbacks]
+        has_checkpoint = any(isinstance(c, ModelCheckpoint) for c in user_callbacks)
+        extra = self.session.build_trainer_kwargs(
+            user_logger=trainer_config.get("logger"),
+            user_profiler=trainer_config.get("profiler"),
+            user_plugins=trainer_config.get("plugins"),
+            has_checkpoint=has_checkpoint,
+            checkpoint_io_cls=CheckpointIO,
+        )
+        callbacks: list[Callback] = [*user_callbacks, *extra.pop("callbacks")]
+        callbacks.append(RunConfigCallback(self._parser(self.subcommand), self.config[self.subcommand],
+                                           self.session.masked_config))
+        return super().instantiate_trainer(**kwargs, **extra, callbacks=callbacks)
+
+    @override
+    def _run_subcommand(self, subcommand: str) -> None:
+        if self.session is None:
+            super()._run_subcommand(subcommand)
+            return
+        session = self.session
+        if subcommand == "fit" and session.resume_ckpt is not None:
+            self.config_init[subcommand]["ckpt_path"] = session.resume_ckpt
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException as err:
+            session.finish(self.trainer, error=err)
+            raise
+        session.finish(self.trainer)
+
+
+def run_training(argv: list[str]) -> None:
+    """Run a training subcommand (``fit``, ``validate``, ``test``, ``predict``) with enhtrain's defaults."""
+    parser_kwargs: dict[str, Any] = {"exit_on_error": False}
+    parser_kwargs.update({name: {"exit_on_error": False} for name in LightningCLI.subcommands()})
+    EnhancedCLI(
+        experiment_defaults=True,
+        args=argv,
+        parser_kwargs=parser_kwargs,
+        trainer_defaults=_trainer_defaults(),
+    )
+
+
+def _trainer_defaults() -> dict[str, Any]:
+    """Trainer defaults of ``python -m enhtrain``: plain periodic progress lines when not on a terminal."""
+    from enhtrain.experiment.progress import default_progress_callbacks
+
+    return {"callbacks": default_progress_callbacks()}

@@ -1,0 +1,68 @@
+"""The ``enhtrain`` command: info commands that never import torch, and the training subcommands.
+
+``enhtrain --version``, ``plugins``, ``templates``, ``runs``, ``ckpt`` and ``config`` are answered here
+without importing torch; ``fit``, ``validate``, ``test`` and ``predict`` hand over to
+:class:`enhtrain.cli.EnhancedCLI`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from enhtrain.errors import EnhtrainError
+
+__all__ = ["INFO_COMMANDS", "main"]
+
+USAGE = """\
+usage: enhtrain {fit,validate,test,predict} [--config FILE ...] [--env NAME] [flags]
+       enhtrain plugins [--json]
+       enhtrain templates {list,show NAME}
+       enhtrain config explain [--config FILE ...] [--env NAME] [flags]
+       enhtrain runs {list [ROOT],show RUN}
+       enhtrain ckpt {list RUN,verify RUN,prune RUN --keep-last N --keep-best K}
+       enhtrain --version
+
+Train any LightningModule/LightningDataModule with layered configs, plugins and one directory per run.
+Run `enhtrain fit --help` for the training options.
+"""
+
+
+def _load(name: str) -> Callable[[list[str]], int]:
+    module = __import__(f"enhtrain.commands.{name}", fromlist=["run"])
+    return module.run
+
+
+INFO_COMMANDS = ("plugins", "templates", "config", "runs", "ckpt")
+
+
+def _error(message: str) -> int:
+    sys.stderr.write(f"enhtrain: error: {message}\n")
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``enhtrain`` and ``python -m enhtrain``; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("ENHTRAIN_DEBUG", "") not in ("", "0")
+    if not args or args[0] in ("-h", "--help"):
+        sys.stdout.write(USAGE)
+        return 0 if args else 2
+    if args[0] in ("--version", "-V"):
+        from enhtrain import __version__
+
+        sys.stdout.write(f"enhtrain {__version__}\n")
+        return 0
+    try:
+        if args[0] in INFO_COMMANDS:
+            return _load(args[0])(args[1:])
+        from enhtrain.commands.train import run
+
+        return run(args)
+    except EnhtrainError as err:
+        if debug:
+            raise
+        return _error(str(err))
+    except KeyboardInterrupt:
+        return 130

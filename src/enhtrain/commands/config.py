@@ -1,0 +1,75 @@
+"""``enhtrain config explain``: every value of the composed config and the layer that set it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from enhtrain.errors import ConfigError
+
+__all__ = ["explain", "run"]
+
+_USAGE = "usage: enhtrain config explain [--config FILE ...] [--env NAME] [--json] [--KEY VALUE ...]"
+
+
+def _leaves(obj: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    if isinstance(obj, dict) and obj:
+        out = []
+        for key, value in obj.items():
+            out.extend(_leaves(value, (*prefix, str(key))))
+        return out
+    return [(prefix, obj)]
+
+
+def _flag_pairs(rest: list[str]) -> list[tuple[str, Any]]:
+    from enhtrain.config.compose import parse_flag_value
+
+    pairs: list[tuple[str, Any]] = []
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"config explain: unexpected argument '{arg}'; {_USAGE}")
+        key, sep, value = arg[2:].partition("=")
+        if not sep:
+            if i + 1 >= len(rest):
+                raise ConfigError(f"config explain: --{key} needs a value")
+            value = rest[i + 1]
+            i += 1
+        pairs.append((key, parse_flag_value(value)))
+        i += 1
+    return pairs
+
+
+def explain(args: list[str]) -> list[dict[str, Any]]:
+    """Return ``{"key", "value", "source"}`` for every leaf of the config composed from ``args``."""
+    from enhtrain.config.arguments import experiment_defaults_layer, split_arguments, validate_experiment
+    from enhtrain.config.compose import compose
+
+    split = split_arguments(args, subcommands=None)
+    flags = [(f"experiment.{k}" if k else "experiment", v) for k, v in split.experiment_flags]
+    flags += _flag_pairs([a for a in split.rest if a != "--json"])
+    composed = compose(split.config_files, defaults=experiment_defaults_layer(), env=split.env, flags=flags)
+    composed.data["experiment"] = validate_experiment(composed).model_dump(mode="json")
+    return [
+        {"key": ".".join(path), "value": value, "source": composed.source_of(path) or "default"}
+        for path, value in _leaves(composed.data)
+    ]
+
+
+def run(args: list[str]) -> int:
+    """Print the explanation as aligned text, or JSON with ``--json``."""
+    if args[:1] != ["explain"]:
+        raise ConfigError(_USAGE)
+    rows = explain(args[1:])
+    if "--json" in args:
+        json.dump(rows, sys.stdout, indent=2, default=str)
+        sys.stdout.write("\n")
+        return 0
+    width = max((len(r["key"]) for r in rows), default=0)
+    vwidth = min(max((len(json.dumps(r["value"], default=str)) for r in rows), default=0), 40)
+    for row in rows:
+        value = json.dumps(row["value"], default=str)
+        sys.stdout.write(f"{row['key']:<{width}}  {value:<{vwidth}}  # {row['source']}\n")
+    return 0

@@ -1,0 +1,36 @@
+"""``enhtrain fit|validate|test|predict``: training through :class:`enhtrain.cli.EnhancedCLI`."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from enhtrain.errors import ConfigError
+
+__all__ = ["format_parser_error", "run"]
+
+
+def format_parser_error(message: str) -> str:
+    """Shorten a jsonargparse error to its first meaningful lines, without usage text."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith(("usage:", "[", "tip:"))]
+    text = " ".join(lines[:3])
+    text = re.sub(r"\s+", " ", text)
+    return text[:600]
+
+
+def run(argv: list[str]) -> int:
+    """Run a training subcommand; jsonargparse errors become a :class:`ConfigError`."""
+    from jsonargparse import ArgumentError
+
+    from enhtrain.cli import run_training
+
+    try:
+        run_training(argv)
+    except ArgumentError as err:
+        raise ConfigError(format_parser_error(str(err))) from err
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    sys.stdout.flush()
+    return 0

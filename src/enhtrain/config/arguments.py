@@ -1,0 +1,209 @@
+"""Turning a command line into the composed config that jsonargparse then parses.
+
+enhtrain reads the ``--config`` files, ``--env`` and ``--experiment.*`` flags itself, composes the layers,
+validates the ``experiment`` section, and hands jsonargparse one resolved config plus the remaining flags,
+which it parses exactly as ``LightningCLI`` does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from enhtrain.config.compose import ComposedConfig, compose, parse_flag_value
+from enhtrain.config.loading import Layer
+from enhtrain.config.merging import set_path
+from enhtrain.config.schema import ExperimentConfig
+from enhtrain.errors import ConfigError
+
+__all__ = [
+    "SUBCOMMANDS",
+    "PreparedArgs",
+    "experiment_defaults_layer", "prepare_arguments", "split_arguments", "validate_experiment"]
+
+SUBCOMMANDS = ("fit", "validate", "test", "predict")
+
+
+@dataclass
+class SplitArguments:
+    """A command line taken apart.
+
+    Attributes:
+        head: Arguments before the subcommand (passed through untouched).
+        subcommand: The subcommand, if any.
+        config_files: Values of ``--config``/``-c``, in order.
+        env: The ``--env`` value.
+        experiment_flags: ``(dotted key, value)`` pairs of ``--experiment.*`` flags.
+        rest: Every other argument after the subcommand, in order.
+    """
+
+    head: list[str] = field(default_factory=list)
+    subcommand: str | None = None
+    config_files: list[str] = field(default_factory=list)
+    env: str | None = None
+    experiment_flags: list[tuple[str, Any]] = field(default_factory=list)
+    rest: list[str] = field(default_factory=list)
+
+
+def _take_value(args: list[str], i: int, flag: str) -> tuple[str, int]:
+    arg = args[i]
+    if arg.startswith(flag + "="):
+        return arg[len(flag) + 1 :], i + 1
+    if i + 1 >= len(args):
+        raise ConfigError(f"{flag} needs a value")
+    return args[i + 1], i + 2
+
+
+def split_arguments(argv: Sequence[str], subcommands: Sequence[str] | None = SUBCOMMANDS) -> SplitArguments:
+    """Split ``argv`` into what enhtrain handles and what it passes to jsonargparse.
+
+    Args:
+        argv: The arguments, without the program name.
+        subcommands: The known subcommands, or ``None`` when the CLI has none (``run=False``).
+    """
+    args = list(argv)
+    out = SplitArguments()
+    start = 0
+    if subcommands:
+        for i, arg in enumerate(args):
+            if arg in subcommands:
+                out.head, out.subcommand, start = args[:i], arg, i + 1
+                break
+        else:
+            out.head = args
+            return out
+    i = start
+    while i < len(args):
+        arg = args[i]
+        if arg in ("--config", "-c") or arg.startswith("--config="):
+            value, i = _take_value(args, i, "--config" if arg != "-c" else "-c")
+            out.config_files.append(value)
+        elif arg == "--env" or arg.startswith("--env="):
+            out.env, i = _take_value(args, i, "--env")
+        elif arg == "--trust_checkpoint":
+            out.experiment_flags.append(("trust_checkpoint", True))
+            i += 1
+        elif arg.startswith("--experiment.") or arg == "--experiment" or arg.startswith("--experiment="):
+            flag = arg.split("=", 1)[0]
+            value, i = _take_value(args, i, flag)
+            key = flag[len("--experiment") :].lstrip(".")
+            out.experiment_flags.append((key, parse_flag_value(value)))
+        else:
+            out.rest.append(arg)
+            i += 1
+    return out
+
+
+def _looks_inline(value: str) -> bool:
+    return not os.path.exists(value) and (value.lstrip().startswith("{") or ":" in value and "\n" in value)
+
+
+def experiment_defaults_layer() -> Layer:
+    """The code-defaults layer: the ``experiment`` schema's defaults, so that overlays merge into them."""
+    layer = Layer()
+    set_path(layer, ("experiment",), ExperimentConfig().model_dump(mode="json"), "default")
+    return layer
+
+
+def validate_experiment(composed: ComposedConfig) -> ExperimentConfig:
+    """Validate the ``experiment`` section of a composed config.
+
+    Raises:
+        ConfigError: Naming the key, where it was set, and what is accepted.
+    """
+    section = composed.data.get("experiment")
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        where = composed.source_of(("experiment",)) or "config"
+        raise ConfigError(f"{where}: 'experiment' must be a mapping, got {type(section).__name__}")
+    try:
+        return ExperimentConfig.model_validate(section)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = tuple(str(p) for p in first["loc"])
+        key = ".".join(("experiment", *loc))
+        where = composed.source_of(("experiment", *loc)) or "config"
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            model: Any = ExperimentConfig
+            for part in loc[:-1]:
+                model = model.model_fields[part].annotation if hasattr(model, "model_fields") else None
+                model = next((a for a in getattr(model, "__args__", (model,)) if hasattr(a, "model_fields")), model)
+            allowed = ", ".join(getattr(model, "model_fields", {}) or [])
+            message = f"unknown key '{loc[-1]}'" + (f"; allowed keys: {allowed}" if allowed else "")
+        more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
+        raise ConfigError(f"{where}: {key}: {message}{more}") from err
+
+
+@dataclass
+class PreparedArgs:
+    """What :func:`prepare_arguments` hands to ``LightningCLI``.
+
+    Attributes:
+        argv: The arguments jsonargparse parses: the composed config inline, then the remaining flags.
+        composed: The composed config, with provenance.
+        experiment: The validated experiment section.
+        split: The original command line taken apart.
+    """
+
+    argv: list[str]
+    composed: ComposedConfig
+    experiment: ExperimentConfig
+    split: SplitArguments
+
+
+def prepare_arguments(
+    argv: Sequence[str],
+    *,
+    force: bool,
+    subcommands: Sequence[str] | None = SUBCOMMANDS,
+    environ: Mapping[str, str] | None = None,
+) -> PreparedArgs | None:
+    """Compose the layers of a command line, or return ``None`` when no enhtrain feature is asked for.
+
+    Args:
+        argv: The arguments, without the program name.
+        force: Compose even without an ``experiment`` section (``python -m enhtrain``).
+        subcommands: Known subcommands, or ``None`` for a CLI without them.
+        environ: Environment variables (defaults to ``os.environ``).
+
+    Raises:
+        ConfigError: For any invalid layer or experiment setting.
+    """
+    environ = os.environ if environ is None else environ
+    split = split_arguments(argv, subcommands)
+    if subcommands and split.subcommand is None:
+        return None
+    inline = [(i, v) for i, v in enumerate(split.config_files) if _looks_inline(v)]
+    wants = force or split.env is not None or bool(split.experiment_flags) or bool(environ.get("ENHTRAIN_ENV"))
+    if not wants:
+        # Library use: switch on only if a config file has an `experiment` section.
+        try:
+            composed = compose(split.config_files, environ={}, inline_configs=inline)
+        except ConfigError:
+            return None
+        if "experiment" not in composed.data:
+            return None
+    flags = [(f"experiment.{k}" if k else "experiment", v) for k, v in split.experiment_flags]
+    composed = compose(
+        split.config_files,
+        defaults=experiment_defaults_layer(),
+        env=split.env,
+        environ=environ,
+        flags=flags,
+        inline_configs=inline,
+    )
+    experiment = validate_experiment(composed)
+    composed.data["experiment"] = experiment.model_dump(mode="json")
+    from enhtrain import plugins
+
+    plugins.validate_config(composed.data)
+    text = yaml.safe_dump(composed.data, sort_keys=False)
+    head = [*split.head, split.subcommand] if split.subcommand else list(split.head)
+    return PreparedArgs([*head, "--config", text, *split.rest], composed, experiment, split)

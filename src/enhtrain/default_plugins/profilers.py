@@ -1,0 +1,19 @@
+"""Registers Lightning's profilers under short names."""
+
+from __future__ import annotations
+
+from enhtrain import hookimpl
+from enhtrain.registry import KindRegistry
+
+BUILTIN_PROFILERS = {
+    "simple": "lightning.pytorch.profilers:SimpleProfiler",
+    "advanced": "lightning.pytorch.profilers:AdvancedProfiler",
+    "pytorch": "enhtrain.profilers.windowed:WindowedPyTorchProfiler",
+}
+
+
+@hookimpl
+def enhtrain_register_profilers(registry: KindRegistry) -> None:
+    """Register the built-in profilers."""
+    for name, path in BUILTIN_PROFILERS.items():
+        registry.register(path, name=name)

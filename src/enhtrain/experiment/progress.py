@@ -1,0 +1,104 @@
+"""Progress reporting: a rich bar on a terminal, plain periodic lines in logs (CI, batch jobs)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
+from typing_extensions import override
+
+__all__ = ["PlainProgressBar", "default_progress_callbacks"]
+
+
+def _format(metrics: dict[str, Any]) -> str:
+    parts = []
+    for key, value in metrics.items():
+        if key == "v_num":
+            continue
+        try:
+            parts.append(f"{key}={float(value):.4g}")
+        except (TypeError, ValueError):
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+class PlainProgressBar(ProgressBar):
+    """Prints one line every ``refresh_rate`` training steps and one per validation, for non-terminal output.
+
+    Args:
+        refresh_rate: Print every N training steps; ``0`` prints only at epoch ends.
+    """
+
+    def __init__(self, refresh_rate: int = 50) -> None:
+        super().__init__()
+        self._refresh_rate = refresh_rate
+        self._enabled = True
+        self._epoch_start = 0.0
+
+    @property
+    def refresh_rate(self) -> int:
+        """Training steps between two lines."""
+        return self._refresh_rate
+
+    @property
+    @override
+    def is_enabled(self) -> bool:
+        return self._enabled
+
+    @override
+    def disable(self) -> None:
+        self._enabled = False
+
+    @override
+    def enable(self) -> None:
+        self._enabled = True
+
+    def _print(self, text: str) -> None:
+        if self._enabled and self.trainer.is_global_zero:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._epoch_start = time.monotonic()
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        n = batch_idx + 1
+        if self._refresh_rate and n % self._refresh_rate == 0:
+            total = self.total_train_batches
+            total_text = f"/{total}" if isinstance(total, int) else ""
+            metrics = _format(self.get_metrics(trainer, pl_module))
+            self._print(f"epoch {trainer.current_epoch} step {n}{total_text} {metrics}".rstrip())
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        seconds = time.monotonic() - self._epoch_start
+        metrics = _format(self.get_metrics(trainer, pl_module))
+        self._print(f"epoch {trainer.current_epoch} done in {seconds:.1f}s {metrics}".rstrip())
+
+    @override
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("val")}
+        if metrics:
+            self._print(f"validation epoch {trainer.current_epoch} {_format(metrics)}")
+
+    @override
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test")}
+        if metrics:
+            self._print(f"test {_format(metrics)}")
+
+
+def default_progress_callbacks() -> list[ProgressBar]:
+    """A rich bar when stdout is a terminal, plain lines otherwise (``ENHTRAIN_PLAIN_PROGRESS=1`` forces them)."""
+    plain = os.environ.get("ENHTRAIN_PLAIN_PROGRESS", "") not in ("", "0") or not sys.stdout.isatty()
+    return [PlainProgressBar()] if plain else [RichProgressBar(refresh_rate=10)]

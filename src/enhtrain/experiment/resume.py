@@ -1,0 +1,136 @@
+"""Finding where to resume a run, and refusing a resume whose config changed."""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from enhtrain.checkpoints.manifest import Manifest
+from enhtrain.errors import CheckpointError, ConfigError
+from enhtrain.experiment.run_dir import list_versions
+
+if TYPE_CHECKING:
+    from enhtrain.config.schema import ExperimentConfig
+
+__all__ = ["IGNORED_ON_RESUME", "ResumePoint", "check_config_change", "find_resume_point", "newest_verified"]
+
+# Keys that may differ between the original run and its resumption.
+IGNORED_ON_RESUME = ("resume", "allow_config_change", "version", "trust_checkpoint")
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """A run directory and the checkpoint to continue it from."""
+
+    run_dir: Path
+    checkpoint: str
+
+
+def newest_verified(checkpoints_dir: Path) -> tuple[str | None, list[str]]:
+    """Return the newest checkpoint that verifies against the manifest, and a warning for each one skipped."""
+    manifest = Manifest(checkpoints_dir)
+    skipped: list[str] = []
+    entries = sorted(manifest.entries, key=lambda e: (e.get("step", 0), e["file"] == manifest.data.get("last")),
+                     reverse=True)
+    for entry in entries:
+        problem = manifest.verify(entry["file"])
+        if problem is None:
+            return str(checkpoints_dir / entry["file"]), skipped
+        skipped.append(f"skipping checkpoint {checkpoints_dir / entry['file']}: {problem}")
+    return None, skipped
+
+
+def _ordered_runs(name_dir: Path) -> list[Path]:
+    runs = [name_dir / v for v in list_versions(name_dir)]
+    return sorted(runs, key=lambda p: (p / "metadata.json").stat().st_mtime if (p / "metadata.json").exists()
+                  else p.stat().st_mtime, reverse=True)
+
+
+def find_resume_point(experiment: ExperimentConfig, *, trust: bool = False) -> ResumePoint | None:
+    """Resolve ``experiment.resume``.
+
+    ``auto`` takes the newest run of this name with a checkpoint that verifies (``None`` if there is none, so
+    a first run simply starts); a ``.ckpt`` path resumes from that file; anything else names a version of
+    this experiment.
+
+    Raises:
+        CheckpointError: If a named checkpoint or version has nothing valid to resume from.
+    """
+    resume = experiment.resume
+    if resume is None:
+        return None
+    name_dir = Path(experiment.root_dir) / experiment.name
+    if resume == "auto":
+        for run_dir in _ordered_runs(name_dir):
+            found, skipped = newest_verified(run_dir / "checkpoints")
+            for message in skipped:
+                warnings.warn(message, stacklevel=2)
+            if found is not None:
+                return ResumePoint(run_dir, found)
+        return None
+    path = Path(resume)
+    if path.suffix == ".ckpt" or path.is_file():
+        if not path.is_file():
+            raise CheckpointError(f"experiment.resume: checkpoint '{path}' not found")
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        manifest = Manifest(path.parent)
+        if manifest.entry(path.name) is not None:
+            problem = manifest.verify(path.name)
+            if problem is not None:
+                raise CheckpointError(f"experiment.resume: checkpoint '{path}' is not usable: {problem}")
+        return ResumePoint(run_dir, str(path))
+    run_dir = name_dir / resume
+    if not run_dir.is_dir():
+        known = ", ".join(list_versions(name_dir)) or "none"
+        raise CheckpointError(
+            f"experiment.resume: run version '{resume}' not found under '{name_dir}' (versions: {known})"
+        )
+    found, skipped = newest_verified(run_dir / "checkpoints")
+    for message in skipped:
+        warnings.warn(message, stacklevel=2)
+    if found is None:
+        raise CheckpointError(f"experiment.resume: run '{run_dir}' has no checkpoint that verifies")
+    return ResumePoint(run_dir, found)
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    config = dict(config)
+    experiment = dict(config.get("experiment") or {})
+    for key in IGNORED_ON_RESUME:
+        experiment.pop(key, None)
+    config["experiment"] = experiment
+    config.pop("ckpt_path", None)
+    return config
+
+
+def check_config_change(saved_path: Path, config: dict[str, Any], *, allow: bool) -> None:
+    """Refuse to resume when the config differs from the saved one, unless ``allow``.
+
+    Raises:
+        ConfigError: Showing the difference and how to allow it.
+    """
+    if not saved_path.is_file():
+        return
+    try:
+        saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return
+    old = yaml.safe_dump(_comparable(saved), sort_keys=True).splitlines()
+    new = yaml.safe_dump(_comparable(config), sort_keys=True).splitlines()
+    if old == new:
+        return
+    diff = [line for line in difflib.unified_diff(old, new, "saved", "now", lineterm="", n=0)
+            if not line.startswith("@@")]
+    if allow:
+        warnings.warn("resuming with a changed config:\n" + "\n".join(diff), stacklevel=2)
+        return
+    shown = "\n".join(diff[:40])
+    raise ConfigError(
+        f"the config differs from the resumed run's {saved_path}:\n{shown}\n"
+        "Resume with the same config, or pass --experiment.allow_config_change true"
+    )

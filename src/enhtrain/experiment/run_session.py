@@ -1,0 +1,277 @@
+"""One run from start to end: its directory, saved config, metadata, components and final status."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from enhtrain._io import atomic_write_text
+from enhtrain.errors import ConfigError
+from enhtrain.experiment import metadata as run_metadata
+from enhtrain.experiment.components import build_callbacks, build_loggers, build_profiler
+from enhtrain.experiment.resume import ResumePoint, check_config_change, find_resume_point
+from enhtrain.experiment.run_dir import RunDir, create_run_dir, open_existing
+from enhtrain.experiment.secrets import MASK, is_secret_key, mask_secrets, mask_text, secret_values
+
+if TYPE_CHECKING:
+    from enhtrain.config.arguments import PreparedArgs
+    from enhtrain.config.schema import ExperimentConfig
+
+__all__ = ["RUN_DIR_ENV", "RunSession", "global_rank", "mask_argv"]
+
+RUN_DIR_ENV = "ENHTRAIN_RUN_DIR"
+
+
+def global_rank() -> int:
+    """Return this process's global rank from the launcher's environment (0 when not distributed)."""
+    for key in ("RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK", "LOCAL_RANK"):
+        value = os.environ.get(key)
+        if value is not None and value.isdigit():
+            if key == "SLURM_PROCID" and "SLURM_NTASKS" not in os.environ:
+                continue
+            return int(value)
+    return 0
+
+
+def mask_argv(argv: list[str], values: set[str]) -> list[str]:
+    """Mask secrets in a command line: values of secret-named flags and any known secret value."""
+    out: list[str] = []
+    mask_next = False
+    for arg in argv:
+        if mask_next:
+            out.append(MASK)
+            mask_next = False
+            continue
+        if arg.startswith("--"):
+            flag, sep, value = arg[2:].partition("=")
+            if is_secret_key(flag.rsplit(".", 1)[-1]):
+                if sep:
+                    out.append(f"--{flag}={MASK}")
+                else:
+                    out.append(arg)
+                    mask_next = True
+                continue
+        out.append(mask_text(arg, values))
+    return out
+
+
+@dataclass
+class RunSession:
+    """The run of one ``EnhancedCLI`` invocation.
+
+    Attributes:
+        run: The run directory.
+        experiment: The validated experiment section.
+        masked_config: The composed config (all of it) with secrets masked, as saved in ``config.yaml``.
+        is_writer: Whether this process writes run files (global rank 0).
+        resume_ckpt: The checkpoint to continue from, if resuming.
+    """
+
+    run: RunDir
+    experiment: ExperimentConfig
+    masked_config: dict[str, Any]
+    is_writer: bool
+    resume_ckpt: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    _secrets: set[str] = field(default_factory=set)
+    _loggers: list[Any] = field(default_factory=list)
+    _callbacks: list[Any] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, prepared: PreparedArgs, config: dict[str, Any], *, subcommand: str, trust: bool) -> RunSession:
+        """Create (or, when resuming, reopen) the run directory and write ``config.yaml`` and ``metadata.json``.
+
+        Args:
+            prepared: The composed command line.
+            config: The parsed config of the subcommand as plain data.
+            subcommand: ``fit``, ``validate``, ``test`` or ``predict``.
+            trust: Whether checkpoints may need pickled objects.
+
+        Raises:
+            ConfigError: On a refused resume.
+            RunDirError: If the run directory cannot be created.
+        """
+        experiment = prepared.experiment
+        values = secret_values()
+        masked = mask_secrets(config, values)
+        is_writer = global_rank() == 0
+        point: ResumePoint | None = None
+        if experiment.resume is not None and subcommand == "fit":
+            point = find_resume_point(experiment, trust=trust)
+        inherited = os.environ.get(RUN_DIR_ENV)
+        if point is not None:
+            run = open_existing(point.run_dir)
+            if is_writer:
+                check_config_change(run.config_path, masked, allow=experiment.allow_config_change)
+        elif inherited and Path(inherited).is_dir():
+            run = open_existing(inherited)
+        elif is_writer:
+            run = create_run_dir(experiment.root_dir, experiment.name, experiment.version)
+        else:
+            run = _wait_for_run_dir(experiment)
+        session = cls(run, experiment, masked, is_writer, point.checkpoint if point else None, _secrets=values)
+        if is_writer:
+            os.environ[RUN_DIR_ENV] = str(run.path)  # processes the launcher starts join this run
+            try:
+                session._write_start(prepared, subcommand, point)
+            except BaseException:
+                session.abort()
+                raise
+        return session
+
+    def _write_start(self, prepared: PreparedArgs, subcommand: str, point: ResumePoint | None) -> None:
+        from enhtrain import plugins
+
+        text = yaml.safe_dump(self.masked_config, sort_keys=False)
+        if point is None or not self.run.config_path.exists():
+            atomic_write_text(self.run.config_path, text)
+        elif yaml.safe_load(self.run.config_path.read_text(encoding="utf-8")) != self.masked_config:
+            previous = self.run.path / f"config.before-resume-{int(time.time())}.yaml"
+            with contextlib.suppress(OSError):
+                os.replace(self.run.config_path, previous)
+            atomic_write_text(self.run.config_path, text)
+        plugin_rows = [
+            {"name": p["name"], "distribution": p["distribution"], "version": p["version"]}
+            for p in plugins.list_plugins()
+            if not p["builtin"]
+        ]
+        previous_meta = run_metadata.read_metadata(self.run.metadata_path) if point else {}
+        self.metadata = run_metadata.start_metadata(
+            self.run.metadata_path,
+            name=self.run.name,
+            version=self.run.version,
+            subcommand=subcommand,
+            argv=mask_argv(list(sys_argv()), self._secrets),
+            env=prepared.composed.env,
+            config=self.masked_config,
+            plugins=plugin_rows,
+            tags=self.experiment.tags,
+            description=self.experiment.description,
+        )
+        if point is not None:
+            history = [*previous_meta.get("resumes", []), {"checkpoint": point.checkpoint,
+                                                            "time": self.metadata["start_time"]}]
+            run_metadata.update_metadata(self.run.metadata_path, self.metadata, resumes=history,
+                                         first_start_time=previous_meta.get("first_start_time",
+                                                                            previous_meta.get("start_time")))
+
+    def build_trainer_kwargs(
+        self,
+        *,
+        user_logger: Any,
+        user_profiler: Any,
+        user_plugins: Any,
+        has_checkpoint: bool,
+        checkpoint_io_cls: type,
+    ) -> dict[str, Any]:
+        """Return the Trainer arguments the experiment adds: loggers, callbacks, profiler, root dir, IO plugin."""
+        from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO
+        from enhtrain.checkpoints.run_checkpoint import RunCheckpoint
+
+        exp = self.experiment
+        kwargs: dict[str, Any] = {"default_root_dir": str(self.run.path)}
+        loggers = build_loggers(exp.active_loggers(), self.run)
+        if user_logger not in (None, True, False):
+            loggers = [*(user_logger if isinstance(user_logger, list) else [user_logger]), *loggers]
+        kwargs["logger"] = loggers if loggers else False
+        callbacks = build_callbacks(exp.active_callbacks(), self.run)
+        if exp.checkpoint is not None and not has_checkpoint:
+            ckpt = exp.checkpoint
+            callbacks.append(
+                RunCheckpoint(
+                    run_info=self.checkpoint_info(),
+                    dirpath=str(self.run.checkpoints),
+                    filename=ckpt.filename,
+                    monitor=ckpt.monitor,
+                    mode=ckpt.mode or "min",
+                    save_top_k=ckpt.save_top_k,
+                    save_last=ckpt.save_last,
+                    every_n_epochs=ckpt.every_n_epochs,
+                    every_n_train_steps=ckpt.every_n_train_steps,
+                    auto_insert_metric_name=False,
+                )
+            )
+        elif exp.checkpoint is None and not has_checkpoint:
+            kwargs["enable_checkpointing"] = False
+        kwargs["callbacks"] = callbacks
+        spec = exp.profiler_spec()
+        if spec is not None and user_profiler is None:
+            kwargs["profiler"] = build_profiler(spec[0], spec[1], self.run)
+        plugins_list = user_plugins if isinstance(user_plugins, list) else ([user_plugins] if user_plugins else [])
+        if not any(isinstance(p, checkpoint_io_cls) for p in plugins_list):
+            kwargs["plugins"] = [*plugins_list, AtomicCheckpointIO(trust_checkpoint=exp.trust_checkpoint)]
+        self._loggers, self._callbacks = loggers, callbacks
+        return kwargs
+
+    def checkpoint_info(self) -> dict[str, Any]:
+        """What every checkpoint of this run records about it."""
+        return {
+            "run_name": self.run.name,
+            "run_version": self.run.version,
+            "run_dir": str(self.run.path),
+            "config_hash": run_metadata.config_hash(self.masked_config),
+            "config": self.masked_config,
+            "git": self.metadata.get("git") or run_metadata.git_state(),
+            "versions": self.metadata.get("versions") or run_metadata.package_versions(),
+        }
+
+    def finish(self, trainer: Any, error: BaseException | None = None) -> None:
+        """Record how the run ended (``completed``, ``failed`` or ``interrupted``) and its final metrics."""
+        if not self.is_writer or not self.metadata:
+            return
+        interrupted = bool(getattr(trainer, "interrupted", False)) or isinstance(error, KeyboardInterrupt)
+        if error is None and not interrupted:
+            status = "completed"
+        elif interrupted:
+            status = "interrupted"
+        else:
+            status = "failed"
+        metrics = {}
+        for key, value in getattr(trainer, "callback_metrics", {}).items():
+            with contextlib.suppress(TypeError, ValueError, RuntimeError):
+                metrics[key] = float(value)
+        changes: dict[str, Any] = {"status": status, "metrics": metrics, "global_step": trainer.global_step,
+                                   "epoch": trainer.current_epoch}
+        if error is not None and status == "failed":
+            changes["error"] = mask_text(f"{type(error).__name__}: {error}", self._secrets)[:500]
+        for callback in self._callbacks:
+            summary = getattr(callback, "summary", None)
+            if isinstance(summary, dict) and summary:
+                changes["summary"] = summary
+        ckpt = getattr(trainer, "checkpoint_callback", None)
+        if ckpt is not None:
+            changes["best_checkpoint"] = getattr(ckpt, "best_model_path", None) or None
+            changes["last_checkpoint"] = getattr(ckpt, "last_model_path", None) or None
+        run_metadata.update_metadata(self.run.metadata_path, self.metadata, **changes)
+
+    def abort(self) -> None:
+        """Remove the run directory if this process created it and the run never started."""
+        if self.is_writer and self.run.created:
+            self.run.remove_if_created()
+            os.environ.pop(RUN_DIR_ENV, None)
+
+
+def sys_argv() -> list[str]:
+    """The command line of this process, without the program name."""
+    import sys
+
+    return sys.argv[1:]
+
+
+def _wait_for_run_dir(experiment: ExperimentConfig, timeout: float = 60.0) -> RunDir:
+    from enhtrain.experiment.run_dir import latest_version
+
+    name_dir = Path(experiment.root_dir) / experiment.name
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        version = experiment.version or latest_version(name_dir)
+        if version and (name_dir / version / "metadata.json").exists():
+            return open_existing(name_dir / version)
+        time.sleep(0.2)
+    raise ConfigError(f"rank {global_rank()}: rank 0 did not create a run directory under '{name_dir}' in time")

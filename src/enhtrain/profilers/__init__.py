@@ -1,0 +1,5 @@
+"""Profiler adapters."""
+
+from enhtrain.profilers.windowed import WindowedPyTorchProfiler
+
+__all__ = ["WindowedPyTorchProfiler"]
