@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 import yaml
-from jsonargparse import Namespace
+from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -19,6 +19,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from typing_extensions import override
 
 from enhtrain.config.arguments import PreparedArgs, prepare_arguments
+from enhtrain.config.errors import describe_parser_error
 from enhtrain.errors import ConfigError, EnhtrainError
 from enhtrain.experiment.run_session import RunSession
 
@@ -89,7 +90,13 @@ class EnhancedCLI(LightningCLI):
             super().parse_arguments(parser, args)
             return
         # The arguments were rebuilt from sys.argv by enhtrain, so LightningCLI's warning does not apply.
-        self.config = parser.parse_args(args)
+        try:
+            self.config = parser.parse_args(args)
+        except ArgumentError as err:
+            assert self.prepared is not None
+            raise ConfigError(
+                describe_parser_error(str(err), self.prepared.composed, self.prepared.split.rest)
+            ) from err
 
     @override
     def before_instantiate_classes(self) -> None:
@@ -115,7 +122,9 @@ class EnhancedCLI(LightningCLI):
                 if isinstance(err, (TypeError, ValueError, ImportError, AttributeError)) or type(
                     err
                 ).__name__ == "MisconfigurationException":
-                    raise ConfigError(f"cannot build the run from the config: {' '.join(str(err).split())}") from err
+                    assert self.prepared is not None
+                    detail = describe_parser_error(str(err), self.prepared.composed, self.prepared.split.rest)
+                    raise ConfigError(f"cannot build the run: {detail}") from err
             raise
 
     @override

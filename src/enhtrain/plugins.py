@@ -78,6 +78,7 @@ class PluginState:
     infos: dict[str, PluginInfo] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
     registry: ComponentRegistry | None = None
+    registry_key: frozenset[int] = frozenset()
 
 
 _state: PluginState | None = None
@@ -168,8 +169,11 @@ def get_registry() -> ComponentRegistry:
     plugin raising does not stop the others.
     """
     state = _get_state()
-    if state.registry is not None:
+    # Rebuild when plugins were registered or unregistered since (tests call ``pm.register`` directly).
+    key = frozenset(id(p) for p in state.manager.get_plugins())
+    if state.registry is not None and state.registry_key == key:
         return state.registry
+    state.failures = [f for f in state.failures if not f.stage.startswith("enhtrain_register_")]
     registry = ComponentRegistry()
     for kind in KINDS:
         kind_registry = registry.kinds[kind]
@@ -184,7 +188,7 @@ def get_registry() -> ComponentRegistry:
                 failure = PluginFailure(info, f"enhtrain_register_{kind}", _one_line(err))
                 state.failures.append(failure)
                 registry.failures[info.name] = failure.message()
-    state.registry = registry
+    state.registry, state.registry_key = registry, key
     return registry
 
 

@@ -34,7 +34,7 @@ def _refuse_tag(err: yaml.YAMLError) -> str:
     if "python/" in text or "could not determine a constructor" in text:
         tag = text.split("tag '", 1)[-1].split("'", 1)[0] if "tag '" in text else "?"
         return f"YAML tag '{tag}' is not allowed: configs are plain data, write the value instead"
-    return " ".join(getattr(err, "problem", None) or text.split())
+    return " ".join((getattr(err, "problem", None) or text).split())
 
 
 def _error_location(err: yaml.YAMLError) -> str:

@@ -24,6 +24,11 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def _program() -> str:
+    name = Path(sys.argv[0]).name
+    return "python -m enhtrain" if name == "__main__.py" else name
+
+
 def package_versions() -> dict[str, str | None]:
     """Return the versions of enhtrain, lightning, torch and Python."""
     versions: dict[str, str | None] = {"python": platform.python_version()}
@@ -85,7 +90,7 @@ def start_metadata(
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "pid": os.getpid(),
-        "command": [Path(sys.argv[0]).name, *argv],
+        "command": [_program(), *argv],
         "env": env,
         "config_hash": config_hash(config),
         "plugins": plugins,

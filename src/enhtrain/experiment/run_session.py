@@ -109,7 +109,7 @@ class RunSession:
             run = open_existing(point.run_dir)
             if is_writer:
                 check_config_change(run.config_path, masked, allow=experiment.allow_config_change)
-        elif inherited and Path(inherited).is_dir():
+        elif not is_writer and inherited and Path(inherited).is_dir():
             run = open_existing(inherited)
         elif is_writer:
             run = create_run_dir(experiment.root_dir, experiment.name, experiment.version)
@@ -223,6 +223,8 @@ class RunSession:
 
     def finish(self, trainer: Any, error: BaseException | None = None) -> None:
         """Record how the run ended (``completed``, ``failed`` or ``interrupted``) and its final metrics."""
+        if self.is_writer:
+            os.environ.pop(RUN_DIR_ENV, None)
         if not self.is_writer or not self.metadata:
             return
         interrupted = bool(getattr(trainer, "interrupted", False)) or isinstance(error, KeyboardInterrupt)

@@ -1,0 +1,91 @@
+"""Short messages for jsonargparse errors, naming the key, where it was set, and the fix."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from enhtrain.config.compose import ComposedConfig
+
+__all__ = ["describe_parser_error"]
+
+_UNKNOWN = (
+    re.compile(r"does not accept option '([^']+)'"),
+    re.compile(r"Key '([^']+)' is not expected"),
+    re.compile(r"unrecognized arguments: --([^\s=]+)"),
+    re.compile(r"No action for key \"([^\"]+)\""),
+)
+_PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
+_CLASS = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
+
+
+def _where(key: str, composed: ComposedConfig | None, rest: Sequence[str]) -> str:
+    if any(arg == f"--{key}" or arg.startswith(f"--{key}=") for arg in rest):
+        return f"flag --{key}"
+    if composed is not None:
+        source = composed.source_of(key.split("."))
+        if source:
+            return source
+    return "config"
+
+
+def _subtypes(text: str) -> str:
+    match = re.search(r"Subtypes: \[(.*?)\]", text)
+    if not match:
+        return ""
+    names = [n if n != "NoneType" else "null" for n in _CLASS.findall(match.group(1))]
+    return " or ".join(dict.fromkeys(names))
+
+
+def _first_error(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines()]
+    for i, line in enumerate(lines):
+        if not line.startswith("- ") or "Expected a <class 'NoneType'>" in line:
+            continue
+        detail = line[2:]
+        if detail.endswith(":") and i + 1 < len(lines):
+            detail = f"{detail} {lines[i + 1]}"
+        return detail
+    return ""
+
+
+def describe_parser_error(text: str, composed: ComposedConfig | None, rest: Sequence[str] = ()) -> str:
+    """Turn a jsonargparse error into one line: ``<file:line>: <key>: <problem>; <fix>``.
+
+    Args:
+        text: The error message jsonargparse raised.
+        composed: The composed config, for the file and line of the key.
+        rest: The command-line flags that were passed through to jsonargparse.
+    """
+    for pattern in _UNKNOWN:
+        match = pattern.search(text)
+        if match:
+            key = match.group(1)
+            return (
+                f"{_where(key, composed, rest)}: {key}: unknown key; check the spelling "
+                "(`enhtrain fit --help` lists every option)"
+            )
+    match = _PARSER_KEY.search(text)
+    if match:
+        key = match.group(1)
+        detail = _first_error(text)
+        class_path = re.search(r"Problem with given class_path '([^']+)'", text)
+        if class_path:
+            where = _where(f"{key}.class_path", composed, rest)
+            reason = " ".join(detail.split(":", 1)[-1].split()) if ":" in detail else detail
+            return (
+                f"{where}: {key}.class_path: cannot use '{class_path.group(1)}' ({reason}); give the full import "
+                "path of an installed class"
+            )
+        given = re.search(r"Given value: (.*)", text)
+        expected = _subtypes(text)
+        if detail and "Expected a" not in detail:
+            return f"{_where(key, composed, rest)}: {key}: {detail}"
+        value = f" '{given.group(1).strip()}'" if given and len(given.group(1)) < 80 else ""
+        wanted = f": expected {expected}" if expected else ""
+        return f"{_where(key, composed, rest)}: {key}: invalid value{value}{wanted}"
+    detail = _first_error(text)
+    if detail:
+        return detail
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith(("usage:", "tip:"))]
+    return " ".join(" ".join(lines[:3]).split())[:400]

@@ -1,0 +1,26 @@
+"""Shared fixtures: every test runs with plain progress output and no inherited run directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENHTRAIN_PLAIN_PROGRESS", "1")
+    for name in ("ENHTRAIN_RUN_DIR", "ENHTRAIN_ENV", "ENHTRAIN_DEBUG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setattr(sys, "argv", ["enhtrain"])
+
+
+@pytest.fixture
+def repo() -> Path:
+    """The repository root."""
+    return REPO

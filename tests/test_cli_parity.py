@@ -1,0 +1,139 @@
+"""EnhancedCLI used as a library class, with no enhtrain settings, behaves exactly like LightningCLI."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.demos.boring_classes import BoringDataModule, BoringModel
+
+from enhtrain import EnhancedCLI
+
+TINY = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=3", "--trainer.limit_val_batches=2",
+        "--trainer.enable_progress_bar=false", "--seed_everything=7"]
+
+
+def _run(cls: type[LightningCLI], args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch,
+         **kwargs: Any) -> tuple[int, str, str, LightningCLI | None]:
+    monkeypatch.chdir(cwd)
+    out, err = io.StringIO(), io.StringIO()
+    cli = None
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            cli = cls(BoringModel, BoringDataModule, args=args, **kwargs)
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return code, out.getvalue(), err.getvalue(), cli
+
+
+@pytest.fixture
+def both(tmp_path: Path) -> tuple[Path, Path]:
+    (tmp_path / "light").mkdir()
+    (tmp_path / "enh").mkdir()
+    return tmp_path / "light", tmp_path / "enh"
+
+
+def test_same_arguments(both: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    light = _run(LightningCLI, ["fit", *TINY], both[0], monkeypatch, run=False if False else True)[3]
+    enh = _run(EnhancedCLI, ["fit", *TINY], both[1], monkeypatch)[3]
+    assert light is not None and enh is not None
+    assert not enh.enhanced
+
+    def options(cli: LightningCLI) -> set[str]:
+        parser = cli._parser("fit")
+        return {opt for action in parser._actions for opt in action.option_strings}
+
+    assert options(light) == options(enh)
+    assert set(light.parser._subcommands_action.choices) == set(enh.parser._subcommands_action.choices)
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
+def test_print_config_identical(subcommand: str, both: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    args = [subcommand, *TINY, "--print_config"]
+    code_l, out_l, _, _ = _run(LightningCLI, args, both[0], monkeypatch)
+    code_e, out_e, _, _ = _run(EnhancedCLI, args, both[1], monkeypatch)
+    assert code_l == code_e == 0
+    assert out_l == out_e
+    assert "experiment" not in yaml.safe_load(out_e)
+
+
+def test_fit_saves_same_config_and_trains_same(both: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    args = ["fit", *TINY]
+    code_l, _, _, light = _run(LightningCLI, args, both[0], monkeypatch)
+    code_e, _, _, enh = _run(EnhancedCLI, args, both[1], monkeypatch)
+    assert code_l == code_e == 0
+    assert light is not None and enh is not None
+    saved_l = Path(light.trainer.log_dir) / "config.yaml"
+    saved_e = Path(enh.trainer.log_dir) / "config.yaml"
+    assert saved_l.relative_to(both[0]) == saved_e.relative_to(both[1])
+    assert saved_l.read_text() == saved_e.read_text()
+    assert light.trainer.global_step == enh.trainer.global_step == 3
+    assert light.trainer.state.status == enh.trainer.state.status
+    assert set(light.trainer.callback_metrics) == set(enh.trainer.callback_metrics)
+    for (name_l, p_l), (name_e, p_e) in zip(light.model.named_parameters(), enh.model.named_parameters(),
+                                            strict=True):
+        assert name_l == name_e
+        assert torch.equal(p_l, p_e)
+    assert not (both[1] / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["fit", "--trainer.maxx_epochs=1"],
+        ["fit", "--trainer.max_epochs=abc"],
+        ["fit", "--model.nope=1"],
+        ["fit", "--config", "missing.yaml"],
+        ["fly"],
+    ],
+)
+def test_same_errors(args: list[str], both: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    code_l, out_l, err_l, _ = _run(LightningCLI, args, both[0], monkeypatch)
+    code_e, out_e, err_e, _ = _run(EnhancedCLI, args, both[1], monkeypatch)
+    assert code_l == code_e == 2
+    assert err_l.replace(str(both[0]), "<cwd>") == err_e.replace(str(both[1]), "<cwd>")
+    assert "error" in err_e
+    assert out_l == out_e
+
+
+def test_yaml_error_same(both: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    for where in both:
+        (where / "bad.yaml").write_text("trainer:\n  max_epochs: [1\n")
+    code_l, _, err_l, _ = _run(LightningCLI, ["fit", "--config", "bad.yaml"], both[0], monkeypatch)
+    code_e, _, err_e, _ = _run(EnhancedCLI, ["fit", "--config", "bad.yaml"], both[1], monkeypatch)
+    assert code_l == code_e == 2
+    assert err_l == err_e
+
+
+def test_config_file_without_experiment_is_plain_lightning(both: tuple[Path, Path],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    for where in both:
+        (where / "c.yaml").write_text("trainer:\n  max_epochs: 1\n  limit_train_batches: 2\n  limit_val_batches: 1\n")
+    _, _, _, light = _run(LightningCLI, ["fit", "--config", "c.yaml"], both[0], monkeypatch)
+    _, _, _, enh = _run(EnhancedCLI, ["fit", "--config", "c.yaml"], both[1], monkeypatch)
+    assert light is not None and enh is not None and not enh.enhanced
+    assert (Path(light.trainer.log_dir) / "config.yaml").read_text() == (
+        Path(enh.trainer.log_dir) / "config.yaml"
+    ).read_text()
+
+
+def test_experiment_section_switches_enhancements_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "c.yaml").write_text(
+        "trainer: {max_epochs: 1, limit_train_batches: 2, limit_val_batches: 1, enable_progress_bar: false}\n"
+        "experiment: {name: lib, loggers: {csv: {}}}\n"
+    )
+    code, _, err, cli = _run(EnhancedCLI, ["fit", "--config", "c.yaml"], tmp_path, monkeypatch)
+    assert code == 0, err
+    assert cli is not None and cli.enhanced
+    run = tmp_path / "runs" / "lib" / "version_0"
+    assert (run / "config.yaml").is_file()
+    assert (run / "logs" / "csv" / "hparams.yaml").is_file()
+    assert (run / "metadata.json").is_file()
+    assert yaml.safe_load((run / "config.yaml").read_text())["experiment"]["name"] == "lib"
