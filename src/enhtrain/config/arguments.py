@@ -24,6 +24,7 @@ from enhtrain.errors import ConfigError
 __all__ = [
     "SUBCOMMANDS",
     "PreparedArgs",
+    "check_component_names",
     "experiment_defaults_layer", "prepare_arguments", "split_arguments", "validate_experiment"]
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -141,6 +142,36 @@ def validate_experiment(composed: ComposedConfig) -> ExperimentConfig:
         raise ConfigError(f"{where}: {key}: {message}{more}") from err
 
 
+def check_component_names(experiment: ExperimentConfig, composed: ComposedConfig) -> None:
+    """Check that every logger, callback and profiler the experiment names is registered.
+
+    Runs before anything is parsed or instantiated, and imports none of the components.
+
+    Raises:
+        ConfigError: Naming the key, where it was set, and the known names.
+        PluginError: If two plugins registered the name.
+    """
+    from enhtrain import plugins
+
+    registry = plugins.get_registry()
+    wanted = [("loggers", name) for name in experiment.active_loggers()]
+    wanted += [("callbacks", name) for name in experiment.active_callbacks()]
+    spec = experiment.profiler_spec()
+    if spec is not None:
+        wanted.append(("profilers", spec[0]))
+    for kind, name in wanted:
+        kind_registry = registry.kinds[kind]
+        if kind_registry.find(name) is not None:
+            continue
+        path = ("experiment", "profiler") if kind == "profilers" else ("experiment", kind, name)
+        where = composed.source_of(path) or "config"
+        known = ", ".join(kind_registry.names()) or "none"
+        raise ConfigError(
+            f"{where}: {'.'.join(path)}: unknown {kind[:-1]} '{name}'. Known {kind}: {known}"
+            + plugins.failure_hint(name)
+        )
+
+
 @dataclass
 class PreparedArgs:
     """What :func:`prepare_arguments` hands to ``LightningCLI``.
@@ -150,12 +181,14 @@ class PreparedArgs:
         composed: The composed config, with provenance.
         experiment: The validated experiment section.
         split: The original command line taken apart.
+        original: The original command line.
     """
 
     argv: list[str]
     composed: ComposedConfig
     experiment: ExperimentConfig
     split: SplitArguments
+    original: list[str] = field(default_factory=list)
 
 
 def prepare_arguments(
@@ -201,9 +234,10 @@ def prepare_arguments(
     )
     experiment = validate_experiment(composed)
     composed.data["experiment"] = experiment.model_dump(mode="json")
+    check_component_names(experiment, composed)
     from enhtrain import plugins
 
     plugins.validate_config(composed.data)
     text = yaml.safe_dump(composed.data, sort_keys=False)
     head = [*split.head, split.subcommand] if split.subcommand else list(split.head)
-    return PreparedArgs([*head, "--config", text, *split.rest], composed, experiment, split)
+    return PreparedArgs([*head, "--config", text, *split.rest], composed, experiment, split, list(argv))

@@ -70,7 +70,8 @@ class ComposedConfig:
                 return self.sources[path]
             below = [v for k, v in self.sources.items() if k[: len(path)] == path]
             if below:
-                return below[0]
+                # A value the user set explains an error better than a default beside it.
+                return next((v for v in below if v != "default"), below[0])
             path = path[:-1]
         return None
 

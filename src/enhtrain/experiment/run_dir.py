@@ -29,6 +29,7 @@ class RunDir:
     name: str
     version: str
     created: bool = True
+    created_parents: tuple[Path, ...] = ()
 
     @property
     def config_path(self) -> Path:
@@ -64,11 +65,11 @@ class RunDir:
         """Remove the directory if this process created it (a run that failed before it started)."""
         if self.created:
             shutil.rmtree(self.path, ignore_errors=True)
-            parent = self.path.parent
-            try:
-                parent.rmdir()  # only succeeds if no other run of this name exists
-            except OSError:
-                pass
+            for parent in self.created_parents:
+                try:
+                    parent.rmdir()  # only succeeds if nothing else was created there meanwhile
+                except OSError:
+                    break
 
 
 def list_versions(name_dir: Path) -> list[str]:
@@ -125,6 +126,7 @@ def create_run_dir(root: str | Path, name: str, version: str | None = None) -> R
     """
     root = Path(root)
     name_dir = root / name
+    missing = [p for p in (name_dir, *name_dir.parents) if not p.exists()]
     try:
         name_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -138,13 +140,13 @@ def create_run_dir(root: str | Path, name: str, version: str | None = None) -> R
                 f"run '{path}' already exists: choose another experiment.version, leave it null for the next "
                 "free one, or set experiment.resume to continue it"
             )
-        run = RunDir(path, name, version)
+        run = RunDir(path, name, version, created_parents=tuple(missing))
     else:
         existing = [int(m.group(1)) for v in list_versions(name_dir) if (m := _VERSION.match(v))]
         n = max(existing, default=-1) + 1
         while not _mkdir(name_dir / f"version_{n}", root):
             n += 1
-        run = RunDir(name_dir / f"version_{n}", name, f"version_{n}")
+        run = RunDir(name_dir / f"version_{n}", name, f"version_{n}", created_parents=tuple(missing))
     try:
         run.make_subdirs()
     except OSError as err:

@@ -147,7 +147,7 @@ class RunSession:
             name=self.run.name,
             version=self.run.version,
             subcommand=subcommand,
-            argv=mask_argv(list(sys_argv()), self._secrets),
+            argv=mask_argv(prepared.original, self._secrets),
             env=prepared.composed.env,
             config=self.masked_config,
             plugins=plugin_rows,
@@ -257,13 +257,6 @@ class RunSession:
         if self.is_writer and self.run.created:
             self.run.remove_if_created()
             os.environ.pop(RUN_DIR_ENV, None)
-
-
-def sys_argv() -> list[str]:
-    """The command line of this process, without the program name."""
-    import sys
-
-    return sys.argv[1:]
 
 
 def _wait_for_run_dir(experiment: ExperimentConfig, timeout: float = 60.0) -> RunDir:
