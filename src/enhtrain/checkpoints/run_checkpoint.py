@@ -111,6 +111,23 @@ class RunCheckpoint(ModelCheckpoint):
             manifest.save()
 
     @override
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # SIGTERM (pre-emption, SLURM, `kill`) and Ctrl+C stop between two batches: save the state reached so
+        # that `resume: auto` continues from it.
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if not isinstance(exception, (SIGTERMException, KeyboardInterrupt)) or self.dirpath is None:
+            return
+        if trainer.state.fn != "fit" or trainer.global_step == 0:
+            return
+        if self._last_global_step_saved == trainer.global_step:
+            return
+        path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+        self._save_checkpoint(trainer, path)
+        self.last_model_path = path
+        self._last_global_step_saved = trainer.global_step
+
+    @override
     def _remove_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         super()._remove_checkpoint(trainer, filepath)
         if trainer.is_global_zero:

@@ -30,6 +30,11 @@ def run(argv: list[str]) -> int:
     except ArgumentError as err:
         raise ConfigError(format_parser_error(str(err))) from err
     except SystemExit as exit_:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if isinstance(exit_, SIGTERMException):
+            sys.stderr.write("enhtrain: stopped by SIGTERM; the run was saved and marked interrupted\n")
+            return 143
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     sys.stdout.flush()
