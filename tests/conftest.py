@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Lightning's INFO lines ("Seed set to ...") go through handlers bound to the stderr of the first test that
 # imported Lightning; keep them out of captured output. Lightning sets its level on import, so import first.
-import lightning.pytorch  # noqa: E402
+import lightning.pytorch  # noqa: E402, F401
 
 for _name in ("lightning.pytorch", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.WARNING)

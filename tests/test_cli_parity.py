@@ -41,7 +41,7 @@ def both(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_same_arguments(both: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
-    light = _run(LightningCLI, ["fit", *TINY], both[0], monkeypatch, run=False if False else True)[3]
+    light = _run(LightningCLI, ["fit", *TINY], both[0], monkeypatch)[3]
     enh = _run(EnhancedCLI, ["fit", *TINY], both[1], monkeypatch)[3]
     assert light is not None and enh is not None
     assert not enh.enhanced

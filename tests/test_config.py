@@ -56,7 +56,8 @@ def test_interpolation_across_files(tmp_path: Path) -> None:
     base = write(tmp_path / "base.yaml", "model:\n  init_args: {hidden: 32}\nexperiment: {name: exp}\n")
     overlay = write(
         tmp_path / "overlay.yaml",
-        "data:\n  init_args: {width: '${model.init_args.hidden}'}\nexperiment: {description: 'run ${experiment.name}'}\n",
+        "data:\n  init_args: {width: '${model.init_args.hidden}'}\n"
+        "experiment: {description: 'run ${experiment.name}'}\n",
     )
     composed = compose([str(base), str(overlay)], environ={}, flags=[("experiment.name", "flagged")])
     assert composed.data["data"]["init_args"]["width"] == 32
@@ -179,7 +180,7 @@ def test_config_explain_json(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 def test_config_explain_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = write(tmp_path / "c.yaml", "trainer:\n  max_epochs: 5\n")
     assert main(["config", "explain", "--config", str(cfg)]) == 0
-    line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("trainer.max_epochs"))
+    line = next(row for row in capsys.readouterr().out.splitlines() if row.startswith("trainer.max_epochs"))
     assert "5" in line and "c.yaml:2" in line
 
 

@@ -16,11 +16,13 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
+from enhtrain import plugins
 from enhtrain.config.arguments import PreparedArgs, prepare_arguments
 from enhtrain.config.errors import describe_parser_error
-from enhtrain.errors import ConfigError, EnhtrainError
+from enhtrain.errors import ConfigError
 from enhtrain.experiment.run_session import RunSession
 
 __all__ = ["EnhancedCLI", "RunConfigCallback"]
@@ -97,6 +99,11 @@ class EnhancedCLI(LightningCLI):
             raise ConfigError(
                 describe_parser_error(str(err), self.prepared.composed, self.prepared.split.rest)
             ) from err
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            # Plugins see every value, defaults and command-line flags included, before anything is built.
+            dumped = yaml.safe_load(self._parser(subcommand).dump(self.config[subcommand], skip_none=False))
+            plugins.validate_config(dumped)
 
     @override
     def before_instantiate_classes(self) -> None:
@@ -118,13 +125,10 @@ class EnhancedCLI(LightningCLI):
         except BaseException as err:
             if self.session is not None:
                 self.session.abort()
-            if self.enhanced and not isinstance(err, (EnhtrainError, KeyboardInterrupt, SystemExit)):
-                if isinstance(err, (TypeError, ValueError, ImportError, AttributeError)) or type(
-                    err
-                ).__name__ == "MisconfigurationException":
-                    assert self.prepared is not None
-                    detail = describe_parser_error(str(err), self.prepared.composed, self.prepared.split.rest)
-                    raise ConfigError(f"cannot build the run: {detail}") from err
+            user_error = (TypeError, ValueError, ImportError, AttributeError, MisconfigurationException)
+            if self.prepared is not None and isinstance(err, user_error):
+                detail = describe_parser_error(str(err), self.prepared.composed, self.prepared.split.rest)
+                raise ConfigError(f"cannot build the run: {detail}") from err
             raise
 
     @override
@@ -158,6 +162,13 @@ class EnhancedCLI(LightningCLI):
             self.config_init[subcommand]["ckpt_path"] = session.resume_ckpt
         try:
             super()._run_subcommand(subcommand)
+        except MisconfigurationException as err:
+            # Lightning rejected the setup before training began: nothing of this run is worth keeping.
+            if self.trainer.global_step == 0:
+                session.abort()
+            else:
+                session.finish(self.trainer, error=err)
+            raise ConfigError(f"Lightning rejected the configuration: {' '.join(str(err).split())}") from err
         except BaseException as err:
             session.finish(self.trainer, error=err)
             raise

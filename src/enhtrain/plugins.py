@@ -40,6 +40,7 @@ BUILTIN_PLUGINS = (
     "enhtrain.default_plugins.profilers",
     "enhtrain.default_plugins.templates",
     "enhtrain.default_plugins.envs",
+    "enhtrain.default_plugins.checks",
 )
 
 _HOOK_NAMES = {name for name in dir(hookspecs) if name.startswith("enhtrain_")}

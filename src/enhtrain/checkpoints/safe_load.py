@@ -35,4 +35,6 @@ def safe_load(path: str | Path, *, trust: bool = False, map_location: Any = "cpu
         raise CheckpointError(f"checkpoint '{path}' is corrupt: {err}") from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         reason = " ".join(str(err).split())[:200]
-        raise CheckpointError(f"checkpoint '{path}' is truncated or corrupt ({reason}); use another checkpoint") from err
+        raise CheckpointError(
+            f"checkpoint '{path}' is truncated or corrupt ({reason}); use another checkpoint"
+        ) from err

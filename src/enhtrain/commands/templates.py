@@ -43,6 +43,7 @@ def run(args: list[str]) -> int:
         try:
             sys.stdout.write(path.read_text(encoding="utf-8"))
         except OSError as err:
-            raise ConfigError(f"template '{args[1]}' from {entry.plugin.describe()}: cannot read {path}: {err}") from err
+            origin = entry.plugin.describe()
+            raise ConfigError(f"template '{args[1]}' from {origin}: cannot read {path}: {err}") from err
         return 0
     raise ConfigError(_USAGE)

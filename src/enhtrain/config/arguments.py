@@ -101,7 +101,7 @@ def split_arguments(argv: Sequence[str], subcommands: Sequence[str] | None = SUB
 
 
 def _looks_inline(value: str) -> bool:
-    return not os.path.exists(value) and (value.lstrip().startswith("{") or ":" in value and "\n" in value)
+    return not os.path.exists(value) and (value.lstrip().startswith("{") or (":" in value and "\n" in value))
 
 
 def experiment_defaults_layer() -> Layer:
@@ -235,9 +235,6 @@ def prepare_arguments(
     experiment = validate_experiment(composed)
     composed.data["experiment"] = experiment.model_dump(mode="json")
     check_component_names(experiment, composed)
-    from enhtrain import plugins
-
-    plugins.validate_config(composed.data)
     text = yaml.safe_dump(composed.data, sort_keys=False)
     head = [*split.head, split.subcommand] if split.subcommand else list(split.head)
     return PreparedArgs([*head, "--config", text, *split.rest], composed, experiment, split, list(argv))

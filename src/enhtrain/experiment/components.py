@@ -21,9 +21,8 @@ def _parameters(target: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter
         return {}, True
     params.pop("self", None)
     var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    named = {
-        k: p for k, p in params.items() if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
-    }
+    variadic = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+    named = {k: p for k, p in params.items() if p.kind not in variadic}
     return named, var_kw
 
 

@@ -49,7 +49,7 @@ def mask_argv(argv: list[str], values: set[str]) -> list[str]:
             mask_next = False
             continue
         if arg.startswith("--"):
-            flag, sep, value = arg[2:].partition("=")
+            flag, sep, _ = arg[2:].partition("=")
             if is_secret_key(flag.rsplit(".", 1)[-1]):
                 if sep:
                     out.append(f"--{flag}={MASK}")
