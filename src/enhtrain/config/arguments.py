@@ -49,6 +49,8 @@ class SplitArguments:
     env: str | None = None
     experiment_flags: list[tuple[str, Any]] = field(default_factory=list)
     rest: list[str] = field(default_factory=list)
+    safe: bool = False
+    allowed_modules: list[str] = field(default_factory=list)
 
 
 def _take_value(args: list[str], i: int, flag: str) -> tuple[str, int]:
@@ -86,6 +88,12 @@ def split_arguments(argv: Sequence[str], subcommands: Sequence[str] | None = SUB
             out.config_files.append(value)
         elif arg == "--env" or arg.startswith("--env="):
             out.env, i = _take_value(args, i, "--env")
+        elif arg == "--safe":
+            out.safe = True
+            i += 1
+        elif arg == "--allow_module" or arg.startswith("--allow_module="):
+            value, i = _take_value(args, i, "--allow_module")
+            out.allowed_modules.extend(v.strip() for v in value.split(",") if v.strip())
         elif arg == "--trust_checkpoint":
             out.experiment_flags.append(("trust_checkpoint", True))
             i += 1
@@ -172,6 +180,17 @@ def check_component_names(experiment: ExperimentConfig, composed: ComposedConfig
         )
 
 
+def _check_security(composed: ComposedConfig, split: SplitArguments, environ: Mapping[str, str]) -> None:
+    from enhtrain import plugins
+    from enhtrain.config.security import check_class_paths
+
+    safe = split.safe or environ.get("ENHTRAIN_SAFE_CONFIG", "").strip() not in ("", "0")
+    allowed = [*split.allowed_modules]
+    allowed += [m.strip() for m in environ.get("ENHTRAIN_ALLOWED_MODULES", "").split(",") if m.strip()]
+    registered = [e.import_path for kind in plugins.get_registry().kinds.values() for e in kind] if safe else []
+    check_class_paths(composed, split.rest, safe=safe, allowed=allowed, registered=registered)
+
+
 @dataclass
 class PreparedArgs:
     """What :func:`prepare_arguments` hands to ``LightningCLI``.
@@ -214,7 +233,13 @@ def prepare_arguments(
     if subcommands and split.subcommand is None:
         return None
     inline = [(i, v) for i, v in enumerate(split.config_files) if _looks_inline(v)]
-    wants = force or split.env is not None or bool(split.experiment_flags) or bool(environ.get("ENHTRAIN_ENV"))
+    wants = (
+        force
+        or split.env is not None
+        or bool(split.experiment_flags)
+        or split.safe
+        or bool(environ.get("ENHTRAIN_ENV"))
+    )
     if not wants:
         # Library use: switch on only if a config file has an `experiment` section.
         try:
@@ -235,6 +260,7 @@ def prepare_arguments(
     experiment = validate_experiment(composed)
     composed.data["experiment"] = experiment.model_dump(mode="json")
     check_component_names(experiment, composed)
+    _check_security(composed, split, environ)
     text = yaml.safe_dump(composed.data, sort_keys=False)
     head = [*split.head, split.subcommand] if split.subcommand else list(split.head)
     return PreparedArgs([*head, "--config", text, *split.rest], composed, experiment, split, list(argv))

@@ -90,7 +90,7 @@ def load_with_extends(path: str | Path, _stack: tuple[Path, ...] = (), files: li
     if files is not None:
         files.append(str(path))
     extends = layer.data.pop("extends", None)
-    layer.sources = {k: v for k, v in layer.sources.items() if k[0] != "extends"}
+    layer.sources = {k: v for k, v in layer.sources.items() if k[:1] != ("extends",)}
     if extends is None:
         return layer
     if isinstance(extends, str):

@@ -20,7 +20,7 @@ _CLASS = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
 
 
 def _where(key: str, composed: ComposedConfig | None, rest: Sequence[str]) -> str:
-    if any(arg == f"--{key}" or arg.startswith(f"--{key}=") for arg in rest):
+    if any(arg in (f"--{key}", f"--{key}+") or arg.startswith(f"--{key}=") for arg in rest):
         return f"flag --{key}"
     if composed is not None:
         source = composed.source_of(key.split("."))

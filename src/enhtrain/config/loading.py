@@ -66,7 +66,7 @@ def load_yaml_text(text: str, label: str) -> Layer:
             loader.dispose()
     except yaml.YAMLError as err:
         raise ConfigError(f"{label}{_error_location(err)}: {_refuse_tag(err)}") from err
-    if data is None:
+    if data is None or data == {}:
         return Layer()
     if not isinstance(data, dict):
         raise ConfigError(f"{label}: the top level must be a mapping of keys to values, not {type(data).__name__}")

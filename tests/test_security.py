@@ -1,0 +1,106 @@
+"""Hostile configs: dangerous class paths are refused before their module is imported; safe mode."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from enhtrain.commands import main
+from enhtrain.config.compose import ComposedConfig
+from enhtrain.config.security import check_class_paths, iter_class_paths
+from enhtrain.errors import ConfigError
+
+BASE = """\
+trainer: {max_epochs: 1, limit_train_batches: 2, limit_val_batches: 1, accelerator: cpu}
+model:
+  class_path: enhtrain.models.MLPClassifier
+  init_args: {hidden_dims: [8]}
+data:
+  class_path: enhtrain.data.DatasetDataModule
+  init_args: {dataset: digits, batch_size: 32}
+"""
+
+# Modules nothing else in an enhtrain run imports, so their absence from sys.modules is meaningful.
+PROBE = """
+import json, sys
+from enhtrain.commands import main
+code = main(sys.argv[1:])
+print(json.dumps({"code": code, "loaded": [m for m in ("ftplib", "webbrowser", "pty", "telnetlib", "smtplib")
+                                            if m in sys.modules]}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "flags", "module"),
+    [
+        ("model:\n  class_path: ftplib.FTP\n", [], "ftplib"),
+        ("trainer:\n  callbacks:\n    - class_path: webbrowser.open\n", [], "webbrowser"),
+        ("trainer:\n  logger: {class_path: smtplib.SMTP, init_args: {host: x}}\n", [], "smtplib"),
+        ("", ["--trainer.callbacks+", "pty.spawn"], "pty"),
+        ("", ["--model.class_path", "ftplib.FTP"], "ftplib"),
+        ("", ["--data", "webbrowser.Chrome"], "webbrowser"),
+    ],
+)
+def test_dangerous_module_is_never_imported(tmp_path: Path, extra: str, flags: list[str], module: str) -> None:
+    (tmp_path / "base.yaml").write_text(BASE)
+    (tmp_path / "evil.yaml").write_text(extra or "{}\n")
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE, "fit", "--config", "base.yaml", "--config", "evil.yaml", *flags],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["code"] == 2
+    assert module not in result["loaded"]
+    assert f"would import the module '{module}'" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("module", ["os", "subprocess", "builtins", "importlib", "pickle", "shutil", "socket", "sys"])
+def test_deny_list_covers_the_classics(module: str) -> None:
+    composed = ComposedConfig({"model": {"class_path": f"{module}.anything"}}, {("model", "class_path"): "c.yaml:3"})
+    with pytest.raises(ConfigError, match=rf"c\.yaml:3: model\.class_path: .*'{module}'"):
+        check_class_paths(composed)
+
+
+def test_nested_class_paths_are_found() -> None:
+    config = {
+        "model": {"class_path": "a.B", "init_args": {"encoder": {"class_path": "c.D"}}},
+        "trainer": {"callbacks": ["e.F", {"class_path": "g.H"}], "logger": "i.J"},
+        "optimizer": "torch.optim.Adam",
+    }
+    found = {v for _, v in iter_class_paths(config)}
+    assert found == {"a.B", "c.D", "e.F", "g.H", "i.J", "torch.optim.Adam"}
+
+
+def test_safe_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base.yaml").write_text(BASE)
+    code = main(["fit", "--config", "base.yaml", "--safe", "--trainer.callbacks+", "rich.progress.Progress"])
+    assert code == 2
+    assert "not allowed in safe mode" in capsys.readouterr().err
+    # registered components, torch and lightning are allowed
+    args = ["fit", "--config", "base.yaml", "--safe", "--optimizer", "torch.optim.SGD", "--optimizer.lr", "0.1",
+            "--trainer.callbacks+", "lightning.pytorch.callbacks.LearningRateMonitor", "--print_config"]
+    assert main(args) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("ENHTRAIN_SAFE_CONFIG", "1")
+    assert main(["fit", "--config", "base.yaml", "--model.class_path", "mypkg.Model"]) == 2
+    assert "--allow_module mypkg" in capsys.readouterr().err
+    monkeypatch.setenv("ENHTRAIN_ALLOWED_MODULES", "mypkg")
+    code = main(["fit", "--config", "base.yaml", "--model.class_path", "mypkg.Model"])
+    assert code == 2
+    assert "not allowed in safe mode" not in capsys.readouterr().err  # it passed the check, then failed to import
+
+
+def test_python_yaml_tags_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    marker = tmp_path / "pwned"
+    (tmp_path / "base.yaml").write_text(BASE + f"x: !!python/object/apply:os.system ['touch {marker}']\n")
+    assert main(["fit", "--config", "base.yaml"]) == 2
+    assert "not allowed" in capsys.readouterr().err
+    assert not marker.exists()
