@@ -62,6 +62,7 @@ CASES = [
     ("", ["--trainer.precision", "16-mixed"], "not supported on CPU"),
     ("trainer:\n  strategy: fsdp\n", [], "needs GPUs"),
     ("trainer:\n  devices: 0\n", [], "trainer.devices must be"),
+    ("experiment:\n  loggers: {csv: {name: other}}\n", [], "experiment.loggers.csv.name: set by enhtrain"),
 ]
 
 

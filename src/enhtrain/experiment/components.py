@@ -63,6 +63,13 @@ def build_loggers(
     registry = plugins.get_registry().loggers
     out = []
     for name, options in loggers.items():
+        reserved = sorted(set(options) & {"log_dir", "save_dir", "name", "version"})
+        if reserved:
+            raise ConfigError(
+                f"experiment.loggers.{name}.{reserved[0]}: set by enhtrain so that every logger shares the run's "
+                "directory, name and version; remove it (set experiment.name, experiment.version or "
+                "experiment.root_dir instead)"
+            )
         target = _resolve(registry, name, f"experiment.loggers.{name}")
         context = {
             "log_dir": str(run.logs / name),

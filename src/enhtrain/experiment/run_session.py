@@ -115,6 +115,8 @@ class RunSession:
             run = create_run_dir(experiment.root_dir, experiment.name, experiment.version)
         else:
             run = _wait_for_run_dir(experiment)
+        if is_writer and point is None:
+            _announce_run_dir(experiment, run)
         session = cls(run, experiment, masked, is_writer, point.checkpoint if point else None, _secrets=values)
         if is_writer:
             os.environ[RUN_DIR_ENV] = str(run.path)  # processes the launcher starts join this run
@@ -225,6 +227,10 @@ class RunSession:
         """Record how the run ended (``completed``, ``failed`` or ``interrupted``) and its final metrics."""
         if self.is_writer:
             os.environ.pop(RUN_DIR_ENV, None)
+            key = _job_key()
+            if key is not None:
+                with contextlib.suppress(OSError):
+                    _marker(self.experiment, key).unlink()
         if not self.is_writer or not self.metadata:
             return
         interrupted = bool(getattr(trainer, "interrupted", False)) or isinstance(error, KeyboardInterrupt)
@@ -259,14 +265,43 @@ class RunSession:
             os.environ.pop(RUN_DIR_ENV, None)
 
 
-def _wait_for_run_dir(experiment: ExperimentConfig, timeout: float = 60.0) -> RunDir:
-    from enhtrain.experiment.run_dir import latest_version
+def _job_key() -> str | None:
+    """An id shared by every process of one distributed job and by no other job, if the launcher gives one."""
+    world = os.environ.get("WORLD_SIZE")
+    if not world or world == "1":
+        return None
+    parts = [os.environ.get(k, "") for k in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT")]
+    key = "-".join(p for p in parts if p)
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in key) or None
 
-    name_dir = Path(experiment.root_dir) / experiment.name
+
+def _marker(experiment: ExperimentConfig, key: str) -> Path:
+    return Path(experiment.root_dir) / experiment.name / f".enhtrain-job-{key}"
+
+
+def _announce_run_dir(experiment: ExperimentConfig, run: RunDir) -> None:
+    """Tell the other ranks of a distributed job (other nodes included) which run directory rank 0 made."""
+    key = _job_key()
+    if key is not None:
+        atomic_write_text(_marker(experiment, key), str(run.path.resolve()))
+
+
+def _wait_for_run_dir(experiment: ExperimentConfig, timeout: float = 300.0) -> RunDir:
+    """Wait for rank 0 to announce the run directory, so every rank agrees on the version."""
+    key = _job_key()
+    if key is None:
+        raise ConfigError(
+            f"rank {global_rank()} cannot find its run directory: start distributed runs with torchrun, SLURM or "
+            "Lightning's own launcher so that the ranks share WORLD_SIZE, MASTER_ADDR and MASTER_PORT"
+        )
+    marker = _marker(experiment, key)
+    started = time.time() - 600  # a marker older than this belongs to an earlier job on the same port
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        version = experiment.version or latest_version(name_dir)
-        if version and (name_dir / version / "metadata.json").exists():
-            return open_existing(name_dir / version)
+        try:
+            if marker.stat().st_mtime >= started:
+                return open_existing(marker.read_text(encoding="utf-8").strip())
+        except OSError:
+            pass
         time.sleep(0.2)
-    raise ConfigError(f"rank {global_rank()}: rank 0 did not create a run directory under '{name_dir}' in time")
+    raise ConfigError(f"rank {global_rank()}: rank 0 did not announce a run directory in {marker} in time")

@@ -1,0 +1,278 @@
+"""Comet loggers that share the run's name and version.
+
+Lightning's ``CometLogger(online=False)`` creates a *disabled* experiment, which writes nothing at all.
+:class:`CometOfflineLogger` writes a real offline archive instead, ``<offline_directory>/<key>.zip``, which
+``comet upload`` sends to Comet later. :class:`CometOnlineLogger` is Lightning's ``CometLogger`` reporting the
+run's name and version.
+
+``comet_ml`` is imported only when an experiment is created.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from argparse import Namespace
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from lightning.fabric.utilities.logger import _add_prefix, _convert_params, _sanitize_callable_params
+from lightning.pytorch.loggers import CometLogger
+from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from torch import Tensor
+from typing_extensions import override
+
+from enhtrain.experiment.secrets import mask_secrets
+
+if TYPE_CHECKING:
+    from comet_ml import OfflineExperiment
+
+__all__ = ["CometOfflineLogger", "CometOnlineLogger"]
+
+_CREATED_FROM = "enhtrain"
+
+
+def _import_comet_ml() -> Any:
+    # Read when comet_ml is first imported: auto-logging patches torch, Lightning and other frameworks, error
+    # tracking reports to Comet's Sentry.
+    os.environ.setdefault("COMET_DISABLE_AUTO_LOGGING", "1")
+    os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
+    import comet_ml
+
+    return comet_ml
+
+
+def _accepted_kwargs(factory: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    parameters = inspect.signature(factory).parameters
+    return {key: value for key, value in kwargs.items() if key in parameters}
+
+
+class CometOfflineLogger(Logger):
+    r"""Log to a Comet offline archive that ``comet upload`` accepts.
+
+    The archive is ``<offline_directory>/<experiment key>.zip``; it holds ``experiment.json`` and
+    ``messages.json`` (one JSON message a line: metrics, parameters, the run's name, ...) and is written when
+    the experiment ends, in :meth:`finalize`. A later stage on the same logger (``trainer.test`` after
+    ``trainer.fit``) continues the same experiment in a second archive, ``<experiment key>-<suffix>.zip``;
+    upload the archives in the order they were written. Nothing contacts Comet's servers.
+
+    Example::
+
+        logger = CometOfflineLogger("runs/mnist/version_0/logs/comet", name="mnist", version="version_0")
+        trainer = Trainer(logger=logger)
+
+    Args:
+        offline_directory: Directory of the archive; created when the experiment starts.
+        name: The run's name; also the Comet experiment's name.
+        version: The run's version; logged as the ``run_version`` "other".
+        project: Comet project name.
+        workspace: Comet workspace.
+        experiment_key: Key of the new experiment (32 to 50 alphanumeric characters); a random one by default.
+        prefix: A string to put at the beginning of metric keys.
+        tags: Tags added to the experiment.
+        \**experiment_kwargs: Further arguments of ``comet_ml.OfflineExperiment`` (``auto_output_logging``,
+            ``log_graph``, ...); they override :attr:`EXPERIMENT_DEFAULTS`.
+
+    """
+
+    LOGGER_JOIN_CHAR = "-"
+
+    EXPERIMENT_DEFAULTS: ClassVar[dict[str, Any]] = {
+        # These copy the command line, the source and the git patch, secrets included, into the archive.
+        "log_code": False,
+        "parse_args": False,
+        "log_git_patch": False,
+        # This probes cloud metadata servers and resolves Comet's host name.
+        "log_env_details": False,
+    }
+    """Options of ``comet_ml.OfflineExperiment`` that differ from comet_ml's defaults."""
+
+    def __init__(
+        self,
+        offline_directory: str,
+        name: str,
+        version: str,
+        *,
+        project: str | None = None,
+        workspace: str | None = None,
+        experiment_key: str | None = None,
+        prefix: str = "",
+        tags: list[str] | None = None,
+        **experiment_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self._offline_directory = os.fspath(offline_directory)
+        self._name = name
+        self._version = version
+        self._project = project
+        self._workspace = workspace
+        self._experiment_key = experiment_key
+        self._prefix = prefix
+        self._tags = list(tags or [])
+        self._experiment_kwargs = {**self.EXPERIMENT_DEFAULTS, **experiment_kwargs}
+        self._experiment: OfflineExperiment | None = None
+        # Key of an experiment ended by `finalize`: a later stage continues it rather than starting a new one.
+        self._ended_key: str | None = None
+
+    @property
+    @override
+    def name(self) -> str:
+        """The run's name."""
+        return self._name
+
+    @property
+    @override
+    def version(self) -> str:
+        """The run's version."""
+        return self._version
+
+    @property
+    @override
+    def save_dir(self) -> str:
+        """The directory of the offline archives."""
+        return self._offline_directory
+
+    @property
+    @override
+    def log_dir(self) -> str:
+        """The directory of the offline archives."""
+        return self._offline_directory
+
+    @property
+    def experiment_key(self) -> str | None:
+        """The Comet experiment's key, or ``None`` before the experiment starts (unless one was given)."""
+        if self._experiment is not None:
+            return self._experiment.get_key()
+        return self._ended_key or self._experiment_key
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> OfflineExperiment:
+        r"""The ``comet_ml`` offline experiment, started on first access.
+
+        Example::
+
+            self.logger.experiment.log_text("hello")
+
+        """
+        if self._experiment is None:
+            self._experiment = self._create_experiment()
+        return self._experiment
+
+    def _create_experiment(self) -> OfflineExperiment:
+        comet_ml = _import_comet_ml()
+        os.makedirs(self._offline_directory, exist_ok=True)
+        common = {
+            "project_name": self._project,
+            "workspace": self._workspace,
+            "offline_directory": self._offline_directory,
+        }
+        if self._ended_key is not None:
+            # ExistingOfflineExperiment takes fewer options than OfflineExperiment.
+            kwargs = _accepted_kwargs(comet_ml.ExistingOfflineExperiment, self._experiment_kwargs)
+            return comet_ml.ExistingOfflineExperiment(experiment_key=self._ended_key, **common, **kwargs)
+        experiment = comet_ml.OfflineExperiment(
+            experiment_key=self._experiment_key, **common, **self._experiment_kwargs
+        )
+        experiment.set_name(self._name)
+        experiment.log_other("run_version", self._version)
+        experiment.log_other("Created from", _CREATED_FROM)
+        if self._tags:
+            experiment.add_tags(self._tags)
+        return experiment
+
+    @override
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace | None) -> None:
+        """Log hyper-parameters as Comet parameters, nested ones flattened, secrets masked.
+
+        Args:
+            params: The hyper-parameters.
+        """
+        params = mask_secrets(_sanitize_callable_params(_convert_params(params)))
+        self.experiment.log_parameters(params, nested_support=True)
+
+    @override
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, Tensor | float], step: int | None = None) -> None:
+        """Log scalar metrics; an ``epoch`` entry becomes the messages' epoch.
+
+        Args:
+            metrics: Metric names and values.
+            step: The global step.
+        """
+        values = {key: value.item() if isinstance(value, Tensor) else value for key, value in metrics.items()}
+        epoch = values.pop("epoch", None)
+        values = _add_prefix(values, self._prefix, self.LOGGER_JOIN_CHAR)
+        self.experiment.log_metrics(values, step=step, epoch=None if epoch is None else int(epoch))
+
+    @override
+    @rank_zero_only
+    def finalize(self, status: str) -> None:
+        """End the experiment, which writes its offline archive.
+
+        Args:
+            status: How the stage ended (``"success"``, ``"failed"``, ``"finished"``); the archive is written
+                in every case.
+        """
+        if self._experiment is None:
+            return
+        self._ended_key = self._experiment.get_key()
+        self._experiment.end()
+        self._experiment = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        # The experiment holds threads and files; the process that unpickles this logger starts its own.
+        state["_experiment"] = None
+        return state
+
+
+class CometOnlineLogger(CometLogger):
+    r"""Lightning's ``CometLogger`` logging online, reporting the run's name and version.
+
+    The Comet experiment is named after the run; ``offline_directory`` is where Comet keeps an archive if the
+    connection fails.
+
+    Args:
+        offline_directory: The run's Comet log directory.
+        name: The run's name; also the Comet experiment's name.
+        version: The run's version; logged as the ``run_version`` "other".
+        \**kwargs: Further arguments of Lightning's ``CometLogger`` (``api_key``, ``project``, ``workspace``,
+            ``experiment_key``, ``prefix``, and ``comet_ml.ExperimentConfig`` options).
+
+    """
+
+    def __init__(self, offline_directory: str, name: str, version: str, **kwargs: Any) -> None:
+        self._run_name = name
+        self._run_version = version
+        super().__init__(online=True, name=name, offline_directory=os.fspath(offline_directory), **kwargs)
+
+    @override
+    def _create_experiment(self) -> None:
+        super()._create_experiment()
+        assert self._experiment is not None
+        self._experiment.log_other("run_version", self._run_version)
+
+    @property
+    @override
+    def name(self) -> str:
+        """The run's name (the Comet project is ``logger.experiment.project_name``)."""
+        return self._run_name
+
+    @property
+    @override
+    def version(self) -> str:
+        """The run's version (the Comet experiment key is ``logger.experiment.get_key()``)."""
+        return self._run_version
+
+    @override
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace) -> None:
+        """Log hyper-parameters with secrets masked.
+
+        Args:
+            params: The hyper-parameters.
+        """
+        super().log_hyperparams(mask_secrets(_convert_params(params)))
