@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset, TensorDataset
 from typing_extensions import override
 
 from enhtrain.data._sources import load_source
@@ -118,9 +118,15 @@ class DatasetDataModule(LightningDataModule):
 
     @override
     def train_dataloader(self) -> DataLoader:
-        """Return the shuffled training dataloader (the shuffle is seeded with ``seed``)."""
+        """Return the shuffled training dataloader.
+
+        The shuffle of epoch ``e`` is seeded with ``seed + e`` (the Trainer tells the sampler the epoch), so a
+        run resumed from a checkpoint sees the same order in its next epoch as an uninterrupted run.
+        """
+        dataset = self._split("train")
+        sampler = EpochSeededSampler(dataset, seed=self.hparams.seed)
         generator = torch.Generator().manual_seed(self.hparams.seed)
-        return self._dataloader(self._split("train"), shuffle=True, generator=generator)
+        return self._dataloader(dataset, sampler=sampler, generator=generator)
 
     @override
     def val_dataloader(self) -> DataLoader:
@@ -138,13 +144,13 @@ class DatasetDataModule(LightningDataModule):
         return self._dataloader(self._split("test"))
 
     def _dataloader(
-        self, dataset: Dataset, shuffle: bool = False, generator: torch.Generator | None = None
+        self, dataset: Dataset, sampler: Sampler | None = None, generator: torch.Generator | None = None
     ) -> DataLoader:
         num_workers = self.hparams.num_workers
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             generator=generator,
             num_workers=num_workers,
             pin_memory=self.hparams.pin_memory,
@@ -178,6 +184,36 @@ class DatasetDataModule(LightningDataModule):
         self.test_dataset = Subset(base, test_idx.tolist())
         # Set last: it marks the module as loaded.
         self.train_dataset = Subset(base, train_idx.tolist())
+
+
+class EpochSeededSampler(RandomSampler):
+    """A random sampler whose order in epoch ``e`` depends only on ``seed + e``.
+
+    Lightning calls :meth:`set_epoch` before each training epoch, as it does for a ``DistributedSampler``. The
+    permutation is drawn when a pass starts, from a generator used for nothing else, so the order of an epoch
+    does not depend on what ran before it. Without :meth:`set_epoch` the sampler starts at epoch 0 and its
+    generator simply continues from one pass to the next.
+
+    Args:
+        data_source: The dataset to sample from.
+        seed: The base seed.
+    """
+
+    def __init__(self, data_source: Dataset, seed: int) -> None:
+        super().__init__(data_source, generator=torch.Generator())  # type: ignore[arg-type]
+        self.seed = seed
+        self.epoch = 0
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the generator with ``seed + epoch``.
+
+        Args:
+            epoch: The epoch about to start.
+        """
+        self.epoch = epoch
+        assert self.generator is not None
+        self.generator.manual_seed(self.seed + epoch)
 
 
 def _split_indices(

@@ -17,13 +17,13 @@ from enhtrain.experiment import metadata as run_metadata
 from enhtrain.experiment.components import build_callbacks, build_loggers, build_profiler
 from enhtrain.experiment.resume import ResumePoint, check_config_change, find_resume_point
 from enhtrain.experiment.run_dir import RunDir, create_run_dir, open_existing
-from enhtrain.experiment.secrets import MASK, is_secret_key, mask_secrets, mask_text, secret_values
+from enhtrain.experiment.secrets import mask_argv, mask_secrets, mask_text, secret_values
 
 if TYPE_CHECKING:
     from enhtrain.config.arguments import PreparedArgs
     from enhtrain.config.schema import ExperimentConfig
 
-__all__ = ["RUN_DIR_ENV", "RunSession", "global_rank", "mask_argv"]
+__all__ = ["RUN_DIR_ENV", "RunSession", "global_rank"]
 
 RUN_DIR_ENV = "ENHTRAIN_RUN_DIR"
 
@@ -37,28 +37,6 @@ def global_rank() -> int:
                 continue
             return int(value)
     return 0
-
-
-def mask_argv(argv: list[str], values: set[str]) -> list[str]:
-    """Mask secrets in a command line: values of secret-named flags and any known secret value."""
-    out: list[str] = []
-    mask_next = False
-    for arg in argv:
-        if mask_next:
-            out.append(MASK)
-            mask_next = False
-            continue
-        if arg.startswith("--"):
-            flag, sep, _ = arg[2:].partition("=")
-            if is_secret_key(flag.rsplit(".", 1)[-1]):
-                if sep:
-                    out.append(f"--{flag}={MASK}")
-                else:
-                    out.append(arg)
-                    mask_next = True
-                continue
-        out.append(mask_text(arg, values))
-    return out
 
 
 @dataclass
