@@ -189,3 +189,26 @@ def test_layer_defaults_are_lowest(tmp_path: Path) -> None:
     cfg = write(tmp_path / "c.yaml", "trainer: {max_epochs: 2}\n")
     composed = compose([str(cfg)], defaults=defaults, environ={})
     assert composed.data["trainer"] == {"max_epochs": 2, "devices": 1}
+
+
+def test_trainer_components_by_registry_or_class_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(
+        tmp_path / "c.yaml",
+        "model: {class_path: enhtrain.models.MLPClassifier}\n"
+        "trainer:\n  callbacks:\n    - {class_path: grad_norm, init_args: {every_n_steps: 5}}\n"
+        "    - class_path: MemoryMonitor\n    - lr_monitor\n  profiler: simple\n",
+    )
+    assert main(["fit", "--config", "c.yaml", "--print_config"]) == 0
+    import yaml
+
+    trainer = yaml.safe_load(capsys.readouterr().out)["trainer"]
+    paths = [c["class_path"] for c in trainer["callbacks"]]
+    assert paths == [
+        "enhtrain.callbacks.grad_norm.GradNormMonitor",
+        "enhtrain.callbacks.memory.MemoryMonitor",
+        "lightning.pytorch.callbacks.LearningRateMonitor",
+    ]
+    assert trainer["callbacks"][0]["init_args"]["every_n_steps"] == 5
+    assert trainer["profiler"]["class_path"] == "lightning.pytorch.profilers.SimpleProfiler"

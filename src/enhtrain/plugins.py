@@ -179,7 +179,8 @@ def get_registry() -> ComponentRegistry:
     for kind in KINDS:
         kind_registry = registry.kinds[kind]
         hook = getattr(state.manager.hook, f"enhtrain_register_{kind}")
-        # pluggy lists implementations last-registered first; built-ins were registered last.
+        # get_hookimpls() lists implementations in registration order, so reversed puts the built-ins,
+        # registered last, first: a third-party name then clashes with the built-in and is reported.
         for impl in reversed(hook.get_hookimpls()):
             info = state.infos.get(impl.plugin_name, PluginInfo(impl.plugin_name))
             kind_registry._current = info
@@ -248,7 +249,11 @@ def list_plugins() -> list[dict[str, Any]]:
     state = _get_state()
     registered = registry.by_plugin()
     rows: list[dict[str, Any]] = []
-    for name, info in state.infos.items():
+    # Every plugin the manager holds: entry points, built-ins, and objects registered directly (tests).
+    for name, plugin in state.manager.list_name_plugin():
+        if plugin is None:
+            continue
+        info = state.infos.get(name, PluginInfo(name))
         rows.append(
             {
                 "name": name,

@@ -11,7 +11,7 @@ __all__ = ["run"]
 
 
 def run(args: list[str]) -> int:
-    """List plugins; exit status 1 if any plugin failed, so scripts notice."""
+    """List plugins, with the reason for any that failed; exit status 0 (``--json`` for machines)."""
     from enhtrain import plugins
 
     unknown = [a for a in args if a != "--json"]

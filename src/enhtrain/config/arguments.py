@@ -25,6 +25,7 @@ __all__ = [
     "SUBCOMMANDS",
     "PreparedArgs",
     "check_component_names",
+    "resolve_registered_classes",
     "experiment_defaults_layer", "prepare_arguments", "split_arguments", "validate_experiment"]
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
@@ -180,6 +181,41 @@ def check_component_names(experiment: ExperimentConfig, composed: ComposedConfig
         )
 
 
+_TRAINER_COMPONENTS = (("callbacks", "callbacks"), ("logger", "loggers"), ("profiler", "profilers"))
+
+
+def resolve_registered_classes(config: dict[str, Any]) -> None:
+    """Expand registry names and class names in ``trainer.callbacks/logger/profiler`` to full import paths.
+
+    ``trainer.callbacks: [{class_path: grad_norm}]`` or ``[GradNormMonitor]`` then works like the full path.
+    Only classes are expanded (factories cannot be a ``class_path``); anything unknown is left for
+    jsonargparse to report.
+    """
+    trainer = config.get("trainer")
+    if not isinstance(trainer, dict):
+        return
+    from enhtrain import plugins
+
+    registry = plugins.get_registry()
+
+    def expand(name: str, kind: str) -> str:
+        if "." in name:
+            return name
+        entry = registry.kinds[kind].find(name)
+        return entry.import_path if entry is not None and entry.class_name[:1].isupper() else name
+
+    for key, kind in _TRAINER_COMPONENTS:
+        value = trainer.get(key)
+        items = value if isinstance(value, list) else [value]
+        for index, item in enumerate(items):
+            if isinstance(item, dict) and isinstance(item.get("class_path"), str):
+                item["class_path"] = expand(item["class_path"], kind)
+            elif isinstance(item, str):
+                items[index] = expand(item, kind)
+        if not isinstance(value, list) and items:
+            trainer[key] = items[0]
+
+
 def _check_security(composed: ComposedConfig, split: SplitArguments, environ: Mapping[str, str]) -> None:
     from enhtrain import plugins
     from enhtrain.config.security import check_class_paths
@@ -260,6 +296,7 @@ def prepare_arguments(
     experiment = validate_experiment(composed)
     composed.data["experiment"] = experiment.model_dump(mode="json")
     check_component_names(experiment, composed)
+    resolve_registered_classes(composed.data)
     _check_security(composed, split, environ)
     text = yaml.safe_dump(composed.data, sort_keys=False)
     head = [*split.head, split.subcommand] if split.subcommand else list(split.head)

@@ -117,7 +117,7 @@ class RunSession:
                 os.replace(self.run.config_path, previous)
             atomic_write_text(self.run.config_path, text)
         plugin_rows = [
-            {"name": p["name"], "distribution": p["distribution"], "version": p["version"]}
+            {"name": p["name"], "distribution": p["distribution"], "version": p["version"], "error": p["error"]}
             for p in plugins.list_plugins()
             if not p["builtin"]
         ]
