@@ -25,8 +25,12 @@ __all__ = [
     "SUBCOMMANDS",
     "PreparedArgs",
     "check_component_names",
+    "experiment_defaults_layer",
+    "prepare_arguments",
     "resolve_registered_classes",
-    "experiment_defaults_layer", "prepare_arguments", "split_arguments", "validate_experiment"]
+    "split_arguments",
+    "validate_experiment",
+]
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 
