@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -23,6 +23,7 @@ from enhtrain import plugins
 from enhtrain.config.arguments import PreparedArgs, prepare_arguments
 from enhtrain.config.errors import describe_parser_error
 from enhtrain.errors import ConfigError
+from enhtrain.experiment.progress import default_progress_callbacks
 from enhtrain.experiment.run_session import RunSession
 
 __all__ = ["EnhancedCLI", "RunConfigCallback"]
@@ -148,6 +149,9 @@ class EnhancedCLI(LightningCLI):
             checkpoint_io_cls=CheckpointIO,
         )
         callbacks: list[Callback] = [*user_callbacks, *extra.pop("callbacks")]
+        wants_bar = trainer_config.get("enable_progress_bar") is not False
+        if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.extend(default_progress_callbacks())
         callbacks.append(RunConfigCallback(self._parser(self.subcommand), self.config[self.subcommand],
                                            self.session.masked_config))
         return super().instantiate_trainer(**kwargs, **extra, callbacks=callbacks)
@@ -183,12 +187,4 @@ def run_training(argv: list[str]) -> None:
         experiment_defaults=True,
         args=argv,
         parser_kwargs=parser_kwargs,
-        trainer_defaults=_trainer_defaults(),
     )
-
-
-def _trainer_defaults() -> dict[str, Any]:
-    """Trainer defaults of ``python -m enhtrain``: plain periodic progress lines when not on a terminal."""
-    from enhtrain.experiment.progress import default_progress_callbacks
-
-    return {"callbacks": default_progress_callbacks()}
