@@ -7,11 +7,12 @@ runs exactly as ``LightningCLI``. Otherwise enhtrain composes the config layers 
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Any
 
 import yaml
-from jsonargparse import ArgumentError, Namespace
+from jsonargparse import ArgumentError, DefaultHelpFormatter, Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
@@ -179,10 +180,31 @@ class EnhancedCLI(LightningCLI):
         session.finish(self.trainer)
 
 
+class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """jsonargparse's help, with the epilog kept as written."""
+
+
+_ENHTRAIN_OPTIONS = """\
+enhtrain options (read before the options above):
+  --config FILE            a YAML config; repeatable; each may `extends: [other.yaml]`
+  --env NAME|FILE          environment overlay: dev, test, prod, env/NAME.yaml beside the first config, or a file
+  --experiment.KEY VALUE   the experiment section: name, root_dir, version, tags, loggers, callbacks,
+                           checkpoint, profiler, resume, allow_config_change
+  --trust_checkpoint       load checkpoints that need pickled objects (only from a trusted source)
+  --safe                   allow only registered components, torch and lightning as class paths
+  --allow_module NAME      with --safe, also allow classes from this package
+See `enhtrain config explain` for where each value comes from."""
+
+
 def run_training(argv: list[str]) -> None:
     """Run a training subcommand (``fit``, ``validate``, ``test``, ``predict``) with enhtrain's defaults."""
-    parser_kwargs: dict[str, Any] = {"exit_on_error": False}
-    parser_kwargs.update({name: {"exit_on_error": False} for name in LightningCLI.subcommands()})
+    parser_kwargs: dict[str, Any] = {"exit_on_error": False, "prog": "enhtrain", "formatter_class": _HelpFormatter}
+    parser_kwargs.update(
+        {
+            name: {"exit_on_error": False, "epilog": _ENHTRAIN_OPTIONS, "formatter_class": _HelpFormatter}
+            for name in LightningCLI.subcommands()
+        }
+    )
     EnhancedCLI(
         experiment_defaults=True,
         args=argv,
