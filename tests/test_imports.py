@@ -1,0 +1,47 @@
+"""Laziness: ``import enhtrain`` and the info commands import neither torch nor the optional logger packages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("torch", "lightning", "wandb", "comet_ml", "tensorboard")
+
+PROBE = """
+import json, sys
+{body}
+print(json.dumps([m for m in {heavy!r} if m in sys.modules]))
+"""
+
+
+def _loaded(body: str) -> list[str]:
+    proc = subprocess.run(
+        [sys.executable, "-c", PROBE.format(body=body, heavy=HEAVY)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_import_enhtrain_is_light() -> None:
+    assert _loaded("import enhtrain; enhtrain.hookimpl; enhtrain.ConfigError") == []
+
+
+INFO_COMMANDS = [["--version"], ["plugins"], ["plugins", "--json"], ["templates", "list"],
+                 ["templates", "show", "quickstart"]]
+
+
+def test_info_commands_do_not_import_torch() -> None:
+    body = (
+        "import contextlib, io\nfrom enhtrain.commands import main\n"
+        f"for args in {INFO_COMMANDS!r}:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()):\n"
+        "        assert main(args) == 0, args"
+    )
+    assert _loaded(body) == []
+
+
+def test_enhanced_cli_is_loaded_on_first_use() -> None:
+    loaded = _loaded("import enhtrain\ncls = enhtrain.EnhancedCLI")
+    assert "torch" in loaded and "lightning" in loaded
+    assert "wandb" not in loaded and "comet_ml" not in loaded
