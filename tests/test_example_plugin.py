@@ -144,6 +144,7 @@ def test_fit_with_example_components(enhtrain_cli: Any, config_file: Path) -> No
         "name": "example",
         "distribution": DISTRIBUTION,
         "version": metadata.version(DISTRIBUTION),
+        "error": None,
     } in meta["plugins"]
 
 

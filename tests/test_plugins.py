@@ -287,7 +287,10 @@ def test_fit_not_using_broken_plugins_succeeds(fake_site: FakeSite, enhtrain_cli
     assert (run / "logs" / "csv" / "metrics.csv").is_file()
     metadata = json.loads((run / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["status"] == "completed"
-    assert {"name": "example", "distribution": "enhtrain-example", "version": "0.1.0"} in metadata["plugins"]
+    rows = {row["name"]: row for row in metadata["plugins"]}
+    assert rows["example"] == {"name": "example", "distribution": "enhtrain-example", "version": "0.1.0",
+                               "error": None}
+    assert {name for name, row in rows.items() if row["error"]} == set(BROKEN)
     assert {f.plugin.name for f in plugins.failures()} == set(BROKEN)
 
 
