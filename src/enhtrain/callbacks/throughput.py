@@ -16,6 +16,8 @@ import torch
 from lightning.pytorch.callbacks.callback import Callback
 from typing_extensions import override
 
+from enhtrain.callbacks._logging import is_logging_step
+
 
 class StepThroughput(Callback):
     r"""Log training throughput every ``log_every_n_steps`` optimizer steps.
@@ -122,16 +124,7 @@ class StepThroughput(Callback):
         self._last_end = None
 
     def _should_log(self, trainer: pl.Trainer) -> bool:
-        every = self.log_every_n_steps if self.log_every_n_steps is not None else trainer.log_every_n_steps
-        step = trainer.global_step
-        # With gradient accumulation several batches end on the same global step: log once per step.
-        return (
-            bool(every)
-            and step > 0
-            and step % every == 0
-            and step != self._last_logged_step
-            and bool(trainer.loggers)
-        )
+        return is_logging_step(trainer, self.log_every_n_steps, self._last_logged_step)
 
     def _log(self, trainer: pl.Trainer) -> None:
         elapsed = self._compute_time + self._data_time
