@@ -212,3 +212,23 @@ def test_trainer_components_by_registry_or_class_name(tmp_path: Path, monkeypatc
     ]
     assert trainer["callbacks"][0]["init_args"]["every_n_steps"] == 5
     assert trainer["profiler"]["class_path"] == "lightning.pytorch.profilers.SimpleProfiler"
+
+
+def test_printed_and_explained_configs_mask_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-9876543210")
+    write(
+        tmp_path / "c.yaml",
+        "model: {class_path: enhtrain.models.MLPClassifier}\n"
+        "experiment:\n  loggers: {comet: {api_key: abcdef123456}}\n  tags: ['${oc.env:MY_SERVICE_TOKEN}']\n",
+    )
+    assert main(["fit", "--config", "c.yaml", "--print_config"]) == 0
+    printed = capsys.readouterr().out
+    assert "abcdef123456" not in printed and "tok-9876543210" not in printed
+    assert "**********" in printed
+    assert main(["config", "explain", "--config", "c.yaml"]) == 0
+    explained = capsys.readouterr().out
+    assert "abcdef123456" not in explained and "tok-9876543210" not in explained
+    assert main(["config", "explain", "--help"]) == 0
+    assert "usage: enhtrain config explain" in capsys.readouterr().out

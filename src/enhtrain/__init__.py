@@ -13,6 +13,7 @@ import pluggy
 from enhtrain.errors import ConfigError, EnhtrainError, PluginError
 
 __version__ = "0.1.0"
+"""The installed version of enhtrain."""
 
 hookimpl = pluggy.HookimplMarker("enhtrain")
 """Marker for plugin hook implementations: decorate each ``enhtrain_*`` function with it."""

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from enhtrain.registry import KindRegistry
 
 hookspec = pluggy.HookspecMarker("enhtrain")
+"""Marker of enhtrain's hook specifications (plugins use :data:`enhtrain.hookimpl`)."""
 
 __all__ = [
     "enhtrain_env_overlays",

@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "enhtrain"
+"""The entry-point group in which distributions declare their plugin modules."""
 
 BUILTIN_PLUGINS = (
     "enhtrain.default_plugins.callbacks",
@@ -42,6 +43,7 @@ BUILTIN_PLUGINS = (
     "enhtrain.default_plugins.envs",
     "enhtrain.default_plugins.checks",
 )
+"""The modules of the built-in plugins, registered after the third-party ones."""
 
 _HOOK_NAMES = {name for name in dir(hookspecs) if name.startswith("enhtrain_")}
 

@@ -18,6 +18,7 @@ from enhtrain.errors import ConfigError, PluginError
 __all__ = ["KINDS", "ComponentRegistry", "KindRegistry", "PluginInfo", "Registration", "snake_case"]
 
 KINDS = ("callbacks", "loggers", "profilers", "templates")
+"""The kinds of component a plugin can register."""
 _SINGULAR = {"callbacks": "callback", "loggers": "logger", "profilers": "profiler", "templates": "template"}
 
 

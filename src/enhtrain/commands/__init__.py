@@ -35,6 +35,7 @@ def _load(name: str) -> Callable[[list[str]], int]:
 
 
 INFO_COMMANDS = ("plugins", "templates", "config", "runs", "ckpt")
+"""The commands answered without importing torch."""
 
 
 def _error(message: str) -> int:

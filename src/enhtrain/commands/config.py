@@ -52,9 +52,12 @@ def explain(args: list[str]) -> list[dict[str, Any]]:
     flags += _flag_pairs([a for a in split.rest if a != "--json"])
     composed = compose(split.config_files, defaults=experiment_defaults_layer(), env=split.env, flags=flags)
     composed.data["experiment"] = validate_experiment(composed).model_dump(mode="json")
+    from enhtrain.experiment.secrets import mask_secrets, secret_values
+
+    data = mask_secrets(composed.data, secret_values())
     return [
         {"key": ".".join(path), "value": value, "source": composed.source_of(path) or "default"}
-        for path, value in _leaves(composed.data)
+        for path, value in _leaves(data)
     ]
 
 
@@ -62,6 +65,9 @@ def run(args: list[str]) -> int:
     """Print the explanation as aligned text, or JSON with ``--json``."""
     if args[:1] != ["explain"]:
         raise ConfigError(_USAGE)
+    if any(a in ("-h", "--help") for a in args[1:]):
+        sys.stdout.write(_USAGE + "\n\nEvery value of the composed config, with the layer that set it.\n")
+        return 0
     rows = explain(args[1:])
     if "--json" in args:
         json.dump(rows, sys.stdout, indent=2, default=str)

@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
+"""The training subcommands of ``LightningCLI``."""
 
 
 @dataclass
@@ -302,6 +303,12 @@ def prepare_arguments(
     check_component_names(experiment, composed)
     resolve_registered_classes(composed.data)
     _check_security(composed, split, environ)
-    text = yaml.safe_dump(composed.data, sort_keys=False)
+    data = composed.data
+    if any(arg.startswith("--print_config") for arg in split.rest):
+        # Printing only: nothing runs, so the printed config can mask its secrets.
+        from enhtrain.experiment.secrets import mask_secrets, secret_values
+
+        data = mask_secrets(data, secret_values(environ))
+    text = yaml.safe_dump(data, sort_keys=False)
     head = [*split.head, split.subcommand] if split.subcommand else list(split.head)
     return PreparedArgs([*head, "--config", text, *split.rest], composed, experiment, split, list(argv))

@@ -29,7 +29,6 @@ __all__ = [
     "resolve_interpolations",
 ]
 
-# ENHTRAIN_* variables that steer enhtrain itself rather than set config values.
 RESERVED_ENV_VARS = frozenset(
     {
         "ENHTRAIN_ENV",
@@ -42,6 +41,7 @@ RESERVED_ENV_VARS = frozenset(
         "ENHTRAIN_PLAIN_PROGRESS",
     }
 )
+"""``ENHTRAIN_*`` variables that steer enhtrain itself rather than set config values."""
 
 
 @dataclass

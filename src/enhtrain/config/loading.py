@@ -13,6 +13,7 @@ from enhtrain.errors import ConfigError
 __all__ = ["KeyPath", "Layer", "load_yaml_file", "load_yaml_text"]
 
 KeyPath = tuple[str, ...]
+"""A key path in a config, such as ``("trainer", "max_epochs")``."""
 
 
 @dataclass

@@ -27,7 +27,9 @@ DENIED_MODULES = frozenset(
         "pip", "__main__", "__builtin__",
     }
 )
+"""Modules that a config may never name in a class path."""
 SAFE_ROOTS = ("torch", "lightning", "pytorch_lightning", "enhtrain", "torchmetrics")
+"""Packages whose classes safe mode allows besides registered components."""
 
 # Sections whose value may be a bare class name or import path instead of a {class_path: ...} mapping.
 _CLASS_KEYS = {"model", "data", "optimizer", "lr_scheduler", "callbacks", "logger", "profiler", "plugins",

@@ -44,7 +44,8 @@ def call_with_options(
     params, var_kw = _parameters(target)
     unknown = [k for k in options if k not in params]
     if unknown and not var_kw:
-        accepted = ", ".join(params) or "none"
+        set_by_enhtrain = {"log_dir", "save_dir", "name", "version"} & set(context)
+        accepted = ", ".join(k for k in params if k not in set_by_enhtrain) or "none"
         raise ConfigError(f"{key}: unknown option '{unknown[0]}'; accepted options: {accepted}")
     kwargs = {k: v for k, v in context.items() if k in params and k not in options}
     kwargs.update(options)

@@ -21,11 +21,13 @@ from enhtrain.experiment.secrets import mask_argv, mask_secrets, mask_text, secr
 
 if TYPE_CHECKING:
     from enhtrain.config.arguments import PreparedArgs
+    from enhtrain.config.compose import ComposedConfig
     from enhtrain.config.schema import ExperimentConfig
 
 __all__ = ["RUN_DIR_ENV", "RunSession", "global_rank"]
 
 RUN_DIR_ENV = "ENHTRAIN_RUN_DIR"
+"""The environment variable through which the processes of a distributed job find the run directory."""
 
 
 def global_rank() -> int:
@@ -57,6 +59,7 @@ class RunSession:
     is_writer: bool
     resume_ckpt: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    composed: ComposedConfig | None = None
     _secrets: set[str] = field(default_factory=set)
     _loggers: list[Any] = field(default_factory=list)
     _callbacks: list[Any] = field(default_factory=list)
@@ -95,7 +98,10 @@ class RunSession:
             run = _wait_for_run_dir(experiment)
         if is_writer and point is None:
             _announce_run_dir(experiment, run)
-        session = cls(run, experiment, masked, is_writer, point.checkpoint if point else None, _secrets=values)
+        session = cls(
+            run, experiment, masked, is_writer, point.checkpoint if point else None, composed=prepared.composed,
+            _secrets=values,
+        )
         if is_writer:
             os.environ[RUN_DIR_ENV] = str(run.path)  # processes the launcher starts join this run
             try:
@@ -141,7 +147,25 @@ class RunSession:
                                          first_start_time=previous_meta.get("first_start_time",
                                                                             previous_meta.get("start_time")))
 
-    def build_trainer_kwargs(
+    def build_trainer_kwargs(self, **kwargs: Any) -> dict[str, Any]:
+        """Return the Trainer arguments the experiment adds; errors name the file and line of the setting.
+
+        Args:
+            **kwargs: See :meth:`_build_trainer_kwargs`.
+
+        Raises:
+            ConfigError: If a logger, callback or profiler rejects its options.
+        """
+        try:
+            return self._build_trainer_kwargs(**kwargs)
+        except ConfigError as err:
+            key = str(err).split(":", 1)[0]
+            where = self.composed.source_of(key.split(".")) if self.composed and key.startswith("experiment.") else None
+            if where:
+                raise ConfigError(f"{where}: {err}") from err
+            raise
+
+    def _build_trainer_kwargs(
         self,
         *,
         user_logger: Any,
