@@ -108,6 +108,26 @@ class EnhancedCLI(LightningCLI):
             plugins.validate_config(dumped)
 
     @override
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the model's hyper-parameters from `ckpt_path` with a bare torch.load; enhtrain reads
+        # them through the safe loader, so that a bad or unsafe checkpoint ends with a short message, exit
+        # status 2 and no run directory, and `--trust_checkpoint` applies here too.
+        if not self.enhanced:
+            super()._parse_ckpt_path()
+            return
+        from enhtrain.checkpoints.safe_load import cli_model_hparams
+
+        assert self.prepared is not None
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        hparams = cli_model_hparams(
+            self.config[subcommand].get("ckpt_path"), trust=self.prepared.experiment.trust_checkpoint
+        )
+        if hparams:
+            self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+
+    @override
     def before_instantiate_classes(self) -> None:
         super().before_instantiate_classes()
         if not self.enhanced or self.subcommand is None:

@@ -15,6 +15,7 @@ from enhtrain._io import atomic_write_json
 __all__ = ["MANIFEST_NAME", "Manifest", "sha256_file"]
 
 MANIFEST_NAME = "manifest.json"
+"""File name of the manifest in a run's ``checkpoints/`` folder."""
 _CHUNK = 1 << 20
 
 

@@ -15,6 +15,8 @@ from typing_extensions import override
 from enhtrain._io import TMP_PREFIX
 from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO
 from enhtrain.checkpoints.manifest import Manifest, sha256_file
+from enhtrain.checkpoints.retention import plan_prune
+from enhtrain.checkpoints.rng import collect_rng_states, restore_rng_states
 
 __all__ = ["RunCheckpoint"]
 
@@ -31,19 +33,39 @@ class RunCheckpoint(ModelCheckpoint):
     """Saves checkpoints into a run's ``checkpoints/`` with provenance, and records each in the manifest.
 
     Every checkpoint carries an ``enhtrain`` entry (run name and version, config hash, the masked config,
-    git commit, package versions, step, epoch, metrics, wall time). ``checkpoints/manifest.json`` lists every
+    git commit, package versions, step, epoch, metrics, the monitored metric, wall time, and the global random
+    states, which are restored when training resumes from it). ``checkpoints/manifest.json`` lists every
     file with its sha256, size, step, epoch and metrics and is rewritten atomically after each save and
-    deletion. Leftover temp files of a killed run are removed when training starts.
+    deletion. Leftover temp files of a killed run, and manifest entries of files it had deleted, are removed
+    when training starts.
+
+    With ``keep_last``, the files kept are the ``save_top_k`` best by the monitored metric, the ``keep_last``
+    newest, the best one and ``last.ckpt``; the others are deleted after each save (see
+    :func:`enhtrain.checkpoints.retention.plan_prune`).
 
     Args:
         run_info: What to embed in every checkpoint (name, version, config, config_hash, git, versions).
+        keep_last: Also keep this many of the newest checkpoints; ``None`` leaves retention to ``save_top_k``.
         **kwargs: Passed to :class:`~lightning.pytorch.callbacks.ModelCheckpoint`.
+
+    Raises:
+        ValueError: If ``keep_last`` is negative.
     """
 
-    def __init__(self, run_info: dict[str, Any] | None = None, **kwargs: Any) -> None:
+    def __init__(self, run_info: dict[str, Any] | None = None, keep_last: int | None = None, **kwargs: Any) -> None:
+        if keep_last is not None and keep_last < 0:
+            raise ValueError(f"`keep_last` must be 0 or more, got {keep_last}")
+        top_k = kwargs.get("save_top_k", 1)
+        self.keep_last = keep_last if top_k != 0 else None
+        self._keep_best: int | None = None
+        if self.keep_last is not None:
+            if kwargs.get("monitor") is not None and top_k != -1:
+                self._keep_best = top_k
+            kwargs["save_top_k"] = -1
         super().__init__(**kwargs)
         self.run_info = dict(run_info or {})
         self._started = time.monotonic()
+        self._rng_to_restore: dict[str, Any] | None = None
 
     @property
     def manifest(self) -> Manifest:
@@ -58,6 +80,13 @@ class RunCheckpoint(ModelCheckpoint):
             for leftover in Path(self.dirpath).glob(TMP_PREFIX + "*"):
                 with contextlib.suppress(OSError):
                     leftover.unlink()
+            # A run killed between deleting a checkpoint and rewriting the manifest leaves an entry without a file.
+            manifest = self.manifest
+            missing = [e["file"] for e in manifest.entries if not (manifest.directory / e["file"]).is_file()]
+            for name in missing:
+                manifest.remove(name)
+            if missing:
+                manifest.save()
 
     @override
     def on_save_checkpoint(
@@ -68,9 +97,31 @@ class RunCheckpoint(ModelCheckpoint):
             "global_step": trainer.global_step,
             "epoch": trainer.current_epoch,
             "metrics": _floats(trainer.callback_metrics),
+            "monitor": self.monitor,
+            "mode": self.mode,
             "wall_time_s": round(time.monotonic() - self._started, 3),
             "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "rng": collect_rng_states(),
         }
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        super().on_load_checkpoint(trainer, pl_module, checkpoint)
+        saved = checkpoint.get("enhtrain")
+        rng = saved.get("rng") if isinstance(saved, dict) else None
+        self._rng_to_restore = rng if isinstance(rng, dict) else None
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The random states of the moment of the save are restored once the sanity check, which draws from
+        # them, is over, so that a resumed run draws the same numbers (dropout, augmentation) as an
+        # uninterrupted one.
+        super().on_train_start(trainer, pl_module)
+        if self._rng_to_restore is not None:
+            restore_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
 
     @override
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
@@ -98,9 +149,20 @@ class RunCheckpoint(ModelCheckpoint):
             manifest.data["last"] = name
         else:
             manifest.data["newest"] = name
+        if self.monitor is not None and self.best_model_path:
+            manifest.data["best"] = Path(self.best_model_path).name
         manifest.data["monitor"] = self.monitor
         manifest.data["mode"] = self.mode
         manifest.save()
+        if self.keep_last is not None:
+            self._apply_retention(trainer, manifest)
+
+    def _apply_retention(self, trainer: pl.Trainer, manifest: Manifest) -> None:
+        assert self.dirpath is not None
+        for name in plan_prune(manifest, self.keep_last, self._keep_best):
+            path = str(Path(self.dirpath) / name)
+            self.best_k_models.pop(path, None)
+            self._remove_checkpoint(trainer, path)
 
     @override
     def _update_best_and_save(self, current: Any, trainer: pl.Trainer, monitor_candidates: dict[str, Any]) -> None:

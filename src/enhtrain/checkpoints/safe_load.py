@@ -1,4 +1,4 @@
-"""Loading checkpoints without running code they carry."""
+"""Loading checkpoints without running code they carry, and only when they match their run's manifest."""
 
 from __future__ import annotations
 
@@ -7,34 +7,107 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+from enhtrain.checkpoints.manifest import MANIFEST_NAME, Manifest
 from enhtrain.errors import CheckpointError
 
-__all__ = ["safe_load"]
+__all__ = ["LIGHTNING_CKPT_ALIASES", "check_manifest", "cli_model_hparams", "safe_load"]
+
+# Values of `ckpt_path` that Lightning resolves itself rather than naming a file.
+LIGHTNING_CKPT_ALIASES = ("best", "last", "hpc", "registry")
+"""Values of ``ckpt_path`` that Lightning resolves itself rather than naming a file."""
+
+_TRUST_HINT = "it was refused. Pass --trust_checkpoint only if the file comes from a source you trust"
 
 
-def safe_load(path: str | Path, *, trust: bool = False, map_location: Any = "cpu") -> Any:
-    """Load a checkpoint with ``weights_only=True`` unless ``trust``.
+def check_manifest(path: str | Path) -> None:
+    """Check a checkpoint against the ``manifest.json`` beside it, if that manifest lists it.
 
     Raises:
-        CheckpointError: If the file is missing, truncated or corrupt, or needs pickled objects while not
-            trusted; the message says to pass ``--trust_checkpoint`` only for a file from a trusted source.
+        CheckpointError: If the file's size or sha256 differs from its manifest entry.
+    """
+    path = Path(path)
+    if not (path.parent / MANIFEST_NAME).is_file():
+        return
+    manifest = Manifest(path.parent)
+    if manifest.entry(path.name) is None:
+        return
+    problem = manifest.verify(path.name)
+    if problem is not None:
+        raise CheckpointError(
+            f"checkpoint '{path}' does not match {manifest.path}: {problem}; use another checkpoint "
+            "(`enhtrain ckpt verify` checks them all)"
+        )
+
+
+def safe_load(
+    path: str | Path, *, trust: bool = False, map_location: Any = "cpu", verify: bool = True, mmap: bool = False
+) -> Any:
+    """Load a checkpoint with ``weights_only=True`` unless ``trust``.
+
+    Args:
+        path: The checkpoint file.
+        trust: Allow pickled Python objects (``weights_only=False``).
+        map_location: Passed to :func:`torch.load`.
+        verify: Check the file against its run's manifest first (see :func:`check_manifest`).
+        mmap: Map the tensors' storage from the file instead of reading it (zip-format checkpoints only), to
+            check a checkpoint cheaply.
+
+    Raises:
+        CheckpointError: If the file is missing, does not match its manifest, is truncated or corrupt, or needs
+            pickled objects while not trusted; the message says to pass ``--trust_checkpoint`` only for a file
+            from a trusted source.
     """
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' not found: check the path")
+    if verify:
+        check_manifest(path)
     try:
-        return torch.load(path, map_location=map_location or "cpu", weights_only=not trust)
+        return torch.load(
+            path, map_location=map_location or "cpu", weights_only=not trust, mmap=mmap and zipfile.is_zipfile(path)
+        )
     except pickle.UnpicklingError as err:
         if "weights_only" in str(err) or "Weights only" in str(err):
             raise CheckpointError(
-                f"checkpoint '{path}' needs pickled Python objects, which could run code when loaded; "
-                "it was refused. If you trust its source, pass --trust_checkpoint"
+                f"checkpoint '{path}' needs pickled Python objects, which could run code when loaded; " + _TRUST_HINT
             ) from err
-        raise CheckpointError(f"checkpoint '{path}' is corrupt: {err}") from err
+        raise CheckpointError(f"checkpoint '{path}' is corrupt: {' '.join(str(err).split())[:200]}") from err
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
         reason = " ".join(str(err).split())[:200]
         raise CheckpointError(
             f"checkpoint '{path}' is truncated or corrupt ({reason}); use another checkpoint"
         ) from err
+
+
+def cli_model_hparams(ckpt_path: str | Path | None, *, trust: bool = False) -> dict[str, Any] | None:
+    """Read the model's hyper-parameters from ``ckpt_path`` as ``LightningCLI`` does, through :func:`safe_load`.
+
+    ``LightningCLI`` reads them before the run starts, so a refused checkpoint stops the command before any run
+    directory is created.
+
+    Args:
+        ckpt_path: The ``ckpt_path`` of the command; ``None`` and Lightning's aliases (``last``, ``best``,
+            ``hpc``, ``registry``) are left to the Trainer.
+        trust: Allow pickled Python objects.
+
+    Returns:
+        The model section to merge into the config (``class_path`` and ``dict_kwargs`` when the checkpoint
+        records its class), or ``None`` when there is nothing to merge.
+
+    Raises:
+        CheckpointError: If the checkpoint is missing, corrupt, does not match its manifest or is unsafe.
+    """
+    if ckpt_path is None or str(ckpt_path) in LIGHTNING_CKPT_ALIASES or str(ckpt_path).startswith("registry:"):
+        return None
+    checkpoint = safe_load(ckpt_path, trust=trust)
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"checkpoint '{ckpt_path}' is not a Lightning checkpoint (not a dict)")
+    hparams = dict(checkpoint.get("hyper_parameters") or {})
+    hparams.pop("_instantiator", None)
+    if not hparams:
+        return None
+    if "_class_path" in hparams:
+        return {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+    return hparams

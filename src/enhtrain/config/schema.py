@@ -39,6 +39,7 @@ class CheckpointConfig(_Strict):
         monitor: The metric that ranks checkpoints (``val/loss``); ``None`` keeps the newest ones.
         mode: ``min`` or ``max``; inferred from the metric's name when left out.
         save_top_k: How many of the best checkpoints to keep (``-1`` keeps all).
+        keep_last: Also keep the newest N checkpoints, whatever their score (``None`` keeps only the best).
         save_last: Whether ``last.ckpt`` always points at the newest checkpoint.
         every_n_epochs: Save every N epochs.
         every_n_train_steps: Save every N training steps instead of at epoch ends.
@@ -48,6 +49,7 @@ class CheckpointConfig(_Strict):
     monitor: str | None = None
     mode: Literal["min", "max"] | None = None
     save_top_k: int = Field(default=1, ge=-1)
+    keep_last: int | None = Field(default=None, ge=0)
     save_last: bool = True
     every_n_epochs: int | None = Field(default=None, ge=1)
     every_n_train_steps: int | None = Field(default=None, ge=1)

@@ -29,6 +29,7 @@ Importing this module imports neither torch, Lightning, wandb nor comet_ml. The 
 
 from __future__ import annotations
 
+import csv
 import difflib
 import functools
 import hashlib
@@ -160,11 +161,25 @@ def _logger_classes() -> dict[str, type]:
     """
     from lightning.fabric.utilities.logger import _convert_params
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
     from lightning.pytorch.loggers.logger import rank_zero_experiment
     from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
     from typing_extensions import override
 
     from enhtrain.experiment.secrets import mask_secrets
+
+    class _KeepingCSVWriter(ExperimentWriter):
+        """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued instead of deleted."""
+
+        @override
+        def _check_log_dir_exists(self) -> None:
+            if not os.path.isfile(self.metrics_file_path):
+                return
+            with open(self.metrics_file_path, newline="") as handle:
+                header = next(csv.reader(handle), [])
+            self.metrics_keys = sorted(header)
+            if header != self.metrics_keys:
+                self._rewrite_with_new_header(self.metrics_keys)
 
     class RunCSVLogger(CSVLogger):
         r"""Lightning's ``CSVLogger`` writing ``metrics.csv`` and ``hparams.yaml`` directly in ``log_dir``.
@@ -198,6 +213,16 @@ def _logger_classes() -> dict[str, type]:
         def log_dir(self) -> str:
             """The directory of ``metrics.csv`` and ``hparams.yaml``."""
             return self._run_log_dir
+
+        @property
+        @override
+        @rank_zero_experiment
+        def experiment(self) -> Any:
+            """The writer of ``metrics.csv``; it appends to the rows already there (those of a resumed run)."""
+            if self._experiment is None:
+                os.makedirs(self.log_dir, exist_ok=True)
+                self._experiment = _KeepingCSVWriter(self.log_dir)
+            return self._experiment
 
         @override
         @rank_zero_only

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 __all__ = ["IGNORED_ON_RESUME", "ResumePoint", "check_config_change", "find_resume_point", "newest_verified"]
 
-# Keys that may differ between the original run and its resumption.
 IGNORED_ON_RESUME = ("resume", "allow_config_change", "version", "trust_checkpoint")
+"""Keys of ``experiment`` that may differ between a run and its resumption."""
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,9 @@ def newest_verified(checkpoints_dir: Path) -> tuple[str | None, list[str]]:
     """Return the newest checkpoint that verifies against the manifest, and a warning for each one skipped."""
     manifest = Manifest(checkpoints_dir)
     skipped: list[str] = []
-    entries = sorted(manifest.entries, key=lambda e: (e.get("step", 0), e["file"] == manifest.data.get("last")),
-                     reverse=True)
+    entries = sorted(
+        manifest.entries, key=lambda e: (e.get("step", 0), e["file"] == manifest.data.get("last")), reverse=True
+    )
     for entry in entries:
         problem = manifest.verify(entry["file"])
         if problem is None:
@@ -47,16 +48,24 @@ def newest_verified(checkpoints_dir: Path) -> tuple[str | None, list[str]]:
 
 def _ordered_runs(name_dir: Path) -> list[Path]:
     runs = [name_dir / v for v in list_versions(name_dir)]
-    return sorted(runs, key=lambda p: (p / "metadata.json").stat().st_mtime if (p / "metadata.json").exists()
-                  else p.stat().st_mtime, reverse=True)
+    return sorted(
+        runs,
+        key=lambda p: (p / "metadata.json").stat().st_mtime if (p / "metadata.json").exists() else p.stat().st_mtime,
+        reverse=True,
+    )
 
 
 def find_resume_point(experiment: ExperimentConfig, *, trust: bool = False) -> ResumePoint | None:
     """Resolve ``experiment.resume``.
 
-    ``auto`` takes the newest run of this name with a checkpoint that verifies (``None`` if there is none, so
-    a first run simply starts); a ``.ckpt`` path resumes from that file; anything else names a version of
-    this experiment.
+    ``auto`` takes the newest run of this name with a checkpoint that verifies against the manifest, skipping
+    truncated or corrupt files with a warning (``None`` if there is none, so a first run simply starts); a
+    ``.ckpt`` path in a run's ``checkpoints/`` resumes that run from that file, which must match the manifest
+    or, when the manifest does not list it, load safely; anything else names a version of this experiment.
+
+    Args:
+        experiment: The experiment section.
+        trust: Whether a checkpoint may need pickled Python objects.
 
     Raises:
         CheckpointError: If a named checkpoint or version has nothing valid to resume from.
@@ -75,15 +84,7 @@ def find_resume_point(experiment: ExperimentConfig, *, trust: bool = False) -> R
         return None
     path = Path(resume)
     if path.suffix == ".ckpt" or path.is_file():
-        if not path.is_file():
-            raise CheckpointError(f"experiment.resume: checkpoint '{path}' not found")
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        manifest = Manifest(path.parent)
-        if manifest.entry(path.name) is not None:
-            problem = manifest.verify(path.name)
-            if problem is not None:
-                raise CheckpointError(f"experiment.resume: checkpoint '{path}' is not usable: {problem}")
-        return ResumePoint(run_dir, str(path))
+        return ResumePoint(_run_of_checkpoint(path), _checked(path, trust))
     run_dir = name_dir / resume
     if not run_dir.is_dir():
         known = ", ".join(list_versions(name_dir)) or "none"
@@ -96,6 +97,37 @@ def find_resume_point(experiment: ExperimentConfig, *, trust: bool = False) -> R
     if found is None:
         raise CheckpointError(f"experiment.resume: run '{run_dir}' has no checkpoint that verifies")
     return ResumePoint(run_dir, found)
+
+
+def _run_of_checkpoint(path: Path) -> Path:
+    if not path.is_file():
+        raise CheckpointError(f"experiment.resume: checkpoint '{path}' not found")
+    run_dir = path.parent.parent
+    if path.parent.name != "checkpoints" or not (
+        (run_dir / "metadata.json").is_file() or (run_dir / "config.yaml").is_file()
+    ):
+        raise CheckpointError(
+            f"experiment.resume: '{path}' is not in the checkpoints/ folder of a run; to start a new run from it, "
+            f"use --ckpt_path {path}"
+        )
+    return run_dir
+
+
+def _checked(path: Path, trust: bool) -> str:
+    """Verify a named checkpoint against its manifest, or, if it is not listed, check that it loads safely."""
+    manifest = Manifest(path.parent)
+    if manifest.entry(path.name) is not None:
+        problem = manifest.verify(path.name)
+        if problem is not None:
+            raise CheckpointError(f"experiment.resume: checkpoint '{path}' is not usable: {problem}")
+        return str(path)
+    from enhtrain.checkpoints.safe_load import safe_load
+
+    try:
+        safe_load(path, trust=trust, verify=False, mmap=True)
+    except CheckpointError as err:
+        raise CheckpointError(f"experiment.resume: {err}") from err
+    return str(path)
 
 
 def _comparable(config: dict[str, Any]) -> dict[str, Any]:
@@ -124,8 +156,9 @@ def check_config_change(saved_path: Path, config: dict[str, Any], *, allow: bool
     new = yaml.safe_dump(_comparable(config), sort_keys=True).splitlines()
     if old == new:
         return
-    diff = [line for line in difflib.unified_diff(old, new, "saved", "now", lineterm="", n=0)
-            if not line.startswith("@@")]
+    diff = [
+        line for line in difflib.unified_diff(old, new, "saved", "now", lineterm="", n=0) if not line.startswith("@@")
+    ]
     if allow:
         warnings.warn("resuming with a changed config:\n" + "\n".join(diff), stacklevel=2)
         return

@@ -195,6 +195,7 @@ class RunSession:
                     monitor=ckpt.monitor,
                     mode=ckpt.mode or "min",
                     save_top_k=ckpt.save_top_k,
+                    keep_last=ckpt.keep_last,
                     save_last=ckpt.save_last,
                     every_n_epochs=ckpt.every_n_epochs,
                     every_n_train_steps=ckpt.every_n_train_steps,

@@ -1,0 +1,211 @@
+"""``enhtrain ckpt list|verify|prune RUN``: a run's checkpoints against its ``checkpoints/manifest.json``.
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from enhtrain.checkpoints.manifest import Manifest
+from enhtrain.checkpoints.retention import plan_prune, protected_files
+from enhtrain.commands.runs import ArgParser, resolve_run, run_status
+from enhtrain.errors import CheckpointError, ConfigError
+from enhtrain.experiment.metadata import read_metadata
+
+__all__ = ["checkpoint_rows", "format_checkpoints", "run"]
+
+_SUFFIX = ".ckpt"
+
+
+def _size(num: Any) -> str:
+    if not isinstance(num, (int, float)):
+        return "-"
+    value = float(num)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def checkpoint_rows(checkpoints_dir: Path, *, verify: bool) -> list[dict[str, Any]]:
+    """Return one row per checkpoint: the manifest's entries, oldest first, then unlisted ``.ckpt`` files.
+
+    Args:
+        checkpoints_dir: A run's ``checkpoints/`` folder.
+        verify: Whether to check each file's size and sha256 (``problem`` is ``None`` when it matches).
+    """
+    manifest = Manifest(checkpoints_dir)
+    monitor = manifest.data.get("monitor")
+    rows: list[dict[str, Any]] = []
+    for entry in manifest.entries:
+        name = entry.get("file")
+        if not isinstance(name, str):
+            continue
+        metrics = entry.get("metrics") or {}
+        rows.append(
+            {
+                "file": name,
+                "step": entry.get("step"),
+                "epoch": entry.get("epoch"),
+                "monitor": monitor,
+                "value": metrics.get(monitor) if monitor else None,
+                "size": entry.get("size"),
+                "time": entry.get("time"),
+                "best": manifest.data.get("best") == name,
+                "last": manifest.data.get("last") == name,
+                "problem": manifest.verify(name) if verify else None,
+            }
+        )
+    listed = {row["file"] for row in rows}
+    if checkpoints_dir.is_dir():
+        for path in sorted(checkpoints_dir.glob("*" + _SUFFIX)):
+            if path.name not in listed and path.is_file():
+                rows.append(
+                    {
+                        "file": path.name,
+                        "step": None,
+                        "epoch": None,
+                        "monitor": monitor,
+                        "value": None,
+                        "size": path.stat().st_size,
+                        "time": None,
+                        "best": False,
+                        "last": False,
+                        "problem": "not in the manifest",
+                    }
+                )
+    return rows
+
+
+def format_checkpoints(rows: list[dict[str, Any]], *, verified: bool) -> str:
+    """Format checkpoint rows as a table."""
+    if not rows:
+        return "no checkpoints\n"
+    monitor = next((r["monitor"] for r in rows if r["monitor"]), None)
+    header = ["FILE", "STEP", "EPOCH", monitor or "METRIC", "SIZE", "SAVED", "CHECK" if verified else "NOTE"]
+    table = []
+    for row in rows:
+        marks = [m for m in ("best", "last") if row[m]]
+        value = row["value"]
+        check = "ok" if row["problem"] is None else row["problem"]
+        table.append(
+            [
+                row["file"] + (f" ({', '.join(marks)})" if marks else ""),
+                "-" if row["step"] is None else str(row["step"]),
+                "-" if row["epoch"] is None else str(row["epoch"]),
+                "-" if not isinstance(value, (int, float)) else f"{value:.6g}",
+                _size(row["size"]),
+                (row["time"] or "-").replace("+00:00", "Z"),
+                check if verified or row["problem"] == "not in the manifest" else "",
+            ]
+        )
+    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
+    return "".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() + "\n"
+        for line in [header, *table]
+    )
+
+
+def _checkpoints_dir(spec: str) -> Path:
+    path = resolve_run(spec) / "checkpoints"
+    if not path.is_dir():
+        raise ConfigError(f"run '{spec}' has no checkpoints/ folder")
+    return path
+
+
+def _list(args: argparse.Namespace) -> int:
+    rows = checkpoint_rows(_checkpoints_dir(args.run), verify=False)
+    if args.json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        sys.stdout.write(format_checkpoints(rows, verified=False))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    directory = _checkpoints_dir(args.run)
+    rows = checkpoint_rows(directory, verify=True)
+    bad = [row for row in rows if row["problem"] is not None]
+    for row in bad:
+        sys.stdout.write(f"BAD {directory / row['file']}: {row['problem']}\n")
+    good = len(rows) - len(bad)
+    if bad:
+        sys.stdout.write(f"{len(bad)} of {len(rows)} checkpoint(s) failed verification\n")
+        return 1
+    sys.stdout.write(f"ok: {good} checkpoint(s) match {directory / 'manifest.json'}\n")
+    return 0
+
+
+def _refuse_if_running(run_dir: Path) -> None:
+    meta = read_metadata(run_dir / "metadata.json")
+    if meta.get("host") == socket.gethostname() and run_status(meta) == "running":
+        raise CheckpointError(
+            f"run '{run_dir}' is still training (pid {meta.get('pid')}); prune its checkpoints after it ends"
+        )
+
+
+def _prune(args: argparse.Namespace) -> int:
+    if args.keep_last is None and args.keep_best is None:
+        raise ConfigError("ckpt prune: give --keep-last N, --keep-best K or both")
+    directory = _checkpoints_dir(args.run)
+    manifest = Manifest(directory)
+    doomed = plan_prune(manifest, args.keep_last, args.keep_best)
+    kept = [e["file"] for e in manifest.entries if e["file"] not in doomed]
+    protected = protected_files(manifest)
+    if not args.dry_run:
+        _refuse_if_running(directory.parent)
+    verb = "would delete" if args.dry_run else "deleted"
+    for name in doomed:
+        if not args.dry_run:
+            with contextlib.suppress(FileNotFoundError):
+                (directory / name).unlink()
+            manifest.remove(name)
+            manifest.save()
+        sys.stdout.write(f"{verb} {directory / name}\n")
+    notes = ", ".join(f"{name} (protected)" if name in protected else name for name in kept) or "nothing"
+    sys.stdout.write(f"kept: {notes}\n")
+    return 0
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{value}'") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {number}")
+    return number
+
+
+def run(args: list[str]) -> int:
+    """Run ``enhtrain ckpt``; returns the exit status (``verify``: 1 when a checkpoint fails).
+
+    Raises:
+        ConfigError: On bad arguments or a missing run.
+        CheckpointError: When pruning a run that is still training, or ``--keep-best`` without a metric.
+    """
+    parser = ArgParser(prog="enhtrain ckpt", description="List, verify and prune a run's checkpoints.")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=ArgParser)
+    listing = sub.add_parser("list", help="list the checkpoints in the run's manifest")
+    listing.add_argument("run", help="a run directory, or name/version under ./runs")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    verify = sub.add_parser("verify", help="check each checkpoint's size and sha256 against the manifest")
+    verify.add_argument("run", help="a run directory, or name/version under ./runs")
+    prune = sub.add_parser("prune", help="delete all but the best K and newest N checkpoints")
+    prune.add_argument("run", help="a run directory, or name/version under ./runs")
+    prune.add_argument("--keep-last", type=_count, default=None, metavar="N", help="keep the N newest checkpoints")
+    prune.add_argument("--keep-best", type=_count, default=None, metavar="K", help="keep the K best checkpoints")
+    prune.add_argument("--dry-run", action="store_true", help="print what would be deleted and delete nothing")
+    try:
+        parsed = parser.parse_args(args)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 0
+    return {"list": _list, "verify": _verify, "prune": _prune}[parsed.action](parsed)

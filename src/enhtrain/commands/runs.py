@@ -1,0 +1,248 @@
+"""``enhtrain runs list [ROOT]`` and ``enhtrain runs show RUN``: what ran, how it ended, what it saved.
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NoReturn
+
+from enhtrain.checkpoints.manifest import MANIFEST_NAME, Manifest
+from enhtrain.errors import ConfigError
+from enhtrain.experiment.metadata import read_metadata
+from enhtrain.experiment.run_dir import list_versions
+
+__all__ = ["ArgParser", "best_metric", "find_runs", "resolve_run", "run", "run_status", "summarize"]
+
+DEFAULT_ROOT = "runs"
+
+
+class ArgParser(argparse.ArgumentParser):
+    """An ``argparse`` parser whose errors become a one-line :class:`~enhtrain.errors.ConfigError`."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise the error instead of printing usage and exiting.
+
+        Args:
+            message: argparse's message.
+
+        Raises:
+            ConfigError: Always, naming the command.
+        """
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def resolve_run(spec: str, root: str | Path = DEFAULT_ROOT) -> Path:
+    """Return the run directory that ``spec`` names.
+
+    Args:
+        spec: A run directory, its ``checkpoints/`` folder, or ``name/version`` under ``root``.
+        root: Where ``name/version`` is looked up.
+
+    Raises:
+        ConfigError: If no run directory matches.
+    """
+    candidates = [Path(spec), Path(root) / spec]
+    for path in candidates:
+        if path.name == "checkpoints" and (path / MANIFEST_NAME).is_file():
+            path = path.parent
+        if path.is_dir() and any((path / name).exists() for name in ("metadata.json", "checkpoints", "config.yaml")):
+            return path
+    raise ConfigError(f"run '{spec}' not found: give a run directory, or name/version under ./{root}")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_status(meta: dict[str, Any]) -> str:
+    """Return the run's status; a ``running`` run whose process is gone from this host shows as ``killed``."""
+    status = str(meta.get("status") or "unknown")
+    if status == "running" and meta.get("host") == socket.gethostname() and not _alive(meta.get("pid")):
+        return "killed"
+    return status
+
+
+def best_metric(run_dir: Path, meta: dict[str, Any] | None = None) -> tuple[str, float] | None:
+    """Return ``(metric, value)``: the best checkpoint's monitored metric, else the final one, else ``None``."""
+    manifest = Manifest(run_dir / "checkpoints")
+    monitor = manifest.data.get("monitor")
+    best = manifest.entry(manifest.data["best"]) if isinstance(manifest.data.get("best"), str) else None
+    if monitor and best is not None and isinstance((best.get("metrics") or {}).get(monitor), (int, float)):
+        return monitor, float(best["metrics"][monitor])
+    metrics = (meta or {}).get("metrics") or {}
+    if monitor and isinstance(metrics.get(monitor), (int, float)):
+        return monitor, float(metrics[monitor])
+    return None
+
+
+def _duration(meta: dict[str, Any]) -> float | None:
+    if isinstance(meta.get("duration_s"), (int, float)):
+        return float(meta["duration_s"])
+    start = _parse_time(meta.get("start_time"))
+    if start is not None and meta.get("status") == "running":
+        return (datetime.now(timezone.utc) - start).total_seconds()
+    return None
+
+
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    hours, rest = divmod(round(seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+def summarize(run_dir: Path) -> dict[str, Any]:
+    """Return a run's summary: name, version, status, start, duration, best metric and paths."""
+    meta = read_metadata(run_dir / "metadata.json")
+    best = best_metric(run_dir, meta)
+    return {
+        "name": meta.get("name") or run_dir.parent.name,
+        "version": meta.get("version") or run_dir.name,
+        "status": run_status(meta) if meta else "unknown",
+        "start_time": meta.get("first_start_time") or meta.get("start_time"),
+        "end_time": meta.get("end_time"),
+        "duration_s": _duration(meta),
+        "best_metric": best[0] if best else None,
+        "best_value": best[1] if best else None,
+        "path": str(run_dir),
+    }
+
+
+def find_runs(root: str | Path) -> list[Path]:
+    """Return every ``<root>/<name>/<version>`` run directory, by name then version."""
+    root = Path(root)
+    found = []
+    for name_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for version in list_versions(name_dir):
+            path = name_dir / version
+            if (path / "metadata.json").is_file() or (path / "config.yaml").is_file():
+                found.append(path)
+    return found
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]]
+    return "\n".join(lines) + "\n"
+
+
+def _fmt_value(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def _list(args: argparse.Namespace) -> int:
+    root = Path(args.root)
+    if not root.is_dir():
+        raise ConfigError(f"runs list: '{root}' is not a directory (give the runs root, default ./{DEFAULT_ROOT})")
+    summaries = [summarize(path) for path in find_runs(root)]
+    if args.json:
+        sys.stdout.write(json.dumps(summaries, indent=2) + "\n")
+        return 0
+    if not summaries:
+        sys.stdout.write(f"no runs under {root}\n")
+        return 0
+    rows = [
+        [
+            s["name"],
+            s["version"],
+            s["status"],
+            (s["start_time"] or "-").replace("+00:00", "Z"),
+            _fmt_duration(s["duration_s"]),
+            f"{s['best_metric']}={_fmt_value(s['best_value'])}" if s["best_metric"] else "-",
+        ]
+        for s in summaries
+    ]
+    sys.stdout.write(_table(rows, ["NAME", "VERSION", "STATUS", "START", "DURATION", "BEST"]))
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from enhtrain.commands.ckpt import checkpoint_rows
+
+    run_dir = resolve_run(args.run)
+    meta = read_metadata(run_dir / "metadata.json")
+    summary = summarize(run_dir)
+    checkpoints = checkpoint_rows(run_dir / "checkpoints", verify=False)
+    if args.json:
+        sys.stdout.write(
+            json.dumps({"summary": summary, "metadata": meta, "checkpoints": checkpoints}, indent=2) + "\n"
+        )
+        return 0
+    versions = meta.get("versions") or {}
+    git = meta.get("git") or {}
+    commit = git.get("commit")
+    lines = [
+        f"Run:         {summary['name']}/{summary['version']}  ({run_dir})",
+        f"Status:      {summary['status']}",
+        f"Started:     {summary['start_time'] or '-'}",
+        f"Ended:       {summary['end_time'] or '-'}",
+        f"Duration:    {_fmt_duration(summary['duration_s'])}",
+        f"Command:     {' '.join(meta.get('command') or []) or '-'}",
+        f"Git:         {commit[:12] + (' (dirty)' if git.get('dirty') else '') if commit else '-'}",
+        "Versions:    " + (", ".join(f"{k} {v}" for k, v in versions.items() if v) or "-"),
+        f"Config hash: {meta.get('config_hash') or '-'}",
+    ]
+    if meta.get("tags"):
+        lines.append("Tags:        " + ", ".join(map(str, meta["tags"])))
+    if meta.get("resumes"):
+        lines.append(f"Resumed:     {len(meta['resumes'])} time(s), last from {meta['resumes'][-1].get('checkpoint')}")
+    if meta.get("error"):
+        lines.append(f"Error:       {meta['error']}")
+    if summary["best_metric"]:
+        lines.append(f"Best:        {summary['best_metric']} = {_fmt_value(summary['best_value'])}")
+    metrics = meta.get("metrics") or {}
+    if metrics:
+        lines.append("Metrics:     " + ", ".join(f"{k}={_fmt_value(v)}" for k, v in sorted(metrics.items())))
+    sys.stdout.write("\n".join(lines) + "\n\n")
+    from enhtrain.commands.ckpt import format_checkpoints
+
+    sys.stdout.write(format_checkpoints(checkpoints, verified=False))
+    return 0
+
+
+def run(args: list[str]) -> int:
+    """Run ``enhtrain runs``; returns the exit status.
+
+    Raises:
+        ConfigError: On bad arguments or a missing run.
+    """
+    parser = ArgParser(prog="enhtrain runs", description="List and inspect runs.")
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=ArgParser)
+    listing = sub.add_parser("list", help="list every run under ROOT")
+    listing.add_argument("root", nargs="?", default=DEFAULT_ROOT, help=f"the runs root (default ./{DEFAULT_ROOT})")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    show = sub.add_parser("show", help="show one run: its metadata and checkpoints")
+    show.add_argument("run", help="a run directory, or name/version under ./runs")
+    show.add_argument("--json", action="store_true", help="print JSON")
+    try:
+        parsed = parser.parse_args(args)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 0
+    return _list(parsed) if parsed.action == "list" else _show(parsed)
