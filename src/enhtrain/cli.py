@@ -8,6 +8,7 @@ runs exactly as ``LightningCLI``. Otherwise enhtrain composes the config layers 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import Any
 
@@ -15,7 +16,7 @@ import yaml
 from jsonargparse import ArgumentError, DefaultHelpFormatter, Namespace
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
@@ -23,30 +24,11 @@ from typing_extensions import override
 from enhtrain import plugins
 from enhtrain.config.arguments import PreparedArgs, prepare_arguments
 from enhtrain.config.errors import describe_parser_error
-from enhtrain.errors import ConfigError
+from enhtrain.errors import ConfigError, RunDirError
 from enhtrain.experiment.progress import default_progress_callbacks
 from enhtrain.experiment.run_session import RunSession
 
-__all__ = ["EnhancedCLI", "RunConfigCallback"]
-
-
-class RunConfigCallback(SaveConfigCallback):
-    """Logs the run's masked config as hyper-parameters; ``config.yaml`` itself is written by the run session.
-
-    Args:
-        parser: The subcommand's parser.
-        config: The parsed config.
-        masked: The config as plain data with secrets masked.
-    """
-
-    def __init__(self, parser: LightningArgumentParser, config: Namespace, masked: dict[str, Any]) -> None:
-        super().__init__(parser, config, save_to_log_dir=False)
-        self.masked = masked
-
-    @override
-    def save_config(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
-        for logger in trainer.loggers:
-            logger.log_hyperparams({"config": self.masked})
+__all__ = ["EnhancedCLI", "run_training"]
 
 
 class EnhancedCLI(LightningCLI):
@@ -115,15 +97,22 @@ class EnhancedCLI(LightningCLI):
         if not self.enhanced:
             super()._parse_ckpt_path()
             return
-        from enhtrain.checkpoints.safe_load import cli_model_hparams
+        from enhtrain.checkpoints.safe_load import (
+            LIGHTNING_CKPT_ALIASES,
+            cli_model_hparams,
+            require_lightning,
+            safe_load,
+        )
 
         assert self.prepared is not None
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
-        hparams = cli_model_hparams(
-            self.config[subcommand].get("ckpt_path"), trust=self.prepared.experiment.trust_checkpoint
-        )
+        path = self.config[subcommand].get("ckpt_path")
+        trust = self.prepared.experiment.trust_checkpoint
+        hparams = cli_model_hparams(path, trust=trust)
+        if path is not None and str(path) not in LIGHTNING_CKPT_ALIASES and not str(path).startswith("registry:"):
+            require_lightning(safe_load(path, trust=trust, mmap=True), path)
         if hparams:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
@@ -173,9 +162,13 @@ class EnhancedCLI(LightningCLI):
         wants_bar = trainer_config.get("enable_progress_bar") is not False
         if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.extend(default_progress_callbacks())
-        callbacks.append(RunConfigCallback(self._parser(self.subcommand), self.config[self.subcommand],
-                                           self.session.masked_config))
-        return super().instantiate_trainer(**kwargs, **extra, callbacks=callbacks)
+        trainer = super().instantiate_trainer(**kwargs, **extra, callbacks=callbacks)
+        # The run's config is its hyper-parameters too; logged here rather than by a callback, which Lightning
+        # would call on every step.
+        if self.session.is_writer:
+            for logger in trainer.loggers:
+                logger.log_hyperparams({"config": self.session.masked_config})
+        return trainer
 
     @override
     def _run_subcommand(self, subcommand: str) -> None:
@@ -187,13 +180,25 @@ class EnhancedCLI(LightningCLI):
             self.config_init[subcommand]["ckpt_path"] = session.resume_ckpt
         try:
             super()._run_subcommand(subcommand)
-        except MisconfigurationException as err:
+        except (MisconfigurationException, ValueError) as err:
+            if isinstance(err, ValueError) and not _raised_by_lightning(err):
+                session.finish(self.trainer, error=err)
+                raise
             # Lightning rejected the setup before training began: nothing of this run is worth keeping.
             if self.trainer.global_step == 0:
                 session.abort()
             else:
                 session.finish(self.trainer, error=err)
             raise ConfigError(f"Lightning rejected the configuration: {' '.join(str(err).split())}") from err
+        except OSError as err:
+            session.finish(self.trainer, error=err)
+            if err.errno not in _DISK_ERRORS:
+                raise
+            where = f" ({err.filename})" if err.filename else ""
+            raise RunDirError(
+                f"cannot write to run directory '{session.run.path}': {err.strerror or err}{where}; the run "
+                f"stopped at step {self.trainer.global_step} and is marked failed"
+            ) from err
         except BaseException as err:
             session.finish(self.trainer, error=err)
             raise
@@ -214,6 +219,19 @@ enhtrain options (read before the options above):
   --safe                   allow only registered components, torch and lightning as class paths
   --allow_module NAME      with --safe, also allow classes from this package
 See `enhtrain config explain` for where each value comes from."""
+
+
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+
+
+def _raised_by_lightning(err: BaseException) -> bool:
+    """Whether the innermost frame of ``err``'s traceback is Lightning's code."""
+    tb = err.__traceback__
+    module = ""
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        tb = tb.tb_next
+    return module.startswith(("lightning.", "pytorch_lightning."))
 
 
 def run_training(argv: list[str]) -> None:

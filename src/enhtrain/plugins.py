@@ -13,6 +13,7 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import pluggy
@@ -241,7 +242,14 @@ def env_overlays(env: str) -> list[str]:
             raise PluginError(
                 f"plugin {info.describe()} failed in enhtrain_env_overlays: {_one_line(err)}; fix that plugin"
             ) from err
-        paths.extend(str(p) for p in result or ())
+        for path in result or ():
+            if not Path(path).is_file():
+                info = state.infos.get(impl.plugin_name, PluginInfo(impl.plugin_name))
+                raise PluginError(
+                    f"plugin {info.describe()} gave environment '{env}' the overlay file '{path}', which is not "
+                    "found; fix that plugin"
+                )
+            paths.append(str(path))
     return paths
 
 

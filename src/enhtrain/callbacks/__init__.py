@@ -2,13 +2,34 @@
 
 Each is an ordinary Lightning :class:`~lightning.pytorch.callbacks.Callback` and works with any
 ``Trainer``; enhtrain's configs refer to them by their registry names (``throughput``, ``memory``,
-``grad_norm``, ``nan_guard``, ``run_summary``).
+``grad_norm``, ``nan_guard``, ``run_summary``). Each is imported on first access, so selecting one callback
+imports only its own module.
 """
 
-from enhtrain.callbacks.grad_norm import GradNormMonitor
-from enhtrain.callbacks.memory import MemoryMonitor
-from enhtrain.callbacks.nan_guard import NaNGuard
-from enhtrain.callbacks.run_summary import RunSummary
-from enhtrain.callbacks.throughput import StepThroughput
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from enhtrain.callbacks.grad_norm import GradNormMonitor
+    from enhtrain.callbacks.memory import MemoryMonitor
+    from enhtrain.callbacks.nan_guard import NaNGuard
+    from enhtrain.callbacks.run_summary import RunSummary
+    from enhtrain.callbacks.throughput import StepThroughput
+
+_EXPORTS = {
+    "GradNormMonitor": "enhtrain.callbacks.grad_norm",
+    "MemoryMonitor": "enhtrain.callbacks.memory",
+    "NaNGuard": "enhtrain.callbacks.nan_guard",
+    "RunSummary": "enhtrain.callbacks.run_summary",
+    "StepThroughput": "enhtrain.callbacks.throughput",
+}
 
 __all__ = ["GradNormMonitor", "MemoryMonitor", "NaNGuard", "RunSummary", "StepThroughput"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

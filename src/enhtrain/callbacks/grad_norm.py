@@ -64,8 +64,8 @@ class GradNormMonitor(Callback):
     """
 
     def __init__(self, every_n_steps: int = 50, per_layer: bool = True, norm_type: float = 2.0) -> None:
-        if every_n_steps < 1:
-            raise ValueError(f"`every_n_steps` must be >= 1, got {every_n_steps}.")
+        if isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError(f"`every_n_steps` must be an integer >= 1, got {every_n_steps!r}.")
         norm_type = float(norm_type)
         if not norm_type > 0:
             raise ValueError(f"`norm_type` must be > 0 (or inf), got {norm_type}.")

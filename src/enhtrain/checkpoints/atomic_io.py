@@ -25,12 +25,17 @@ class _HashingWriter:
         self._handle = handle
         self.digest = hashlib.sha256()
         self.size = 0
+        self.error: OSError | None = None
 
     def write(self, data: Any) -> int:
         view = memoryview(data)
         self.digest.update(view)
         self.size += view.nbytes
-        return self._handle.write(data)
+        try:
+            return self._handle.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
 
     def flush(self) -> None:
         self._handle.flush()
@@ -61,6 +66,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f"{TMP_PREFIX}{target.name}.{os.getpid()}"
+        writer: _HashingWriter | None = None
         try:
             with open(tmp, "wb") as handle:
                 writer = _HashingWriter(handle)
@@ -68,10 +74,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, target)
-        except BaseException:
+        except BaseException as err:
             with contextlib.suppress(OSError):
                 tmp.unlink()
+            if isinstance(err, RuntimeError) and writer is not None and writer.error is not None:
+                # torch's zip writer reports a failed write as a RuntimeError; raise the write's own error.
+                raise writer.error from err
             raise
+        assert writer is not None
         _fsync_dir(target.parent)
         self.last_saved[str(target)] = (writer.digest.hexdigest(), writer.size)
 

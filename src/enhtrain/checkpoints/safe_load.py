@@ -69,16 +69,42 @@ def safe_load(
             path, map_location=map_location or "cpu", weights_only=not trust, mmap=mmap and zipfile.is_zipfile(path)
         )
     except pickle.UnpicklingError as err:
-        if "weights_only" in str(err) or "Weights only" in str(err):
+        if "GLOBAL" in str(err).upper() or _is_pickle(path):
             raise CheckpointError(
                 f"checkpoint '{path}' needs pickled Python objects, which could run code when loaded; " + _TRUST_HINT
             ) from err
         raise CheckpointError(f"checkpoint '{path}' is corrupt: {' '.join(str(err).split())[:200]}") from err
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as err:
+    except CheckpointError:
+        raise
+    except Exception as err:
         reason = " ".join(str(err).split())[:200]
         raise CheckpointError(
             f"checkpoint '{path}' is truncated or corrupt ({reason}); use another checkpoint"
         ) from err
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether ``path`` is a well-formed pickle stream (checked opcode by opcode, without running it)."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as handle:
+            for _ in pickletools.genops(handle):
+                pass
+    except Exception:
+        return False
+    return True
+
+
+def require_lightning(checkpoint: Any, path: str | Path) -> None:
+    """Raise :class:`CheckpointError` unless ``checkpoint`` is a dict that Lightning wrote."""
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or (
+        "pytorch-lightning_version" not in checkpoint
+    ):
+        raise CheckpointError(
+            f"checkpoint '{path}' is not a Lightning checkpoint (it has no state_dict and Lightning version); "
+            "give a file written by Trainer.save_checkpoint"
+        )
 
 
 def cli_model_hparams(ckpt_path: str | Path | None, *, trust: bool = False) -> dict[str, Any] | None:

@@ -125,6 +125,12 @@ def experiment_defaults_layer() -> Layer:
     return layer
 
 
+def _field_locations(loc: tuple[Any, ...]) -> tuple[str, ...]:
+    """Drop the union-member tags (``str``, ``ProfilerConfig``, ``dict[str,any]``) pydantic puts in a location."""
+    tags = {"str", "int", "float", "bool", "none", "list", "dict"}
+    return tuple(str(p) for p in loc if not (isinstance(p, str) and (p[:1].isupper() or p in tags or "[" in p)))
+
+
 def validate_experiment(composed: ComposedConfig) -> ExperimentConfig:
     """Validate the ``experiment`` section of a composed config.
 
@@ -140,8 +146,12 @@ def validate_experiment(composed: ComposedConfig) -> ExperimentConfig:
     try:
         return ExperimentConfig.model_validate(section)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = tuple(str(p) for p in first["loc"])
+        errors = err.errors()
+        fields = _field_locations(errors[0]["loc"])
+        # A union reports one error per member; the deepest one under the same key is the useful one.
+        first = max((e for e in errors if _field_locations(e["loc"])[:len(fields)] == fields),
+                    key=lambda e: len(_field_locations(e["loc"])))
+        loc = _field_locations(first["loc"])
         key = ".".join(("experiment", *loc))
         where = composed.source_of(("experiment", *loc)) or "config"
         message = first["msg"].removeprefix("Value error, ")

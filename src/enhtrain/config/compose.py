@@ -6,6 +6,7 @@ Layers, lowest to highest: code defaults; the ``--config`` files in order, each 
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -97,6 +98,12 @@ def load_with_extends(path: str | Path, _stack: tuple[Path, ...] = (), files: li
         extends = [extends]
     if not isinstance(extends, list) or not all(isinstance(e, str) for e in extends):
         raise ConfigError(f"{path}: 'extends' must be a file name or a list of file names")
+    for item in extends:
+        if not (Path(path).parent / item).exists():
+            raise ConfigError(
+                f"{path}: extends: config file '{Path(path).parent / item}' not found (paths in extends are "
+                f"relative to {path}); check the path"
+            )
     bases = [
         load_with_extends(Path(path).parent / item, (*_stack, resolved), files) for item in extends
     ]
@@ -157,12 +164,24 @@ def env_var_layer(environ: Mapping[str, str]) -> Layer:
     return layer
 
 
+def _has_interpolation(obj: Any) -> bool:
+    if isinstance(obj, str):
+        return "${" in obj
+    if isinstance(obj, dict):
+        return any(_has_interpolation(v) for v in obj.values())
+    if isinstance(obj, list):
+        return any(_has_interpolation(v) for v in obj)
+    return False
+
+
 def resolve_interpolations(layer: Layer) -> dict[str, Any]:
     """Resolve ``${...}`` interpolations over the whole composed config with OmegaConf.
 
     Raises:
         ConfigError: Naming the key whose interpolation failed and where it was set.
     """
+    if not _has_interpolation(layer.data):
+        return copy.deepcopy(layer.data)  # OmegaConf costs ~60 ms to import; skip it when nothing needs it
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 

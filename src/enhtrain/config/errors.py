@@ -14,6 +14,7 @@ _UNKNOWN = (
     re.compile(r"Key '([^']+)' is not expected"),
     re.compile(r"unrecognized arguments: --([^\s=]+)"),
     re.compile(r"No action for key \"([^\"]+)\""),
+    re.compile(r"^Option '([^']+)' is not accepted"),
 )
 _PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
 _CLASS = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
@@ -49,6 +50,36 @@ def _first_error(text: str) -> str:
     return ""
 
 
+_NESTED = re.compile(
+    r"Problem with given class_path '([^']+)':\s*\n\s*(?:Parser key \"([^\"]+)\":|Option '([^']+)' is not accepted)"
+)
+_PLAIN_EXPECTED = re.compile(r"Expected a <class '(?:[\w.]+\.)?(\w+)'>\. Got value: (.*)")
+
+
+def _init_arg_error(text: str, outer: str, composed: ComposedConfig | None, rest: Sequence[str]) -> str | None:
+    """Describe a bad ``init_args`` entry of a class that itself imported fine."""
+    match = _NESTED.search(text)
+    if not match:
+        return None
+    class_path, bad_key, unknown = match.groups()
+    if unknown is not None:
+        key = f"{outer}.init_args.{unknown}"
+        return (f"{_where(key, composed, rest)}: {key}: unknown key; check the spelling of the init_args of "
+                f"{class_path}")
+    key = f"{outer}.init_args.{bad_key}"
+    block = text[match.end():]
+    plain = _PLAIN_EXPECTED.search(block)
+    given = re.search(r"Given value: (.*)", block)
+    expected = _subtypes(block)
+    if plain and (not given or plain.start() < given.start()):
+        value, wanted = plain.group(2).strip(), f": expected {plain.group(1)}"
+    else:
+        value = given.group(1).strip() if given else ""
+        wanted = f": expected {expected}" if expected else ""
+    shown = f" '{value}'" if value and len(value) < 80 else ""
+    return f"{_where(key, composed, rest)}: {key}: invalid value{shown}{wanted}"
+
+
 def describe_parser_error(text: str, composed: ComposedConfig | None, rest: Sequence[str] = ()) -> str:
     """Turn a jsonargparse error into one line: ``<file:line>: <key>: <problem>; <fix>``.
 
@@ -57,6 +88,11 @@ def describe_parser_error(text: str, composed: ComposedConfig | None, rest: Sequ
         composed: The composed config, for the file and line of the key.
         rest: The command-line flags that were passed through to jsonargparse.
     """
+    outer = _PARSER_KEY.search(text)
+    if outer:
+        described = _init_arg_error(text, outer.group(1), composed, rest)
+        if described:
+            return described
     for pattern in _UNKNOWN:
         match = pattern.search(text)
         if match:
@@ -79,6 +115,11 @@ def describe_parser_error(text: str, composed: ComposedConfig | None, rest: Sequ
             )
         given = re.search(r"Given value: (.*)", text)
         expected = _subtypes(text)
+        plain = _PLAIN_EXPECTED.search(text)
+        if not detail and plain and not given:
+            value = plain.group(2).strip()
+            shown = f" '{value}'" if len(value) < 80 else ""
+            return f"{_where(key, composed, rest)}: {key}: invalid value{shown}: expected {plain.group(1)}"
         if detail and "Expected a" not in detail:
             return f"{_where(key, composed, rest)}: {key}: {detail}"
         value = f" '{given.group(1).strip()}'" if given and len(given.group(1)) < 80 else ""

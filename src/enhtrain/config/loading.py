@@ -43,6 +43,25 @@ def _error_location(err: yaml.YAMLError) -> str:
     return f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
 
 
+def _check_duplicates(node: yaml.Node, label: str) -> None:
+    """Refuse a mapping that names a key twice (YAML loaders keep the last silently)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                line = key_node.start_mark.line + 1
+                if key_node.value in seen:
+                    raise ConfigError(
+                        f"{label}:{line}: duplicate key '{key_node.value}' (first at line {seen[key_node.value]}); "
+                        "remove one of them"
+                    )
+                seen[key_node.value] = line
+            _check_duplicates(value_node, label)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _check_duplicates(item, label)
+
+
 def _collect(node: yaml.Node, prefix: KeyPath, label: str, out: dict[KeyPath, str]) -> None:
     if isinstance(node, yaml.MappingNode) and node.value:
         for key_node, value_node in node.value:
@@ -62,6 +81,8 @@ def load_yaml_text(text: str, label: str) -> Layer:
         loader = yaml.SafeLoader(text)
         try:
             node = loader.get_single_node()
+            if node is not None:
+                _check_duplicates(node, label)
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()

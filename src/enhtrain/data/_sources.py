@@ -62,6 +62,19 @@ def load_source(
     )
 
 
+def check_source_kind(dataset: str) -> None:
+    """Raise the ``ValueError`` of :func:`load_source` for a ``dataset`` it would not understand, loading nothing."""
+    if dataset.lower().endswith(FILE_SUFFIXES) or dataset in BUILTIN_DATASETS:
+        return
+    if "." in dataset and not Path(dataset).exists():
+        return
+    raise ValueError(
+        f"Unknown dataset {dataset!r}: use one of {list(BUILTIN_DATASETS)}, a file ending in"
+        f" {'/'.join(FILE_SUFFIXES)}, or the import path of a `torch.utils.data.Dataset` class"
+        " such as 'package.module.ClassName'."
+    )
+
+
 def _reject(value: Any, name: str, dataset: str, why: str) -> None:
     if value:
         raise ValueError(f"`{name}` {why}; remove it for dataset {dataset!r}.")

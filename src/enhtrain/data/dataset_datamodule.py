@@ -11,7 +11,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset, TensorDataset
 from typing_extensions import override
 
-from enhtrain.data._sources import load_source
+from enhtrain.data._sources import check_source_kind, load_source
 
 _STD_EPS = 1e-8
 
@@ -77,6 +77,7 @@ class DatasetDataModule(LightningDataModule):
                 f"`val_fraction + test_fraction` must be below 1 to leave training rows, got"
                 f" {val_fraction} + {test_fraction}."
             )
+        check_source_kind(dataset)
         if batch_size < 1:
             raise ValueError(f"`batch_size` must be a positive integer, got {batch_size!r}.")
         if num_workers < 0:

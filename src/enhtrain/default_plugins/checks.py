@@ -71,6 +71,9 @@ def _check_devices(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"trainer.precision '{precision}' is not supported on CPU: use bf16-mixed or 32-true"
         )
+    every = trainer.get("check_val_every_n_epoch")
+    if isinstance(every, int) and not isinstance(every, bool) and every < 1:
+        raise ConfigError(f"trainer.check_val_every_n_epoch must be a positive integer or null, got {every}")
     devices = trainer.get("devices")
     if isinstance(devices, int) and not isinstance(devices, bool) and devices < 1 and devices != -1:
         raise ConfigError(f"trainer.devices must be a positive number, -1 or 'auto', got {devices}")

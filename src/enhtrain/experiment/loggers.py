@@ -37,12 +37,14 @@ import importlib
 import inspect
 import os
 import struct
+import sys
 import time
 import zlib
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from enhtrain.errors import ConfigError
+from enhtrain.experiment.secrets import mask_argv
 
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import Logger
@@ -369,6 +371,13 @@ def _logger_classes() -> dict[str, type]:
                 os.makedirs(self._wandb_init["dir"], exist_ok=True)
                 if self._offline:
                     _keep_wandb_local()
+                # wandb records the command line in the run's metadata: give it the masked one.
+                argv = sys.argv
+                sys.argv = [*argv[:1], *mask_argv(argv[1:])]
+                try:
+                    return super().experiment
+                finally:
+                    sys.argv = argv
             return super().experiment
 
         @override

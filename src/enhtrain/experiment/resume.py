@@ -121,10 +121,10 @@ def _checked(path: Path, trust: bool) -> str:
         if problem is not None:
             raise CheckpointError(f"experiment.resume: checkpoint '{path}' is not usable: {problem}")
         return str(path)
-    from enhtrain.checkpoints.safe_load import safe_load
+    from enhtrain.checkpoints.safe_load import require_lightning, safe_load
 
     try:
-        safe_load(path, trust=trust, verify=False, mmap=True)
+        require_lightning(safe_load(path, trust=trust, verify=False, mmap=True), path)
     except CheckpointError as err:
         raise CheckpointError(f"experiment.resume: {err}") from err
     return str(path)

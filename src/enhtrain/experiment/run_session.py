@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from enhtrain._io import atomic_write_text
-from enhtrain.errors import ConfigError
+from enhtrain.errors import ConfigError, RunDirError
 from enhtrain.experiment import metadata as run_metadata
 from enhtrain.experiment.components import build_callbacks, build_loggers, build_profiler
 from enhtrain.experiment.resume import ResumePoint, check_config_change, find_resume_point
@@ -63,6 +63,7 @@ class RunSession:
     _secrets: set[str] = field(default_factory=set)
     _loggers: list[Any] = field(default_factory=list)
     _callbacks: list[Any] = field(default_factory=list)
+    _job: str | None = None
 
     @classmethod
     def start(cls, prepared: PreparedArgs, config: dict[str, Any], *, subcommand: str, trust: bool) -> RunSession:
@@ -100,12 +101,18 @@ class RunSession:
             _announce_run_dir(experiment, run)
         session = cls(
             run, experiment, masked, is_writer, point.checkpoint if point else None, composed=prepared.composed,
-            _secrets=values,
+            _secrets=values, _job=_job_key(),
         )
         if is_writer:
             os.environ[RUN_DIR_ENV] = str(run.path)  # processes the launcher starts join this run
             try:
                 session._write_start(prepared, subcommand, point)
+            except OSError as err:
+                session.abort()
+                raise RunDirError(
+                    f"cannot write run directory '{run.path}': {err.strerror or err}; free some space or set "
+                    "experiment.root_dir to a writable folder"
+                ) from err
             except BaseException:
                 session.abort()
                 raise
@@ -137,8 +144,8 @@ class RunSession:
             env=prepared.composed.env,
             config=self.masked_config,
             plugins=plugin_rows,
-            tags=self.experiment.tags,
-            description=self.experiment.description,
+            tags=mask_secrets(list(self.experiment.tags), self._secrets),
+            description=mask_text(self.experiment.description, self._secrets) if self.experiment.description else None,
         )
         if point is not None:
             history = [*previous_meta.get("resumes", []), {"checkpoint": point.checkpoint,
@@ -206,7 +213,7 @@ class RunSession:
             kwargs["enable_checkpointing"] = False
         kwargs["callbacks"] = callbacks
         spec = exp.profiler_spec()
-        if spec is not None and user_profiler is None:
+        if spec is not None and user_profiler is None and self.is_writer:
             kwargs["profiler"] = build_profiler(spec[0], spec[1], self.run)
         plugins_list = user_plugins if isinstance(user_plugins, list) else ([user_plugins] if user_plugins else [])
         if not any(isinstance(p, checkpoint_io_cls) for p in plugins_list):
@@ -230,13 +237,13 @@ class RunSession:
         """Record how the run ended (``completed``, ``failed`` or ``interrupted``) and its final metrics."""
         if self.is_writer:
             os.environ.pop(RUN_DIR_ENV, None)
-            key = _job_key()
-            if key is not None:
+            if self._job is not None:
                 with contextlib.suppress(OSError):
-                    _marker(self.experiment, key).unlink()
+                    _marker(self.experiment, self._job).unlink()
         if not self.is_writer or not self.metadata:
             return
-        interrupted = bool(getattr(trainer, "interrupted", False)) or isinstance(error, KeyboardInterrupt)
+        # Lightning marks the trainer interrupted after any exception; only a signal or Ctrl+C interrupts a run.
+        interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
         if error is None and not interrupted:
             status = "completed"
         elif interrupted:
@@ -259,7 +266,8 @@ class RunSession:
         if ckpt is not None:
             changes["best_checkpoint"] = getattr(ckpt, "best_model_path", None) or None
             changes["last_checkpoint"] = getattr(ckpt, "last_model_path", None) or None
-        run_metadata.update_metadata(self.run.metadata_path, self.metadata, **changes)
+        with contextlib.suppress(OSError):
+            run_metadata.update_metadata(self.run.metadata_path, self.metadata, **changes)
 
     def abort(self) -> None:
         """Remove the run directory if this process created it and the run never started."""
@@ -271,9 +279,12 @@ class RunSession:
 def _job_key() -> str | None:
     """An id shared by every process of one distributed job and by no other job, if the launcher gives one."""
     world = os.environ.get("WORLD_SIZE")
+    if not world and "SLURM_JOB_ID" in os.environ:
+        world = os.environ.get("SLURM_NTASKS")
     if not world or world == "1":
         return None
-    parts = [os.environ.get(k, "") for k in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT")]
+    keys = ("SLURM_JOB_ID", "SLURM_RESTART_COUNT", "TORCHELASTIC_RUN_ID", "MASTER_ADDR", "MASTER_PORT")
+    parts = [os.environ.get(k, "") for k in keys]
     key = "-".join(p for p in parts if p)
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in key) or None
 

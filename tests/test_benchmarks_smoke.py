@@ -1,0 +1,43 @@
+"""The benchmark harness runs end to end in its smoke mode and writes its JSON and Markdown results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_benchmarks_smoke_writes_results(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--out", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+    results = json.loads((tmp_path / "latest.json").read_text(encoding="utf-8"))
+    assert results["mode"] == "smoke"
+    assert results["errors"] == {}
+    for key in ("machine", "settings", "load_start", "load_end", "elapsed_s", "targets", "training"):
+        assert key in results
+    model = results["training"]["models"]["small_mlp"]
+    assert set(model["variants"]) == {"vanilla", "lightning_bare"}
+    for row in model["variants"].values():
+        assert row["median_step_s"] > 0
+        assert row["cpu_median_step_s"] > 0
+        assert row["final_loss"] is not None
+    assert model["losses_agree"] is True
+    ratio = model["ratios"]["lightning_bare/vanilla (2/1)"]["median_step"]
+    assert ratio["n"] == 1 and ratio["median"] > 0
+    assert all({"target", "value", "limit", "met"} <= set(t) for t in results["targets"])
+
+    markdown = (tmp_path / "latest.md").read_text(encoding="utf-8")
+    assert "## Training overhead" in markdown and "## Targets" in markdown
+    assert list(tmp_path.glob("smoke-*.json")) and list(tmp_path.glob("smoke-*.md"))
