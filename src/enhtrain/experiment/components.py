@@ -57,9 +57,7 @@ def call_with_options(
         raise ConfigError(f"{key}: {' '.join(str(err).split())}") from err
 
 
-def build_loggers(
-    loggers: Mapping[str, Mapping[str, Any]], run: RunDir, secrets_hint: Callable[[str], str] | None = None
-) -> list[Any]:
+def build_loggers(loggers: Mapping[str, Mapping[str, Any]], run: RunDir) -> list[Any]:
     """Instantiate the named loggers, each writing under ``<run>/logs/<name>/`` with the run's name and version."""
     registry = plugins.get_registry().loggers
     out = []

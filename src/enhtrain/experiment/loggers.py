@@ -183,7 +183,33 @@ def _logger_classes() -> dict[str, type]:
             if header != self.metrics_keys:
                 self._rewrite_with_new_header(self.metrics_keys)
 
-    class RunCSVLogger(CSVLogger):
+    class _RunLayout:
+        """Places a Lightning logger's files directly in ``log_dir`` while it reports the run's name/version.
+
+        Inside a run directory, ``save_dir`` is the runs root so that Lightning's default checkpoint folder
+        is the run's ``checkpoints/``; elsewhere it is ``log_dir`` itself.
+        """
+
+        _run_log_dir: str
+        _run_root: str | None
+
+        def __init__(self, log_dir: str, name: str, version: str, **kwargs: Any) -> None:
+            self._run_log_dir = os.fspath(log_dir)
+            self._run_root = _run_root(self._run_log_dir, name, version)
+            super().__init__(  # type: ignore[call-arg]
+                save_dir=self._run_log_dir if self._run_root is None else self._run_root,
+                name=name,
+                version=version,
+                **kwargs,
+            )
+
+        @property
+        def root_dir(self) -> str:
+            """``<root>/<name>``, holding the run's versions; ``log_dir`` outside a run directory."""
+            name = self.name  # type: ignore[attr-defined]
+            return self._run_log_dir if self._run_root is None else os.path.join(self._run_root, name)
+
+    class RunCSVLogger(_RunLayout, CSVLogger):
         r"""Lightning's ``CSVLogger`` writing ``metrics.csv`` and ``hparams.yaml`` directly in ``log_dir``.
 
         Args:
@@ -193,22 +219,6 @@ def _logger_classes() -> dict[str, type]:
             \**kwargs: Further arguments of ``CSVLogger`` (``prefix``, ``flush_logs_every_n_steps``).
 
         """
-
-        def __init__(self, log_dir: str, name: str, version: str, **kwargs: Any) -> None:
-            self._run_log_dir = os.fspath(log_dir)
-            self._run_root = _run_root(self._run_log_dir, name, version)
-            super().__init__(
-                save_dir=self._run_log_dir if self._run_root is None else self._run_root,
-                name=name,
-                version=version,
-                **kwargs,
-            )
-
-        @property
-        @override
-        def root_dir(self) -> str:
-            """``<root>/<name>``, holding the run's versions; ``log_dir`` outside a run directory."""
-            return self._run_log_dir if self._run_root is None else os.path.join(self._run_root, self.name)
 
         @property
         @override
@@ -236,7 +246,7 @@ def _logger_classes() -> dict[str, type]:
             """
             super().log_hyperparams(mask_secrets(_convert_params(params)))
 
-    class RunTensorBoardLogger(TensorBoardLogger):
+    class RunTensorBoardLogger(_RunLayout, TensorBoardLogger):
         r"""Lightning's ``TensorBoardLogger`` writing its events and ``hparams.yaml`` directly in ``log_dir``.
 
         Args:
@@ -246,22 +256,6 @@ def _logger_classes() -> dict[str, type]:
             \**kwargs: Further arguments of ``TensorBoardLogger`` and of its ``SummaryWriter``.
 
         """
-
-        def __init__(self, log_dir: str, name: str, version: str, **kwargs: Any) -> None:
-            self._run_log_dir = os.fspath(log_dir)
-            self._run_root = _run_root(self._run_log_dir, name, version)
-            super().__init__(
-                save_dir=self._run_log_dir if self._run_root is None else self._run_root,
-                name=name,
-                version=version,
-                **kwargs,
-            )
-
-        @property
-        @override
-        def root_dir(self) -> str:
-            """``<root>/<name>``, holding the run's versions; ``log_dir`` outside a run directory."""
-            return self._run_log_dir if self._run_root is None else os.path.join(self._run_root, self.name)
 
         @property
         @override
