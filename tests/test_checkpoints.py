@@ -66,6 +66,50 @@ def test_atomic_save_records_digest_and_leaves_no_temp_file(tmp_path: Path) -> N
     assert torch.equal(io.load_checkpoint(target)["w"], torch.arange(10))
 
 
+def test_large_tensors_are_hashed_while_written_on_another_thread(tmp_path: Path) -> None:
+    # Storages of 1 MiB and more take the two-thread path; the small records around them do not.
+    state = {f"w{i}": torch.randn(300_000 + i, generator=torch.Generator().manual_seed(i)) for i in range(3)}
+    io = AtomicCheckpointIO()
+    target = tmp_path / "big.ckpt"
+    io.save_checkpoint({"state_dict": state, "step": 7}, target)
+    digest, size = io.last_saved[str(target)]
+    assert size == target.stat().st_size > 3 * 1_200_000
+    assert digest == sha256_file(target)
+    loaded = io.load_checkpoint(target)
+    assert all(torch.equal(loaded["state_dict"][k], v) for k, v in state.items()) and loaded["step"] == 7
+
+
+_SAVE_OVER_LIMIT = """\
+import json, resource, signal, sys, torch
+from pathlib import Path
+from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO
+target = Path(sys.argv[1])
+io = AtomicCheckpointIO()
+io.save_checkpoint({"step": 1}, target)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    io.save_checkpoint({"w": torch.zeros(1 << 20)}, target)  # 4 MiB: the limit is hit in a worker-thread write
+except OSError as err:
+    print(json.dumps({"type": type(err).__name__, "errno": err.errno}))
+"""
+
+
+def test_a_failed_large_write_raises_the_os_error_and_keeps_the_previous_file(tmp_path: Path) -> None:
+    import errno
+    import subprocess
+    import sys
+
+    target = tmp_path / "a.ckpt"
+    done = subprocess.run(
+        [sys.executable, "-c", _SAVE_OVER_LIMIT, str(target)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"type": "OSError", "errno": errno.EFBIG}
+    assert torch.load(target, weights_only=True) == {"step": 1}
+    assert not list(tmp_path.glob(TMP_PREFIX + "*"))
+
+
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
     io = AtomicCheckpointIO()
     target = tmp_path / "a.ckpt"
