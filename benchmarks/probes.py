@@ -9,17 +9,21 @@
 - ``microbatch SPEC``: the reference model's manual micro-batching against Lightning's automatic gradient
   accumulation (throughput) and the peak memory of a step for several micro-batch sizes.
 - ``callbacks SPEC``: what one callback that overrides no hook costs per training step in Lightning.
+- ``alternate SPEC REPEATS VARIANT...``: training variants alternated in one process, step times compared run
+  by run.
 - ``startup ARG...``: the wall time of enhtrain's own start-up phases in ``python -m enhtrain ARG...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -479,6 +483,109 @@ def probe_callbacks(spec_path: str, empty: int = 8, repeats: int = 3) -> dict[st
     }
 
 
+@contextlib.contextmanager
+def _skip_redundant_metric_moves() -> Iterator[None]:
+    """Patch Lightning's ``_ResultMetric.to`` to return at once when its tensors are already on the device.
+
+    ``_ResultCollection.log`` calls ``self[key].to(value.device)`` on every ``self.log``, which rebuilds the
+    metric's ``__dict__`` through ``apply_to_collection`` (recursing into its metadata dataclasses) even when
+    nothing moves. This measures what that costs a step; it is a benchmark of Lightning, not a change
+    enhtrain makes to it.
+    """
+    import torch
+    from lightning.pytorch.trainer.connectors.logger_connector.result import _ResultMetric
+
+    original = _ResultMetric.to
+
+    def to(self: Any, *args: Any, **kwargs: Any) -> Any:
+        device = args[0] if len(args) == 1 and not kwargs else None
+        if isinstance(device, (torch.device, str)):
+            target = torch.device(device)
+            tensors = [v for v in (self.__dict__.get("value"), self.__dict__.get("cumulated_batch_size"))
+                       if isinstance(v, torch.Tensor)]
+            if tensors and all(t.device == target for t in tensors):
+                return self
+        return original(self, *args, **kwargs)
+
+    _ResultMetric.to = to  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        _ResultMetric.to = original  # type: ignore[method-assign]
+
+
+def probe_alternate(spec_path: str, repeats: int, variants: list[str]) -> dict[str, Any]:
+    """Train several variants alternately in this one process; return every run's step statistics.
+
+    Separate processes differ by a few per cent from one run to the next on a shared machine (memory layout,
+    scheduling), which hides a 3 % difference; runs in one process, alternated in rotated order, do not. The
+    variants are those of :data:`benchmarks.training.VARIANT_LABELS`: ``vanilla`` runs
+    :func:`benchmarks.train_vanilla.train`, the Lightning ones :func:`benchmarks.train_lightning.train`
+    (``lightning_bare_log_patched``: the bare ``Trainer`` with :func:`_skip_redundant_metric_moves`), and
+    the two CLIs run ``LightningCLI`` and :func:`enhtrain.cli.run_training` on the config file of
+    :func:`benchmarks.training.cli_config`. A first round of short runs (not reported) warms every variant up.
+    Each run works in its own directory.
+
+    Args:
+        spec_path: A training spec of :mod:`benchmarks.training`.
+        repeats: Rounds; each runs every variant once.
+        variants: The variants.
+    """
+    import warnings
+
+    import yaml
+
+    from benchmarks import train_lightning, train_vanilla
+    from benchmarks.records import step_stats
+    from benchmarks.training import LIGHTNING_VARIANTS, cli_config
+
+    warnings.filterwarnings("ignore")
+    with open(spec_path, encoding="utf-8") as handle:
+        spec = json.load(handle)
+    workdir = Path(spec_path).parent
+    home = os.getcwd()
+
+    def run(variant: str, run_spec: dict[str, Any], tag: str) -> dict[str, Any]:
+        rundir = workdir / tag
+        rundir.mkdir(parents=True, exist_ok=True)
+        output = rundir / "steps.json"
+        os.chdir(rundir)
+        try:
+            if variant in ("lightning_cli", "enhtrain"):
+                config = rundir / "config.yaml"
+                config.write_text(yaml.safe_dump(cli_config(run_spec, output), sort_keys=False), encoding="utf-8")
+                argv = ["fit", "--config", str(config)]
+                if variant == "enhtrain":
+                    from enhtrain.cli import run_training
+
+                    run_training(argv)
+                else:
+                    from lightning.pytorch.cli import LightningCLI
+
+                    LightningCLI(args=argv)
+            elif variant == "vanilla":
+                train_vanilla.train(run_spec, str(output))
+            elif variant == "lightning_bare_log_patched":
+                with _skip_redundant_metric_moves():
+                    train_lightning.train("bare", run_spec, str(output))
+            else:
+                train_lightning.train(LIGHTNING_VARIANTS[variant], run_spec, str(output))
+        finally:
+            os.chdir(home)
+        stats = step_stats(json.loads(output.read_text(encoding="utf-8")))
+        stats["final_loss"] = json.loads(output.read_text(encoding="utf-8")).get("final_loss")
+        return stats
+
+    short = {**spec, "max_steps": spec["warmup"] + 5}
+    for name in variants:
+        run(name, short, f"warmup-{name}")
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
+    for rep in range(repeats):
+        shift = rep % len(variants)
+        for name in [*variants[shift:], *variants[:shift]]:
+            runs[name].append(run(name, spec, f"alternate-{name}-{rep}"))
+    return {"variants": variants, "repeats": repeats, "steps": spec["max_steps"], "runs": runs}
+
 def probe_startup(argv: list[str]) -> dict[str, Any]:
     """Wall time of enhtrain's own start-up phases in ``python -m enhtrain ARGV``, timed by wrapping them.
 
@@ -558,7 +665,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.probes --out FILE")
     parser.add_argument("--out", required=True, help="the JSON result file (give it before the probe)")
     parser.add_argument(
-        "probe", choices=("plugins", "lazy", "parse", "checkpoint", "microbatch", "callbacks", "startup")
+        "probe",
+        choices=("plugins", "lazy", "parse", "checkpoint", "microbatch", "callbacks", "alternate", "startup"),
     )
     parser.add_argument("args", nargs=argparse.REMAINDER)
     ns = parser.parse_args(argv)
@@ -572,6 +680,8 @@ def main(argv: list[str] | None = None) -> None:
     elif ns.probe == "checkpoint":
         result = probe_checkpoint(args[0], int(args[1]) if len(args) > 1 else 100,
                                   int(args[2]) if len(args) > 2 else 5)
+    elif ns.probe == "alternate":
+        result = probe_alternate(args[0], int(args[1]), args[2:])
     elif ns.probe == "callbacks":
         result = probe_callbacks(args[0], repeats=int(args[1]) if len(args) > 1 else 3)
     elif ns.probe == "startup":

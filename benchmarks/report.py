@@ -62,6 +62,7 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         if data.get("variants"):
             targets.append(_target(f"{label}: final losses of all variants agree", data.get("losses_agree"),
                                    "equal", bool(data.get("losses_agree"))))
+    targets += _alternation_targets(results.get("alternation", {}).get("models", {}))
     startup = results.get("startup", {})
     info = startup.get("info_commands", {}).get("commands", {})
     for name, row in info.items():
@@ -100,6 +101,35 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if micro:
         targets.append(_target("peak memory follows micro_batch_size, not batch_size",
                                micro.get("memory_follows_micro_batch"), "yes", micro.get("memory_follows_micro_batch")))
+    return targets
+
+
+def _alternation_targets(models: dict[str, Any]) -> list[dict[str, Any]]:
+    """The per-step targets again, on the ratios of runs alternated in one process."""
+    targets = []
+    checks = (
+        ("enhtrain/lightning_cli (5/3)", 1.00, "enhtrain defaults / LightningCLI defaults per step"),
+        ("enhtrain/lightning_same (5/4)", 1.03, "enhtrain defaults / Lightning with the same loggers and callbacks"),
+        ("enhtrain/vanilla (5/1)", 1.05, "enhtrain / vanilla PyTorch per step"),
+        ("monitors/csv_tb", 1.03, "csv+tensorboard+throughput+memory / Trainer with csv+tensorboard per step"),
+    )
+    for model, data in models.items():
+        label = MODEL_LABELS.get(model, model)
+        for ratio_name, limit, text in checks:
+            entry = data.get("ratios", {}).get(ratio_name)
+            if entry is None or (ratio_name == "enhtrain/vanilla (5/1)" and model != "large_mlp"):
+                continue
+            value = entry["median_step"]["median"]
+            note = (f"{data['rounds']} rounds, range {_range(entry['median_step'])}; p10-step ratio "
+                    f"{fmt(entry['p10_step']['median'])}")
+            if ratio_name == "enhtrain/vanilla (5/1)":
+                for other in ("lightning_bare/vanilla (2/1)", "enhtrain/lightning_bare (5/2)",
+                              "bare_log_patched/vanilla (2'/1)"):
+                    if other in data.get("ratios", {}):
+                        note += f"; {other}: {fmt(data['ratios'][other]['median_step']['median'])}"
+            targets.append(_target(f"{label}, one process: {text}", value, f"<= {limit:.2f}", _le(value, limit), note))
+        targets.append(_target(f"{label}, one process: final losses agree", data.get("losses_agree"), "equal",
+                               bool(data.get("losses_agree"))))
     return targets
 
 
@@ -147,6 +177,9 @@ def render(results: dict[str, Any]) -> str:
     training = results.get("training")
     if training:
         lines += _render_training(training)
+    alternation = results.get("alternation")
+    if alternation:
+        lines += _render_alternation(alternation)
     startup = results.get("startup")
     if startup:
         lines += _render_startup(startup, results.get("training", {}))
@@ -327,6 +360,37 @@ def _render_micro(micro: dict[str, Any]) -> list[str]:
         lines.append(f"| {'manual' if row['manual'] else 'automatic'} | {row['micro_batch_size']} | "
                      f"{'-' if peak is None else f'{peak / 2**20:.2f}'} |")
     lines.append("")
+    return lines
+
+
+def _render_alternation(alternation: dict[str, Any]) -> list[str]:
+    lines = ["## Training overhead, variants alternated in one process", ""]
+    for model, data in alternation["models"].items():
+        lines += [
+            f"### {MODEL_LABELS.get(model, model)}",
+            "",
+            f"{data['rounds']} rounds of {data['steps']} steps per variant, after a warm-up round; "
+            f"final losses agree: {'yes' if data['losses_agree'] else '**no**'}.",
+            "",
+            "| Variant | Median step (ms) | Mean step (ms) | p10 step (ms) | Final loss |",
+            "|---|---|---|---|---|",
+        ]
+        for variant, row in data["variants"].items():
+            loss = row["final_loss"]
+            lines.append(
+                f"| {VARIANT_LABELS.get(variant, variant)} | {fmt_ms(row['median_step_s'])} | "
+                f"{fmt_ms(row['mean_step_s'])} | {fmt_ms(row['p10_step_s'])} | "
+                f"{'-' if loss is None else f'{loss:.6f}'} |"
+            )
+        lines += [
+            "",
+            "| Ratio (median over rounds, range) | Median step | Mean step | p10 step |",
+            "|---|---|---|---|",
+        ]
+        for name, entry in data["ratios"].items():
+            lines.append(f"| {name} | {_range(entry['median_step'])} | {_range(entry['mean_step'])} | "
+                         f"{_range(entry['p10_step'])} |")
+        lines.append("")
     return lines
 
 

@@ -52,6 +52,15 @@ VARIANT_LABELS = {
     "enhtrain": "5 python -m enhtrain fit",
     "csv_tb": "Trainer + CSV + TensorBoard",
     "csv_tb_monitors": "Trainer + CSV + TensorBoard + throughput + memory",
+    "lightning_bare_log_patched": "2' bare Trainer, Lightning's redundant metric move skipped",
+}
+
+# The variants that are a ``Trainer`` built in a script, by their name in :mod:`benchmarks.train_lightning`.
+LIGHTNING_VARIANTS = {
+    "lightning_bare": "bare",
+    "lightning_same": "same_components",
+    "csv_tb": "csv_tb",
+    "csv_tb_monitors": "csv_tb_monitors",
 }
 
 SEED = 42
@@ -94,6 +103,9 @@ RATIOS = (
     ("lightning_cli/lightning_bare (3/2)", "lightning_cli", "lightning_bare"),
     ("lightning_bare/vanilla (2/1)", "lightning_bare", "vanilla"),
     ("monitors/csv_tb", "csv_tb_monitors", "csv_tb"),
+    ("enhtrain/lightning_bare (5/2)", "enhtrain", "lightning_bare"),
+    ("bare_log_patched/lightning_bare (2'/2)", "lightning_bare_log_patched", "lightning_bare"),
+    ("bare_log_patched/vanilla (2'/1)", "lightning_bare_log_patched", "vanilla"),
 )
 
 
@@ -172,13 +184,7 @@ def command(variant: str, workdir: Path, spec: dict[str, Any], output: Path) -> 
     spec_path.write_text(json.dumps(spec), encoding="utf-8")
     if variant == "vanilla":
         return [python(), "-m", "benchmarks.train_vanilla", str(spec_path), str(output)]
-    lightning_variant = {
-        "lightning_bare": "bare",
-        "lightning_same": "same_components",
-        "csv_tb": "csv_tb",
-        "csv_tb_monitors": "csv_tb_monitors",
-    }[variant]
-    return [python(), "-m", "benchmarks.train_lightning", lightning_variant, str(spec_path), str(output)]
+    return [python(), "-m", "benchmarks.train_lightning", LIGHTNING_VARIANTS[variant], str(spec_path), str(output)]
 
 
 def run_variant(

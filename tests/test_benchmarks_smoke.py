@@ -38,6 +38,13 @@ def test_benchmarks_smoke_writes_results(tmp_path: Path) -> None:
     assert ratio["n"] == 1 and ratio["median"] > 0
     assert all({"target", "value", "limit", "met"} <= set(t) for t in results["targets"])
 
+    alternated = results["alternation"]["models"]["small_mlp"]
+    assert set(alternated["variants"]) == {"lightning_bare", "lightning_bare_log_patched", "lightning_cli", "enhtrain"}
+    assert alternated["losses_agree"] is True
+    for name in ("enhtrain/lightning_cli (5/3)", "bare_log_patched/lightning_bare (2'/2)"):
+        assert alternated["ratios"][name]["median_step"]["median"] > 0
+
     markdown = (tmp_path / "latest.md").read_text(encoding="utf-8")
     assert "## Training overhead" in markdown and "## Targets" in markdown
+    assert "## Training overhead, variants alternated in one process" in markdown
     assert list(tmp_path.glob("smoke-*.json")) and list(tmp_path.glob("smoke-*.md"))
