@@ -36,15 +36,17 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     for model, data in models.items():
         label = MODEL_LABELS.get(model, model)
         checks = [
-            ("enhtrain/lightning_cli (5/3)", 1.00, f"{label}: enhtrain defaults / LightningCLI defaults per step"),
+            ("enhtrain/lightning_cli (5/3)", 1.00,
+             f"{label}, separate processes: enhtrain defaults / LightningCLI defaults per step"),
             ("enhtrain/lightning_same (5/4)", 1.03,
-             f"{label}: enhtrain defaults / Lightning with the same loggers and callbacks per step"),
+             f"{label}, separate processes: enhtrain defaults / Lightning with the same loggers and callbacks"),
         ]
         if model == "large_mlp":
-            checks.append(("enhtrain/vanilla (5/1)", 1.05, f"{label}: enhtrain / vanilla PyTorch per step"))
+            checks.append(("enhtrain/vanilla (5/1)", 1.05,
+                           f"{label}, separate processes: enhtrain / vanilla PyTorch per step"))
         if "monitors/csv_tb" in data.get("ratios", {}):
-            checks.append(("monitors/csv_tb", 1.03,
-                           f"{label}: csv+tensorboard+throughput+memory / Trainer with csv+tensorboard per step"))
+            checks.append(("monitors/csv_tb", 1.03, f"{label}, separate processes: csv+tensorboard+throughput+memory "
+                           "/ Trainer with csv+tensorboard per step"))
         for ratio_name, limit, text in checks:
             value = _ratio_median(data, ratio_name)
             if value is None and ratio_name not in data.get("ratios", {}):
