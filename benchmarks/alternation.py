@@ -29,8 +29,8 @@ from benchmarks.training import (
 PLANS: dict[str, dict[str, tuple[int, int, tuple[str, ...]]]] = {
     "smoke": {"small_mlp": (1, 12, ("lightning_bare", "lightning_bare_log_patched", "lightning_cli", "enhtrain"))},
     "quick": {
-        "small_mlp": (6, 300, ("lightning_cli", "lightning_same", "enhtrain", "csv_tb", "csv_tb_monitors")),
-        "large_mlp": (3, 100, ("vanilla", "lightning_bare", "lightning_bare_log_patched", "lightning_cli",
+        "small_mlp": (8, 300, ("lightning_cli", "lightning_same", "enhtrain", "csv_tb", "csv_tb_monitors")),
+        "large_mlp": (5, 100, ("vanilla", "lightning_bare", "lightning_bare_log_patched", "lightning_cli",
                                "lightning_same", "enhtrain")),
     },
     "full": {

@@ -23,7 +23,7 @@ def run(settings: Settings, workroot: Path, log: Any = print) -> dict[str, Any]:
         workroot: Scratch directory (on the disk checkpoints would go to).
         log: Called with progress lines.
     """
-    repeats = {"full": 9, "quick": 5}.get(settings.mode, 2)
+    repeats = {"full": 15, "quick": 9}.get(settings.mode, 2)
     megabytes = MEGABYTES if settings.mode != "smoke" else 8
     out = workroot / "checkpoint.json"
     log(f"  checkpoint: {megabytes} MiB saves x {repeats}")

@@ -95,10 +95,13 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         value = checkpoint["ratios_to_lightning"]["enhtrain"]
         targets.append(_target(f"checkpoint save ({checkpoint['megabytes']} MiB), enhtrain / Lightning", value,
                                "<= 1.05", _le(value, 1.05)))
-        value = checkpoint.get("metadata_manifest_ratio")
-        if value is not None:
-            targets.append(_target(f"checkpoint save ({checkpoint['megabytes']} MiB), with / without metadata and "
-                                   "manifest", value, "<= 1.05", _le(value, 1.05)))
+        share = checkpoint.get("metadata_manifest_share")
+        if share is not None:
+            targets.append(_target(f"checkpoint save ({checkpoint['megabytes']} MiB): what the metadata and the "
+                                   "manifest add, timed within each save", 1.0 + share, "<= 1.05",
+                                   _le(1.0 + share, 1.05),
+                                   f"{fmt_ms(checkpoint['metadata_manifest_s'])} ms a save; interleaved saves with / "
+                                   f"without them: {fmt(checkpoint.get('metadata_manifest_ratio'))}"))
     micro = results.get("micro_batching")
     if micro:
         targets.append(_target("peak memory follows micro_batch_size, not batch_size",
@@ -426,5 +429,8 @@ def _render_checkpoint(ck: dict[str, Any]) -> list[str]:
         lines += ["", f"Metadata and manifest (enhtrain / `AtomicCheckpointIO` alone): "
                   f"{fmt(ck['metadata_manifest_ratio'])}; sha256 while writing (`AtomicCheckpointIO` alone / "
                   f"no sha256): {fmt(ck['hash_ratio'])}."]
+    if ck.get("metadata_manifest_s") is not None:
+        lines += ["", f"Timed within each enhtrain save, the metadata and the manifest update take "
+                  f"{fmt_ms(ck['metadata_manifest_s'])} ms: {100 * ck['metadata_manifest_share']:.1f} % of the save."]
     lines.append("")
     return lines

@@ -48,3 +48,36 @@ def test_benchmarks_smoke_writes_results(tmp_path: Path) -> None:
     assert "## Training overhead" in markdown and "## Targets" in markdown
     assert "## Training overhead, variants alternated in one process" in markdown
     assert list(tmp_path.glob("smoke-*.json")) and list(tmp_path.glob("smoke-*.md"))
+
+
+def test_checkpoint_probe_splits_the_save_cost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks.probes import probe_checkpoint
+
+    result = probe_checkpoint(str(tmp_path), megabytes=4, repeats=2)
+    assert set(result["times_s"]) == {
+        "lightning", "enhtrain", "enhtrain_no_metadata", "atomic_no_hash", "enhtrain_no_fsync"
+    }
+    assert all(len(times) == 2 and min(times) > 0 for times in result["times_s"].values())
+    assert result["file_bytes"] > 4 << 20
+    assert result["fsync_calls_per_save"] == 4
+    assert 0 < result["metadata_manifest_s"] < min(result["times_s"]["enhtrain"])
+    assert 0 < result["metadata_manifest_share"] < 1
+    assert list(tmp_path.iterdir()) == [tmp_path / "manifest.json"]
+
+
+def test_metadata_move_patch_is_undone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(REPO))
+    import torch
+    from benchmarks.probes import _skip_redundant_metric_moves
+    from lightning.pytorch.trainer.connectors.logger_connector.result import _Metadata, _ResultMetric
+
+    original = _ResultMetric.to
+    metric = _ResultMetric(_Metadata(fx="training_step", name="loss"), is_tensor=True)
+    meta = metric.meta
+    with _skip_redundant_metric_moves():
+        assert _ResultMetric.to is not original
+        assert metric.to(torch.device("cpu")) is metric and metric.meta is meta  # nothing rebuilt
+    assert _ResultMetric.to is original
+    metric.to(torch.device("cpu"))
+    assert metric.meta is not meta and metric.meta == meta  # Lightning's own move rebuilds the metadata
