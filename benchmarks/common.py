@@ -240,11 +240,25 @@ def machine_info() -> dict[str, Any]:
         "cpu": cpu,
         "logical_cpus": os.cpu_count(),
         "memory_gb": memory_gb,
-        "gpu": "none (no GPU is lent to this task; every number is CPU only)",
+        "gpu": _gpus() or "none (every number is CPU only)",
         "os": platform.platform(),
         "python": platform.python_version(),
         "versions": versions,
     }
+
+
+def _gpus() -> str | None:
+    """The NVIDIA GPUs ``nvidia-smi`` lists, or ``None``."""
+    import shutil
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                              text=True, timeout=20, check=True)
+        names = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+        return ", ".join(names) or None
+    return None
 
 
 def write_json(path: Path, data: Any) -> None:
