@@ -45,3 +45,21 @@ def test_enhanced_cli_is_loaded_on_first_use() -> None:
     loaded = _loaded("import enhtrain\ncls = enhtrain.EnhancedCLI")
     assert "torch" in loaded and "lightning" in loaded
     assert "wandb" not in loaded and "comet_ml" not in loaded
+
+
+def test_fit_help_does_not_load_the_experiment_schema() -> None:
+    # `fit --help` composes no config, so pydantic and the schema stay unloaded; the help still lists
+    # `--experiment` and enhtrain's own options.
+    probe = (
+        "import contextlib, io, json, sys\nfrom enhtrain.commands import main\nout = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "    main(['fit', '--help'])\n"
+        "print(json.dumps({'help': out.getvalue(), 'loaded': [m for m in ('pydantic', 'enhtrain.config.schema')"
+        " if m in sys.modules]}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["loaded"] == []
+    assert "--experiment EXPERIMENT" in result["help"] and "--experiment.KEY VALUE" in result["help"]
+    assert "args parameter is intended" not in proc.stderr

@@ -46,6 +46,7 @@ class EnhancedCLI(LightningCLI):
     def __init__(self, *args: Any, experiment_defaults: bool = False, **kwargs: Any) -> None:
         self.prepared: PreparedArgs | None = None
         self.session: RunSession | None = None
+        self._experiment_defaults = experiment_defaults
         cli_args = kwargs.get("args")
         if not isinstance(cli_args, (dict, Namespace)):
             argv = sys.argv[1:] if cli_args is None else [str(a) for a in cli_args]
@@ -62,7 +63,8 @@ class EnhancedCLI(LightningCLI):
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        if self.enhanced:
+        # `python -m enhtrain SUBCOMMAND --help` composes nothing but still lists `--experiment`.
+        if self.enhanced or self._experiment_defaults:
             parser.add_argument(
                 "--experiment",
                 type=dict | None,
@@ -73,7 +75,11 @@ class EnhancedCLI(LightningCLI):
     @override
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         if not self.enhanced:
-            super().parse_arguments(parser, args)
+            if self._experiment_defaults:
+                # `run_training` was given sys.argv's own arguments: LightningCLI's warning about both does not apply.
+                self.config = parser.parse_args(args)
+            else:
+                super().parse_arguments(parser, args)
             return
         # The arguments were rebuilt from sys.argv by enhtrain, so LightningCLI's warning does not apply.
         try:

@@ -10,16 +10,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from pydantic import ValidationError
 
 from enhtrain.config.compose import ComposedConfig, compose, parse_flag_value
 from enhtrain.config.loading import Layer
 from enhtrain.config.merging import set_path
-from enhtrain.config.schema import ExperimentConfig
 from enhtrain.errors import ConfigError
+
+if TYPE_CHECKING:
+    from enhtrain.config.schema import ExperimentConfig
 
 __all__ = [
     "SUBCOMMANDS",
@@ -118,8 +119,22 @@ def _looks_inline(value: str) -> bool:
     return not os.path.exists(value) and (value.lstrip().startswith("{") or (":" in value and "\n" in value))
 
 
+def _asks_only_for_help(split: SplitArguments, environ: Mapping[str, str]) -> bool:
+    """Whether the command line is ``SUBCOMMAND --help`` with no config, overlay or experiment flag."""
+    return (
+        any(arg in ("-h", "--help") for arg in split.rest)
+        and not split.config_files
+        and split.env is None
+        and not split.experiment_flags
+        and not split.safe
+        and not environ.get("ENHTRAIN_ENV")
+    )
+
+
 def experiment_defaults_layer() -> Layer:
     """The code-defaults layer: the ``experiment`` schema's defaults, so that overlays merge into them."""
+    from enhtrain.config.schema import ExperimentConfig
+
     layer = Layer()
     set_path(layer, ("experiment",), ExperimentConfig().model_dump(mode="json"), "default")
     return layer
@@ -137,6 +152,10 @@ def validate_experiment(composed: ComposedConfig) -> ExperimentConfig:
     Raises:
         ConfigError: Naming the key, where it was set, and what is accepted.
     """
+    from pydantic import ValidationError
+
+    from enhtrain.config.schema import ExperimentConfig
+
     section = composed.data.get("experiment")
     if section is None:
         section = {}
@@ -282,6 +301,9 @@ def prepare_arguments(
     environ = os.environ if environ is None else environ
     split = split_arguments(argv, subcommands)
     if subcommands and split.subcommand is None:
+        return None
+    if _asks_only_for_help(split, environ):
+        # Nothing to compose: the help lists the options, not a config's values.
         return None
     inline = [(i, v) for i, v in enumerate(split.config_files) if _looks_inline(v)]
     wants = (
