@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from enhtrain import plugins
+from enhtrain.testing import tiny_config
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -27,34 +28,20 @@ HOOKS = [
     "enhtrain_validate_config",
 ]
 
-CONFIG: dict[str, Any] = {
-    "seed_everything": 3,
-    "trainer": {
-        "max_epochs": 2,
-        "limit_train_batches": 3,
-        "limit_val_batches": 2,
-        "num_sanity_val_steps": 0,
-        "accelerator": "cpu",
-        "devices": 1,
-        "log_every_n_steps": 1,
-        "enable_model_summary": False,
-    },
-    "model": {
-        "class_path": "enhtrain.models.MLPClassifier",
-        "init_args": {"input_dim": 64, "hidden_dims": [16], "num_classes": 10},
-    },
-    "data": {
-        "class_path": "enhtrain.data.DatasetDataModule",
-        "init_args": {"dataset": "digits", "batch_size": 32},
-    },
-    "experiment": {
-        "name": "example-plugin",
-        "loggers": {"tensorboard": None, "jsonl": {}},
-        "callbacks": {"epoch_timer": {}},
-        "profiler": "wall_clock",
-        "checkpoint": None,
-    },
-}
+CONFIG = tiny_config(
+    {
+        "seed_everything": 3,
+        "trainer": {"max_epochs": 2, "limit_train_batches": 3, "limit_val_batches": 2},
+        "model": {"init_args": {"input_dim": 64, "hidden_dims": [16], "num_classes": 10}},
+        "experiment": {
+            "name": "example-plugin",
+            "loggers": {"tensorboard": None, "jsonl": {}},
+            "callbacks": {"epoch_timer": {}},
+            "profiler": "wall_clock",
+            "checkpoint": None,
+        },
+    }
+)
 
 
 @pytest.fixture(autouse=True)

@@ -22,36 +22,21 @@ import yaml
 
 from enhtrain import ConfigError, PluginError, hookimpl, plugins
 from enhtrain.registry import KindRegistry, snake_case
+from enhtrain.testing import tiny_config
 
 pytestmark = pytest.mark.timeout(120)
 
-TINY_CONFIG: dict[str, Any] = {
-    "seed_everything": 0,
-    "trainer": {
-        "max_epochs": 1,
-        "limit_train_batches": 2,
-        "limit_val_batches": 1,
-        "num_sanity_val_steps": 0,
-        "accelerator": "cpu",
-        "devices": 1,
-        "log_every_n_steps": 1,
-        "enable_model_summary": False,
-    },
-    "model": {
-        "class_path": "enhtrain.models.MLPClassifier",
-        "init_args": {"input_dim": 64, "hidden_dims": [8], "num_classes": 10},
-    },
-    "data": {
-        "class_path": "enhtrain.data.DatasetDataModule",
-        "init_args": {"dataset": "digits", "batch_size": 32},
-    },
-    "experiment": {
-        "name": "plugins",
-        "loggers": {"csv": {}, "tensorboard": None},
-        "callbacks": {"throughput": None, "run_summary": None},
-        "checkpoint": None,
-    },
-}
+TINY_CONFIG = tiny_config(
+    {
+        "model": {"init_args": {"input_dim": 64, "num_classes": 10}},
+        "experiment": {
+            "name": "plugins",
+            "loggers": {"csv": {}, "tensorboard": None},
+            "callbacks": {"throughput": None, "run_summary": None},
+            "checkpoint": None,
+        },
+    }
+)
 
 TIMER_PLUGIN = """
 from enhtrain import hookimpl
@@ -155,7 +140,7 @@ def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugins: No
 
 
 @pytest.fixture
-def tiny_config(tmp_path: Path) -> Path:
+def tiny_config_file(tmp_path: Path) -> Path:
     """Write a tiny training config that uses only built-in components."""
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY_CONFIG, sort_keys=False), encoding="utf-8")
@@ -276,11 +261,11 @@ def test_broken_plugin_is_reported_by_name_and_distribution(fake_site: FakeSite,
     assert "callbacks: backbone_finetuning" in text.stdout
 
 
-def test_fit_not_using_broken_plugins_succeeds(fake_site: FakeSite, enhtrain_cli: Any, tiny_config: Path) -> None:
+def test_fit_not_using_broken_plugins_succeeds(fake_site: FakeSite, enhtrain_cli: Any, tiny_config_file: Path) -> None:
     for name, (distribution, source, _, _) in BROKEN.items():
         fake_site.add(distribution, "1.0", {name: source})
 
-    result = enhtrain_cli("fit", "--config", str(tiny_config))
+    result = enhtrain_cli("fit", "--config", str(tiny_config_file))
 
     assert result.exit_code == 0, result.stderr
     [run] = result.run_dirs()
@@ -296,12 +281,12 @@ def test_fit_not_using_broken_plugins_succeeds(fake_site: FakeSite, enhtrain_cli
 
 @pytest.mark.parametrize("name", ["bad_import", "raises"])
 def test_config_using_component_of_broken_plugin_names_the_plugin(
-    fake_site: FakeSite, enhtrain_cli: Any, tiny_config: Path, name: str
+    fake_site: FakeSite, enhtrain_cli: Any, tiny_config_file: Path, name: str
 ) -> None:
     distribution, source, stage, _ = BROKEN[name]
     fake_site.add(distribution, "1.0", {name: source})
 
-    result = enhtrain_cli("fit", "--config", str(tiny_config), "--experiment.callbacks.fancy_callback", "{}")
+    result = enhtrain_cli("fit", "--config", str(tiny_config_file), "--experiment.callbacks.fancy_callback", "{}")
 
     assert result.exit_code == 2
     assert "experiment.callbacks.fancy_callback: unknown callback 'fancy_callback'" in result.stderr
@@ -320,13 +305,13 @@ def test_failure_hint_is_empty_without_failures(fresh_plugins: None) -> None:
 # --- name clashes ----------------------------------------------------------------------------------------
 
 
-def test_name_clash_names_both_distributions(fake_site: FakeSite, enhtrain_cli: Any, tiny_config: Path) -> None:
+def test_name_clash_names_both_distributions(fake_site: FakeSite, enhtrain_cli: Any, tiny_config_file: Path) -> None:
     fake_site.add("dup-a", "1.0", {"dup_a": TIMER_PLUGIN.format(name="twin")})
     fake_site.add("dup-b", "2.0", {"dup_b": TIMER_PLUGIN.format(name="twin")})
 
     listing = enhtrain_cli("plugins")
     as_json = json.loads(enhtrain_cli("plugins", "--json").stdout)
-    result = enhtrain_cli("fit", "--config", str(tiny_config), "--experiment.callbacks.twin", "{}")
+    result = enhtrain_cli("fit", "--config", str(tiny_config_file), "--experiment.callbacks.twin", "{}")
 
     [conflict] = [line for line in listing.stdout.splitlines() if line.startswith("conflict:")]
     assert conflict.startswith("conflict: callback 'twin' registered by ")
@@ -471,11 +456,11 @@ def test_registration_load_of_bad_import_path_names_the_plugin(enhtrain_plugin: 
 
 
 def test_fit_with_unimportable_component_fails_cleanly(
-    enhtrain_plugin: Any, enhtrain_cli: Any, tiny_config: Path
+    enhtrain_plugin: Any, enhtrain_cli: Any, tiny_config_file: Path
 ) -> None:
     enhtrain_plugin(GhostPlugin(), name="ghost_plugin")
 
-    result = enhtrain_cli("fit", "--config", str(tiny_config), "--experiment.callbacks.ghost", "{}")
+    result = enhtrain_cli("fit", "--config", str(tiny_config_file), "--experiment.callbacks.ghost", "{}")
 
     assert result.exit_code == 2
     assert "callback 'ghost' from plugin ghost_plugin cannot be imported" in result.stderr
@@ -517,13 +502,13 @@ class StagingPlugin:
             raise ConfigError("experiment.name: 'scratch' runs are not kept; choose another experiment.name")
 
 
-def test_env_overlay_hook_of_a_plugin_object(enhtrain_plugin: Any, enhtrain_cli: Any, tiny_config: Path) -> None:
-    overlay = tiny_config.parent / "staging_overlay.yaml"
+def test_env_overlay_hook_of_a_plugin_object(enhtrain_plugin: Any, enhtrain_cli: Any, tiny_config_file: Path) -> None:
+    overlay = tiny_config_file.parent / "staging_overlay.yaml"
     overlay.write_text("trainer:\n  max_epochs: 7\n", encoding="utf-8")
     enhtrain_plugin(StagingPlugin(overlay), name="staging")
 
-    result = enhtrain_cli("config", "explain", "--json", "--config", str(tiny_config), "--env", "staging")
-    unknown = enhtrain_cli("config", "explain", "--config", str(tiny_config), "--env", "nowhere")
+    result = enhtrain_cli("config", "explain", "--json", "--config", str(tiny_config_file), "--env", "staging")
+    unknown = enhtrain_cli("config", "explain", "--config", str(tiny_config_file), "--env", "nowhere")
 
     assert result.exit_code == 0, result.stderr
     rows = {row["key"]: row for row in json.loads(result.stdout)}
@@ -536,15 +521,15 @@ def test_env_overlay_hook_of_a_plugin_object(enhtrain_plugin: Any, enhtrain_cli:
 
 
 def test_validate_hook_of_a_plugin_object_rejects_config(
-    enhtrain_plugin: Any, enhtrain_cli: Any, tiny_config: Path
+    enhtrain_plugin: Any, enhtrain_cli: Any, tiny_config_file: Path
 ) -> None:
-    enhtrain_plugin(StagingPlugin(tiny_config), name="staging")
+    enhtrain_plugin(StagingPlugin(tiny_config_file), name="staging")
 
-    result = enhtrain_cli("fit", "--config", str(tiny_config), "--experiment.name", "scratch")
+    result = enhtrain_cli("fit", "--config", str(tiny_config_file), "--experiment.name", "scratch")
 
     assert result.exit_code == 2
     assert "experiment.name: 'scratch' runs are not kept" in result.stderr
-    assert not (tiny_config.parent / "runs").exists()
+    assert not (tiny_config_file.parent / "runs").exists()
 
 
 class CrashingPlugin:
@@ -559,15 +544,17 @@ class CrashingPlugin:
         raise OSError("overlay folder unreadable")
 
 
-def test_unexpected_errors_in_hooks_name_the_plugin(enhtrain_plugin: Any, enhtrain_cli: Any, tiny_config: Path) -> None:
+def test_unexpected_errors_in_hooks_name_the_plugin(
+    enhtrain_plugin: Any, enhtrain_cli: Any, tiny_config_file: Path
+) -> None:
     enhtrain_plugin(CrashingPlugin(), name="crashing")
 
-    fit = enhtrain_cli("fit", "--config", str(tiny_config))
-    explain = enhtrain_cli("config", "explain", "--config", str(tiny_config), "--env", "dev")
+    fit = enhtrain_cli("fit", "--config", str(tiny_config_file))
+    explain = enhtrain_cli("config", "explain", "--config", str(tiny_config_file), "--env", "dev")
 
     assert fit.exit_code == 2
     assert "plugin crashing failed in enhtrain_validate_config: KeyError" in fit.stderr
-    assert not (tiny_config.parent / "runs").exists()
+    assert not (tiny_config_file.parent / "runs").exists()
     assert explain.exit_code == 2
     assert "plugin crashing failed in enhtrain_env_overlays: OSError: overlay folder unreadable" in explain.stderr
 
@@ -645,3 +632,15 @@ def test_selecting_a_logger_imports_only_its_module() -> None:
     assert not {"wandb", "comet_ml", "enhtrain_example.loggers"} & after_csv
     assert "enhtrain_example.loggers" in after_jsonl
     assert not {"wandb", "comet_ml", "enhtrain_example.callbacks", "enhtrain_example.profilers"} & after_jsonl
+
+
+def test_tiny_config_merges_overrides_into_a_fresh_copy() -> None:
+    first = tiny_config({"trainer": {"max_epochs": 3}, "experiment": {"loggers": {"csv": None}}})
+    assert first["trainer"]["max_epochs"] == 3 and first["trainer"]["limit_train_batches"] == 2
+    assert first["experiment"] == {"loggers": {"csv": None}}  # None is kept: the logger is on with defaults
+    first["trainer"]["max_epochs"] = 99
+    first["model"]["init_args"]["hidden_dims"].append(4)
+    second = tiny_config({"model": {"init_args": {"hidden_dims": [32]}}, "seed_everything": 5})
+    assert second["trainer"]["max_epochs"] == 1 and "experiment" not in second
+    assert second["model"]["init_args"] == {"hidden_dims": [32]} and second["seed_everything"] == 5
+    assert tiny_config()["model"]["init_args"]["hidden_dims"] == [8]

@@ -25,37 +25,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enhtrain.commands import main
+from enhtrain.testing import tiny_config
 
 pytestmark = pytest.mark.timeout(240)
 
-BASE: dict[str, Any] = {
-    "seed_everything": 1,
-    "trainer": {
-        "max_epochs": 1,
-        "limit_train_batches": 2,
-        "limit_val_batches": 1,
-        "num_sanity_val_steps": 0,
-        "accelerator": "cpu",
-        "devices": 1,
-        "log_every_n_steps": 1,
-        "enable_model_summary": False,
-    },
-    "model": {
-        "class_path": "enhtrain.models.MLPClassifier",
-        "init_args": {"hidden_dims": [8], "lr": 0.01, "micro_batch_size": 16},
-    },
-    "data": {
-        "class_path": "enhtrain.data.DatasetDataModule",
-        "init_args": {"dataset": "digits", "batch_size": 32},
-    },
-    "experiment": {
-        "name": "prop",
-        "tags": ["a"],
-        "loggers": {"csv": {}, "tensorboard": None},
-        "callbacks": {"throughput": {}, "run_summary": None},
-        "checkpoint": {"monitor": "val/loss", "save_top_k": 1},
-    },
-}
+BASE = tiny_config(
+    {
+        "seed_everything": 1,
+        "model": {"init_args": {"lr": 0.01, "micro_batch_size": 16}},
+        "experiment": {
+            "name": "prop",
+            "tags": ["a"],
+            "loggers": {"csv": {}, "tensorboard": None},
+            "callbacks": {"throughput": {}, "run_summary": None},
+            "checkpoint": {"monitor": "val/loss", "save_top_k": 1},
+        },
+    }
+)
 
 # Flags that keep a mutant that trains small, whatever the mutation did to the trainer section.
 LIMITS = ["--trainer.max_steps", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",

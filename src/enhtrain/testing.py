@@ -27,7 +27,57 @@ from typing import Any
 
 import pytest
 
-__all__ = ["CliResult", "enhtrain_cli", "enhtrain_plugin", "enhtrain_plugin_manager"]
+__all__ = ["CliResult", "enhtrain_cli", "enhtrain_plugin", "enhtrain_plugin_manager", "tiny_config"]
+
+
+def tiny_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A training config that runs in about a second on a CPU, with ``overrides`` merged into it.
+
+    Two training batches and one validation batch of scikit-learn's digits through an 8-unit
+    :class:`~enhtrain.models.MLPClassifier`, on the CPU, logging every step, without sanity check or model
+    summary. ``overrides`` is merged key by key into mappings (a ``None`` value is kept as ``null``, which
+    switches a named logger or callback on with its defaults); any other value replaces the default.
+
+    Args:
+        overrides: Sections and keys to change or add, e.g. ``{"trainer": {"max_epochs": 2}, "experiment":
+            {"name": "mine", "callbacks": {"my_callback": {}}}}``.
+
+    Returns:
+        A new config dictionary, ready for ``yaml.safe_dump``.
+
+    Example::
+
+        >>> config = tiny_config({"trainer": {"max_epochs": 2}, "experiment": {"name": "demo"}})
+        >>> config["trainer"]["max_epochs"], config["trainer"]["limit_train_batches"], config["experiment"]
+        (2, 2, {'name': 'demo'})
+
+    """
+    base: dict[str, Any] = {
+        "seed_everything": 0,
+        "trainer": {
+            "max_epochs": 1,
+            "limit_train_batches": 2,
+            "limit_val_batches": 1,
+            "num_sanity_val_steps": 0,
+            "accelerator": "cpu",
+            "devices": 1,
+            "log_every_n_steps": 1,
+            "enable_model_summary": False,
+        },
+        "model": {"class_path": "enhtrain.models.MLPClassifier", "init_args": {"hidden_dims": [8]}},
+        "data": {"class_path": "enhtrain.data.DatasetDataModule", "init_args": {"dataset": "digits", "batch_size": 32}},
+    }
+    return _merged(base, overrides or {})
+
+
+def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 @dataclass
