@@ -368,6 +368,11 @@ def _render_micro(micro: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table."""
+    return [f"| {' | '.join(header)} |", "|" + "---|" * len(header), *(f"| {' | '.join(row)} |" for row in rows)]
+
+
 def _render_alternation(alternation: dict[str, Any]) -> list[str]:
     lines = ["## Training overhead, variants alternated in one process", ""]
     for model, data in alternation["models"].items():
@@ -377,24 +382,21 @@ def _render_alternation(alternation: dict[str, Any]) -> list[str]:
             f"{data['rounds']} rounds of {data['steps']} steps per variant, after a warm-up round; "
             f"final losses agree: {'yes' if data['losses_agree'] else '**no**'}.",
             "",
-            "| Variant | Median step (ms) | Mean step (ms) | p10 step (ms) | Final loss |",
-            "|---|---|---|---|---|",
         ]
-        for variant, row in data["variants"].items():
-            loss = row["final_loss"]
-            lines.append(
-                f"| {VARIANT_LABELS.get(variant, variant)} | {fmt_ms(row['median_step_s'])} | "
-                f"{fmt_ms(row['mean_step_s'])} | {fmt_ms(row['p10_step_s'])} | "
-                f"{'-' if loss is None else f'{loss:.6f}'} |"
-            )
-        lines += [
-            "",
-            "| Ratio (median over rounds, range) | Median step | Mean step | p10 step |",
-            "|---|---|---|---|",
-        ]
-        for name, entry in data["ratios"].items():
-            lines.append(f"| {name} | {_range(entry['median_step'])} | {_range(entry['mean_step'])} | "
-                         f"{_range(entry['p10_step'])} |")
+        lines += _table(
+            ["Variant", "Median step (ms)", "Mean step (ms)", "p10 step (ms)", "Final loss"],
+            [
+                [VARIANT_LABELS.get(variant, variant), fmt_ms(row["median_step_s"]), fmt_ms(row["mean_step_s"]),
+                 fmt_ms(row["p10_step_s"]), "-" if row["final_loss"] is None else f"{row['final_loss']:.6f}"]
+                for variant, row in data["variants"].items()
+            ],
+        )
+        lines.append("")
+        lines += _table(
+            ["Ratio (median over rounds, range)", "Median step", "Mean step", "p10 step"],
+            [[name, *(_range(entry[key]) for key in ("median_step", "mean_step", "p10_step"))]
+             for name, entry in data["ratios"].items()],
+        )
         lines.append("")
     return lines
 
