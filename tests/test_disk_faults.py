@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from enhtrain.commands import main
+from refusals import assert_refused
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -102,17 +103,6 @@ def fit(capsys: pytest.CaptureFixture[str], config: str, root: Path) -> tuple[in
     """Run ``enhtrain fit`` in-process with ``experiment.root_dir`` set; return exit status and stderr."""
     code = main(["fit", "--config", config, "--experiment.root_dir", str(root)])
     return code, capsys.readouterr().err
-
-
-def assert_refused(code: int, err: str, *fragments: str) -> str:
-    """Check exit status 2, one ``enhtrain: error:`` line containing every fragment, no traceback."""
-    assert code == 2, err[-3000:]
-    assert "Traceback" not in err, err[-3000:]
-    errors = [line for line in err.splitlines() if line.startswith("enhtrain: error: ")]
-    assert len(errors) == 1, err[-3000:]
-    for fragment in fragments:
-        assert fragment in errors[0], f"{fragment!r} not in {errors[0]!r}"
-    return errors[0]
 
 
 def test_root_below_a_file(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
