@@ -219,33 +219,29 @@ def _render_training(training: dict[str, Any]) -> list[str]:
             f"{data['repetitions']} interleaved repetitions; "
             f"final losses agree: {'yes' if data['losses_agree'] else '**no**'}.",
             "",
-            "| Variant | Median step (ms) | Mean step (ms) | p10 step (ms) | Median step CPU (ms) "
-            "| Calls per step | Time to first step (s) | Final loss |",
-            "|---|---|---|---|---|---|---|---|",
         ]
-        for variant, row in data["variants"].items():
-            loss = row["final_loss"]
-            lines.append(
-                f"| {VARIANT_LABELS.get(variant, variant)} | {fmt_ms(row['median_step_s'])} | "
-                f"{fmt_ms(row['mean_step_s'])} | {fmt_ms(row['p10_step_s'])} | {fmt_ms(row['cpu_median_step_s'])} | "
-                f"{fmt(row.get('calls_per_step'), 0)} | "
-                f"{fmt(row['time_to_first_step_s'], 2)} | {'-' if loss is None else f'{loss:.6f}'} |"
-            )
-        lines += [
-            "",
-            "| Ratio (median over repetitions, range) | Median step | Mean step | p10 step | Median step, CPU time "
-            "| Calls per step |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name, entry in data["ratios"].items():
-            if "median_step" not in entry:
-                lines.append(f"| {name} | {_range(entry)} | | | | |")
-                continue
-            lines.append(
-                f"| {name} | {_range(entry['median_step'])} | {_range(entry['mean_step'])} | "
-                f"{_range(entry['p10_step'])} | {_range(entry['cpu_median_step'])} | "
-                f"{_range(entry.get('calls_per_step'))} |"
-            )
+        lines += _table(
+            ["Variant", "Median step (ms)", "Mean step (ms)", "p10 step (ms)", "Median step CPU (ms)",
+             "Calls per step", "Time to first step (s)", "Final loss"],
+            [
+                [VARIANT_LABELS.get(variant, variant), fmt_ms(row["median_step_s"]), fmt_ms(row["mean_step_s"]),
+                 fmt_ms(row["p10_step_s"]), fmt_ms(row["cpu_median_step_s"]), fmt(row.get("calls_per_step"), 0),
+                 fmt(row["time_to_first_step_s"], 2), "-" if row["final_loss"] is None else f"{row['final_loss']:.6f}"]
+                for variant, row in data["variants"].items()
+            ],
+        )
+        lines.append("")
+        lines += _table(
+            ["Ratio (median over repetitions, range)", "Median step", "Mean step", "p10 step", "Median step, CPU time",
+             "Calls per step"],
+            [
+                [name, *(_range(entry.get(key)) for key in
+                         ("median_step", "mean_step", "p10_step", "cpu_median_step", "calls_per_step"))]
+                if "median_step" in entry
+                else [name, _range(entry), "", "", "", ""]
+                for name, entry in data["ratios"].items()
+            ],
+        )
         lines.append("")
     cost = training.get("empty_callback_cost")
     if cost:
