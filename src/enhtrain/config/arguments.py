@@ -119,18 +119,6 @@ def _looks_inline(value: str) -> bool:
     return not os.path.exists(value) and (value.lstrip().startswith("{") or (":" in value and "\n" in value))
 
 
-def _asks_only_for_help(split: SplitArguments, environ: Mapping[str, str]) -> bool:
-    """Whether the command line is ``SUBCOMMAND --help`` with no config, overlay or experiment flag."""
-    return (
-        any(arg in ("-h", "--help") for arg in split.rest)
-        and not split.config_files
-        and split.env is None
-        and not split.experiment_flags
-        and not split.safe
-        and not environ.get("ENHTRAIN_ENV")
-    )
-
-
 def experiment_defaults_layer() -> Layer:
     """The code-defaults layer: the ``experiment`` schema's defaults, so that overlays merge into them."""
     from enhtrain.config.schema import ExperimentConfig
@@ -302,18 +290,14 @@ def prepare_arguments(
     split = split_arguments(argv, subcommands)
     if subcommands and split.subcommand is None:
         return None
-    if _asks_only_for_help(split, environ):
-        # Nothing to compose: the help lists the options, not a config's values.
+    asks_for_experiment = (
+        split.env is not None or bool(split.experiment_flags) or split.safe or bool(environ.get("ENHTRAIN_ENV"))
+    )
+    if not split.config_files and not asks_for_experiment and any(a in ("-h", "--help") for a in split.rest):
+        # `SUBCOMMAND --help` alone: nothing to compose, the help lists the options, not a config's values.
         return None
     inline = [(i, v) for i, v in enumerate(split.config_files) if _looks_inline(v)]
-    wants = (
-        force
-        or split.env is not None
-        or bool(split.experiment_flags)
-        or split.safe
-        or bool(environ.get("ENHTRAIN_ENV"))
-    )
-    if not wants:
+    if not (force or asks_for_experiment):
         # Library use: switch on only if a config file has an `experiment` section.
         try:
             composed = compose(split.config_files, environ={}, inline_configs=inline)
