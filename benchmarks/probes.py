@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import rotate
+
 HEAVY_LIBRARIES = ("torch", "lightning", "tensorboard", "torch.utils.tensorboard", "wandb", "comet_ml")
 
 
@@ -187,6 +189,7 @@ def probe_checkpoint(directory: str, megabytes: int = 100, repeats: int = 5) -> 
     import torch
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+    from enhtrain._io import _fsync_dir
     from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO
     from enhtrain.checkpoints.manifest import Manifest
     from enhtrain.checkpoints.run_checkpoint import RunCheckpoint
@@ -219,9 +222,8 @@ def probe_checkpoint(directory: str, megabytes: int = 100, repeats: int = 5) -> 
     def enhtrain_no_metadata(path: Path) -> None:
         AtomicCheckpointIO().save_checkpoint(dict(payload), path)
 
-    own_work: list[float] = []
-
-    def enhtrain(path: Path) -> None:
+    def enhtrain(path: Path) -> float:
+        """Save as ``RunCheckpoint`` does; return the seconds spent on the metadata and the manifest."""
         io = AtomicCheckpointIO()
         trainer = _FakeTrainer(io)
         checkpoint = dict(payload)
@@ -245,7 +247,7 @@ def probe_checkpoint(directory: str, megabytes: int = 100, repeats: int = 5) -> 
         )
         manifest.data["newest"] = path.name
         manifest.save()
-        own_work.append(metadata_s + time.perf_counter() - start)
+        return metadata_s + time.perf_counter() - start
 
     def enhtrain_no_fsync(path: Path) -> None:
         real = os.fsync
@@ -262,13 +264,10 @@ def probe_checkpoint(directory: str, megabytes: int = 100, repeats: int = 5) -> 
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        directory = os.open(root, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+        _fsync_dir(root)
 
     fsync_times: list[list[float]] = []
+    own_work: list[float] = []  # one per `enhtrain` save, in the order of times["enhtrain"]
 
     def enhtrain_timed(path: Path) -> None:
         real = os.fsync
@@ -281,7 +280,7 @@ def probe_checkpoint(directory: str, megabytes: int = 100, repeats: int = 5) -> 
 
         os.fsync = timed  # type: ignore[assignment]
         try:
-            enhtrain(path)
+            own_work.append(enhtrain(path))
         finally:
             os.fsync = real
         fsync_times.append(calls)
@@ -297,9 +296,7 @@ def probe_checkpoint(directory: str, megabytes: int = 100, repeats: int = 5) -> 
     lightning(root / "warmup.ckpt")
     (root / "warmup.ckpt").unlink()
     for rep in range(repeats):
-        names = list(variants)
-        shift = rep % len(names)
-        for name in [*names[shift:], *names[:shift]]:
+        for name in rotate(list(variants), rep):
             path = root / f"{name}-{rep}.ckpt"
             os.sync()
             start = time.perf_counter()
@@ -324,9 +321,10 @@ def probe_checkpoint(directory: str, megabytes: int = 100, repeats: int = 5) -> 
         "metadata_manifest_ratio": statistics.median(
             t / base for t, base in zip(times["enhtrain"], times["enhtrain_no_metadata"], strict=True)
         ),
+        "metadata_manifest_times_s": own_work,
         "metadata_manifest_s": statistics.median(own_work),
         "metadata_manifest_share": statistics.median(
-            own / total for own, total in zip(own_work[-repeats:], times["enhtrain"], strict=True)
+            own / total for own, total in zip(own_work, times["enhtrain"], strict=True)
         ),
         "hash_ratio": statistics.median(
             t / base for t, base in zip(times["enhtrain_no_metadata"], times["atomic_no_hash"], strict=True)
@@ -585,17 +583,15 @@ def probe_alternate(spec_path: str, repeats: int, variants: list[str]) -> dict[s
                 train_lightning.train(LIGHTNING_VARIANTS[variant], run_spec, str(output))
         finally:
             os.chdir(home)
-        stats = step_stats(json.loads(output.read_text(encoding="utf-8")))
-        stats["final_loss"] = json.loads(output.read_text(encoding="utf-8")).get("final_loss")
-        return stats
+        record = json.loads(output.read_text(encoding="utf-8"))
+        return {**step_stats(record), "final_loss": record.get("final_loss")}
 
     short = {**spec, "max_steps": spec["warmup"] + 5}
     for name in variants:
         run(name, short, f"warmup-{name}")
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for rep in range(repeats):
-        shift = rep % len(variants)
-        for name in [*variants[shift:], *variants[:shift]]:
+        for name in rotate(variants, rep):
             runs[name].append(run(name, spec, f"alternate-{name}-{rep}"))
     return {"variants": variants, "repeats": repeats, "steps": spec["max_steps"], "runs": runs}
 

@@ -61,6 +61,7 @@ def test_checkpoint_probe_splits_the_save_cost(tmp_path: Path, monkeypatch: pyte
     assert all(len(times) == 2 and min(times) > 0 for times in result["times_s"].values())
     assert result["file_bytes"] > 4 << 20
     assert result["fsync_calls_per_save"] == 4
+    assert len(result["metadata_manifest_times_s"]) == 2  # the enhtrain variant's own saves only
     assert 0 < result["metadata_manifest_s"] < min(result["times_s"]["enhtrain"])
     assert 0 < result["metadata_manifest_share"] < 1
     assert list(tmp_path.iterdir()) == [tmp_path / "manifest.json"]
