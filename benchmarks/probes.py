@@ -193,7 +193,7 @@ def probe_checkpoint(directory: str, megabytes: int = 100, repeats: int = 5) -> 
     from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO
     from enhtrain.checkpoints.manifest import Manifest
     from enhtrain.checkpoints.run_checkpoint import RunCheckpoint
-    from enhtrain.experiment.metadata import config_hash, package_versions
+    from enhtrain.run.metadata import config_hash, package_versions
 
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
@@ -613,7 +613,7 @@ def probe_startup(argv: list[str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     import enhtrain.cli as cli
     from enhtrain.commands import main as enhtrain_main
-    from enhtrain.experiment.run_session import RunSession
+    from enhtrain.run.session import RunSession
 
     phases["import enhtrain.cli (beyond lightning.pytorch.cli)"] = time.perf_counter() - t0
 
@@ -634,7 +634,7 @@ def probe_startup(argv: list[str]) -> dict[str, Any]:
         "RunSession.build_trainer_kwargs", RunSession.build_trainer_kwargs
     )
     RunSession.finish = timed("RunSession.finish", RunSession.finish)  # type: ignore[method-assign]
-    from enhtrain.experiment import run_session
+    from enhtrain.run import session as run_session
 
     run_session.build_loggers = timed(  # type: ignore[attr-defined]
         "  of which build_loggers (csv, tensorboard; LightningCLI builds its TensorBoard logger too)",

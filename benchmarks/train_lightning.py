@@ -58,9 +58,9 @@ def build_trainer(variant: str, spec: dict[str, Any], output: str) -> Any:
         ]
         kwargs["logger"] = loggers
         if variant == "same_components":
+            from enhtrain.callbacks.progress import PlainProgressBar
             from enhtrain.callbacks.run_summary import RunSummary
             from enhtrain.callbacks.throughput import StepThroughput
-            from enhtrain.experiment.progress import PlainProgressBar
 
             callbacks += [
                 StepThroughput(),

@@ -31,7 +31,7 @@ checker = _load_checker()
 
 def test_public_modules_are_found() -> None:
     modules = checker.module_files()
-    assert {"enhtrain", "enhtrain.cli", "enhtrain.registry", "enhtrain.callbacks.grad_norm"} <= set(modules)
+    assert {"enhtrain", "enhtrain.cli", "enhtrain.plugins.registry", "enhtrain.callbacks.grad_norm"} <= set(modules)
     assert not [name for name in modules if any(part.startswith("_") for part in name.split("."))]
 
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from enhtrain import hookspecs
-from enhtrain.registry import KindRegistry
+from enhtrain.plugins import hookspecs
+from enhtrain.plugins.registry import KindRegistry
 
 if sys.version_info >= (3, 11):
     import tomllib

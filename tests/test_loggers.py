@@ -29,8 +29,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from enhtrain.errors import ConfigError
-from enhtrain.experiment import loggers
-from enhtrain.experiment.secrets import MASK
+from enhtrain.loggers import factories as loggers
+from enhtrain.secrets import MASK
 
 NAME = "digits-mlp"
 VERSION = "version_3"
@@ -442,7 +442,7 @@ def test_wandb_run_id_is_stable_for_the_run(tmp_path: Path) -> None:
 def test_wandb_and_comet_go_online_only_with_an_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import comet_ml
 
-    from enhtrain.experiment.comet_offline import CometOfflineLogger, CometOnlineLogger
+    from enhtrain.loggers.comet_offline import CometOfflineLogger, CometOnlineLogger
 
     wandb_dir, comet_dir = str(_log_dir(tmp_path, "wandb")), str(_log_dir(tmp_path, "comet"))
     offline = loggers.wandb_logger(wandb_dir, NAME, VERSION)
@@ -553,7 +553,7 @@ def test_logger_classes_pickle(tmp_path: Path) -> None:
 
 def test_importing_the_factories_stays_light() -> None:
     code = (
-        "import sys, enhtrain.experiment.loggers, enhtrain.experiment.secrets;"
+        "import sys, enhtrain.loggers.factories, enhtrain.secrets;"
         "print(sorted(m for m in ('torch', 'lightning', 'wandb', 'comet_ml') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)

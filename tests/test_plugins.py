@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from enhtrain import ConfigError, PluginError, hookimpl, plugins
-from enhtrain.registry import KindRegistry, snake_case
+from enhtrain.plugins.registry import KindRegistry, snake_case
 from enhtrain.testing import tiny_config
 
 pytestmark = pytest.mark.timeout(120)
@@ -192,7 +192,7 @@ def test_disable_autoload_loads_no_entry_points(fake_site: FakeSite, monkeypatch
 
     assert "alpha" not in names
     assert "example" not in names
-    assert all(name.startswith("enhtrain.default_plugins.") for name in names)
+    assert all(name.startswith("enhtrain.plugins.builtin.") for name in names)
     registry = plugins.get_registry()
     assert "alpha_timer" not in registry.callbacks.names()
     assert {"csv", "tensorboard"} <= set(registry.loggers.names())
@@ -212,7 +212,7 @@ def test_load_plugins_loads_only_those_named(
     assert "alpha" in names
     assert "beta" not in names
     assert "example" not in names
-    assert "enhtrain.default_plugins.loggers" in names
+    assert "enhtrain.plugins.builtin.loggers" in names
     assert "beta_timer" not in plugins.get_registry().callbacks.names()
 
 
@@ -229,7 +229,7 @@ def test_disabled_plugins_blocks_those_named(
     assert "alpha" not in names
     assert ("beta" in names) is ("beta" not in selector)
     assert "alpha_timer" not in plugins.get_registry().callbacks.names()
-    assert "enhtrain.default_plugins.callbacks" in names
+    assert "enhtrain.plugins.builtin.callbacks" in names
 
 
 # --- broken plugins ------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ def test_broken_plugin_is_reported_by_name_and_distribution(fake_site: FakeSite,
     assert detail in row["error"]
     assert row["registered"].get("callbacks", []) == []
     assert {"csv", "tensorboard", "wandb", "comet"} <= set(
-        rows["enhtrain.default_plugins.loggers"]["registered"]["loggers"]
+        rows["enhtrain.plugins.builtin.loggers"]["registered"]["loggers"]
     )
     assert rows["example"]["error"] is None
 
@@ -628,7 +628,7 @@ def test_selecting_a_logger_imports_only_its_module() -> None:
     after_csv, after_jsonl = set(probe["after_csv"]), set(probe["after_jsonl"])
     assert probe["csv"] == "RunCSVLogger"
     assert probe["jsonl"] == "JsonlLogger"
-    assert "enhtrain.experiment.loggers" in after_csv
+    assert "enhtrain.loggers.factories" in after_csv
     assert not {"wandb", "comet_ml", "enhtrain_example.loggers"} & after_csv
     assert "enhtrain_example.loggers" in after_jsonl
     assert not {"wandb", "comet_ml", "enhtrain_example.callbacks", "enhtrain_example.profilers"} & after_jsonl

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from lightning.pytorch.callbacks import RichProgressBar
 
+from enhtrain.callbacks.progress import PlainProgressBar, default_progress_callbacks
 from enhtrain.commands import main
-from enhtrain.experiment.progress import PlainProgressBar, default_progress_callbacks
 from enhtrain.profilers import WindowedPyTorchProfiler
 
 TINY = """\
@@ -70,7 +70,7 @@ def test_bad_profiler_option_is_exit_2(workdir: Path, capsys: pytest.CaptureFixt
 
 def test_plain_progress_lines_when_not_a_terminal(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["fit", "--config", "tiny.yaml", "--trainer.callbacks+",
-                 "enhtrain.experiment.progress.PlainProgressBar", "--trainer.callbacks.refresh_rate", "2"]) == 0
+                 "enhtrain.callbacks.progress.PlainProgressBar", "--trainer.callbacks.refresh_rate", "2"]) == 0
     out = capsys.readouterr().out
     assert "epoch 0 step 2/6" in out and "epoch 0 step 6/6" in out
     assert "validation epoch 0 val/loss=" in out

@@ -21,7 +21,7 @@ import torch
 
 from enhtrain._io import TMP_PREFIX
 from enhtrain.checkpoints.manifest import Manifest, sha256_file
-from enhtrain.experiment.resume import newest_verified
+from enhtrain.run.resume import newest_verified
 
 # Micro-batching, an LR scheduler stepped per epoch, and dropout (so the random state matters too).
 EXACT = """\

@@ -13,7 +13,7 @@ import yaml
 
 from enhtrain.checkpoints.manifest import Manifest
 from enhtrain.commands import main
-from enhtrain.experiment.run_dir import create_run_dir
+from enhtrain.run.directory import create_run_dir
 
 TINY = """\
 seed_everything: 3

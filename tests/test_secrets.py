@@ -9,7 +9,7 @@ from collections import namedtuple
 import pytest
 from omegaconf import OmegaConf
 
-from enhtrain.experiment.secrets import (
+from enhtrain.secrets import (
     MASK,
     is_secret_key,
     mask_argv,

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from enhtrain.experiment.secrets import MASK
+from enhtrain.secrets import MASK
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

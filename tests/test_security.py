@@ -11,8 +11,8 @@ import pytest
 
 from enhtrain.commands import main
 from enhtrain.config.compose import ComposedConfig
-from enhtrain.config.security import check_class_paths, iter_class_paths
 from enhtrain.errors import ConfigError
+from enhtrain.security import check_class_paths, iter_class_paths
 
 BASE = """\
 trainer: {max_epochs: 1, limit_train_batches: 2, limit_val_batches: 1, accelerator: cpu}

@@ -8,15 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
 from enhtrain.errors import ConfigError, EnhtrainError, PluginError
+from enhtrain.plugins.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 """The installed version of enhtrain."""
-
-hookimpl = pluggy.HookimplMarker("enhtrain")
-"""Marker for plugin hook implementations: decorate each ``enhtrain_*`` function with it."""
 
 if TYPE_CHECKING:
     from enhtrain.cli import EnhancedCLI

@@ -22,11 +22,11 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from typing_extensions import override
 
 from enhtrain import plugins
+from enhtrain.callbacks.progress import default_progress_callbacks
 from enhtrain.config.arguments import PreparedArgs, prepare_arguments
 from enhtrain.config.errors import describe_parser_error
 from enhtrain.errors import ConfigError, RunDirError
-from enhtrain.experiment.progress import default_progress_callbacks
-from enhtrain.experiment.run_session import RunSession
+from enhtrain.run.session import RunSession
 
 __all__ = ["EnhancedCLI", "run_training"]
 

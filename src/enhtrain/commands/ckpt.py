@@ -11,108 +11,14 @@ import json
 import socket
 import sys
 from pathlib import Path
-from typing import Any
 
 from enhtrain.checkpoints.manifest import Manifest
 from enhtrain.checkpoints.retention import plan_prune, protected_files
-from enhtrain.commands.runs import ArgParser, resolve_run, run_status
+from enhtrain.commands._shared import ArgParser, checkpoint_rows, format_checkpoints, resolve_run, run_status
 from enhtrain.errors import CheckpointError, ConfigError
-from enhtrain.experiment.metadata import read_metadata
+from enhtrain.run.metadata import read_metadata
 
-__all__ = ["checkpoint_rows", "format_checkpoints", "run"]
-
-_SUFFIX = ".ckpt"
-
-
-def _size(num: Any) -> str:
-    if not isinstance(num, (int, float)):
-        return "-"
-    value = float(num)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GiB"
-
-
-def checkpoint_rows(checkpoints_dir: Path, *, verify: bool) -> list[dict[str, Any]]:
-    """Return one row per checkpoint: the manifest's entries, oldest first, then unlisted ``.ckpt`` files.
-
-    Args:
-        checkpoints_dir: A run's ``checkpoints/`` folder.
-        verify: Whether to check each file's size and sha256 (``problem`` is ``None`` when it matches).
-    """
-    manifest = Manifest(checkpoints_dir)
-    monitor = manifest.data.get("monitor")
-    rows: list[dict[str, Any]] = []
-    for entry in manifest.entries:
-        name = entry.get("file")
-        if not isinstance(name, str):
-            continue
-        metrics = entry.get("metrics") or {}
-        rows.append(
-            {
-                "file": name,
-                "step": entry.get("step"),
-                "epoch": entry.get("epoch"),
-                "monitor": monitor,
-                "value": metrics.get(monitor) if monitor else None,
-                "size": entry.get("size"),
-                "time": entry.get("time"),
-                "best": manifest.data.get("best") == name,
-                "last": manifest.data.get("last") == name,
-                "problem": manifest.verify(name) if verify else None,
-            }
-        )
-    listed = {row["file"] for row in rows}
-    if checkpoints_dir.is_dir():
-        for path in sorted(checkpoints_dir.glob("*" + _SUFFIX)):
-            if path.name not in listed and path.is_file():
-                rows.append(
-                    {
-                        "file": path.name,
-                        "step": None,
-                        "epoch": None,
-                        "monitor": monitor,
-                        "value": None,
-                        "size": path.stat().st_size,
-                        "time": None,
-                        "best": False,
-                        "last": False,
-                        "problem": "not in the manifest",
-                    }
-                )
-    return rows
-
-
-def format_checkpoints(rows: list[dict[str, Any]], *, verified: bool) -> str:
-    """Format checkpoint rows as a table."""
-    if not rows:
-        return "no checkpoints\n"
-    monitor = next((r["monitor"] for r in rows if r["monitor"]), None)
-    header = ["FILE", "STEP", "EPOCH", monitor or "METRIC", "SIZE", "SAVED", "CHECK" if verified else "NOTE"]
-    table = []
-    for row in rows:
-        marks = [m for m in ("best", "last") if row[m]]
-        value = row["value"]
-        check = "ok" if row["problem"] is None else row["problem"]
-        table.append(
-            [
-                row["file"] + (f" ({', '.join(marks)})" if marks else ""),
-                "-" if row["step"] is None else str(row["step"]),
-                "-" if row["epoch"] is None else str(row["epoch"]),
-                "-" if not isinstance(value, (int, float)) else f"{value:.6g}",
-                _size(row["size"]),
-                (row["time"] or "-").replace("+00:00", "Z"),
-                check if verified or row["problem"] == "not in the manifest" else "",
-            ]
-        )
-    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
-    return "".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() + "\n"
-        for line in [header, *table]
-    )
-
+__all__ = ["run"]
 
 def _checkpoints_dir(spec: str) -> Path:
     path = resolve_run(spec) / "checkpoints"

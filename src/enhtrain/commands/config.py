@@ -52,7 +52,7 @@ def explain(args: list[str]) -> list[dict[str, Any]]:
     flags += _flag_pairs([a for a in split.rest if a != "--json"])
     composed = compose(split.config_files, defaults=experiment_defaults_layer(), env=split.env, flags=flags)
     composed.data["experiment"] = validate_experiment(composed).model_dump(mode="json")
-    from enhtrain.experiment.secrets import mask_secrets, secret_values
+    from enhtrain.secrets import mask_secrets, secret_values
 
     data = mask_secrets(composed.data, secret_values())
     return [

@@ -7,56 +7,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from enhtrain.checkpoints.manifest import MANIFEST_NAME, Manifest
+from enhtrain.checkpoints.manifest import Manifest
+from enhtrain.commands._shared import (
+    DEFAULT_ROOT,
+    ArgParser,
+    checkpoint_rows,
+    format_checkpoints,
+    resolve_run,
+    run_status,
+)
 from enhtrain.errors import ConfigError
-from enhtrain.experiment.metadata import read_metadata
-from enhtrain.experiment.run_dir import list_versions
+from enhtrain.run.directory import list_versions
+from enhtrain.run.metadata import read_metadata
 
-__all__ = ["ArgParser", "best_metric", "find_runs", "resolve_run", "run", "run_status", "summarize"]
-
-DEFAULT_ROOT = "runs"
-
-
-class ArgParser(argparse.ArgumentParser):
-    """An ``argparse`` parser whose errors become a one-line :class:`~enhtrain.errors.ConfigError`."""
-
-    def error(self, message: str) -> NoReturn:
-        """Raise the error instead of printing usage and exiting.
-
-        Args:
-            message: argparse's message.
-
-        Raises:
-            ConfigError: Always, naming the command.
-        """
-        raise ConfigError(f"{self.prog}: {message}")
-
-
-def resolve_run(spec: str, root: str | Path = DEFAULT_ROOT) -> Path:
-    """Return the run directory that ``spec`` names.
-
-    Args:
-        spec: A run directory, its ``checkpoints/`` folder, or ``name/version`` under ``root``.
-        root: Where ``name/version`` is looked up.
-
-    Raises:
-        ConfigError: If no run directory matches.
-    """
-    candidates = [Path(spec), Path(root) / spec]
-    for path in candidates:
-        if path.name == "checkpoints" and (path / MANIFEST_NAME).is_file():
-            path = path.parent
-        if path.is_dir() and any((path / name).exists() for name in ("metadata.json", "checkpoints", "config.yaml")):
-            return path
-    raise ConfigError(f"run '{spec}' not found: give a run directory, or name/version under ./{root}")
-
+__all__ = ["best_metric", "find_runs", "run", "summarize"]
 
 def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str):
@@ -66,26 +35,6 @@ def _parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def _alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def run_status(meta: dict[str, Any]) -> str:
-    """Return the run's status; a ``running`` run whose process is gone from this host shows as ``killed``."""
-    status = str(meta.get("status") or "unknown")
-    if status == "running" and meta.get("host") == socket.gethostname() and not _alive(meta.get("pid")):
-        return "killed"
-    return status
 
 
 def best_metric(run_dir: Path, meta: dict[str, Any] | None = None) -> tuple[str, float] | None:
@@ -184,8 +133,6 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from enhtrain.commands.ckpt import checkpoint_rows
-
     run_dir = resolve_run(args.run)
     meta = read_metadata(run_dir / "metadata.json")
     summary = summarize(run_dir)
@@ -221,8 +168,6 @@ def _show(args: argparse.Namespace) -> int:
     if metrics:
         lines.append("Metrics:     " + ", ".join(f"{k}={_fmt_value(v)}" for k, v in sorted(metrics.items())))
     sys.stdout.write("\n".join(lines) + "\n\n")
-    from enhtrain.commands.ckpt import format_checkpoints
-
     sys.stdout.write(format_checkpoints(checkpoints, verified=False))
     return 0
 

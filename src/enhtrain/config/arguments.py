@@ -240,7 +240,7 @@ def resolve_registered_classes(config: dict[str, Any]) -> None:
 
 def _check_security(composed: ComposedConfig, split: SplitArguments, environ: Mapping[str, str]) -> None:
     from enhtrain import plugins
-    from enhtrain.config.security import check_class_paths
+    from enhtrain.security import check_class_paths
 
     safe = split.safe or environ.get("ENHTRAIN_SAFE_CONFIG", "").strip() not in ("", "0")
     allowed = [*split.allowed_modules]
@@ -322,7 +322,7 @@ def prepare_arguments(
     data = composed.data
     if any(arg.startswith("--print_config") for arg in split.rest):
         # Printing only: nothing runs, so the printed config can mask its secrets.
-        from enhtrain.experiment.secrets import mask_secrets, secret_values
+        from enhtrain.secrets import mask_secrets, secret_values
 
         data = mask_secrets(data, secret_values(environ))
     text = yaml.safe_dump(data, sort_keys=False)

@@ -132,7 +132,7 @@ def resolve_env_overlays(env: str, first_config: str | None) -> list[str]:
             paths.append(str(candidate))
             break
     if not paths:
-        from enhtrain.default_plugins.envs import builtin_envs
+        from enhtrain.plugins.builtin.envs import builtin_envs
 
         known = set(builtin_envs())
         if project_dir.is_dir():

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from enhtrain import ConfigError, hookimpl
-from enhtrain.registry import KindRegistry
+from enhtrain.plugins.registry import KindRegistry
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATE_DIR = PACKAGE_DIR / "templates"

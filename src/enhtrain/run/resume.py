@@ -12,7 +12,7 @@ import yaml
 
 from enhtrain.checkpoints.manifest import Manifest
 from enhtrain.errors import CheckpointError, ConfigError
-from enhtrain.experiment.run_dir import list_versions
+from enhtrain.run.directory import list_versions
 
 if TYPE_CHECKING:
     from enhtrain.config.schema import ExperimentConfig

@@ -2,7 +2,7 @@
 
 One :class:`pluggy.PluginManager` per process, built lazily by :func:`get_plugin_manager`. Third-party
 plugins come from the ``enhtrain`` entry-point group; the built-in plugins in
-:mod:`enhtrain.default_plugins` are registered afterwards through the same hooks. A plugin that fails to
+:mod:`enhtrain.plugins.builtin` are registered afterwards through the same hooks. A plugin that fails to
 import, declares an unknown hook, has a wrong hook signature or raises in a hook is recorded as a
 :class:`PluginFailure` and skipped: commands that do not need it keep working.
 """
@@ -18,9 +18,9 @@ from typing import Any
 
 import pluggy
 
-from enhtrain import hookspecs
 from enhtrain.errors import ConfigError, PluginError
-from enhtrain.registry import KINDS, ComponentRegistry, PluginInfo
+from enhtrain.plugins import hookspecs
+from enhtrain.plugins.registry import KINDS, ComponentRegistry, PluginInfo
 
 __all__ = [
     "BUILTIN_PLUGINS",
@@ -37,12 +37,12 @@ ENTRY_POINT_GROUP = "enhtrain"
 """The entry-point group in which distributions declare their plugin modules."""
 
 BUILTIN_PLUGINS = (
-    "enhtrain.default_plugins.callbacks",
-    "enhtrain.default_plugins.loggers",
-    "enhtrain.default_plugins.profilers",
-    "enhtrain.default_plugins.templates",
-    "enhtrain.default_plugins.envs",
-    "enhtrain.default_plugins.checks",
+    "enhtrain.plugins.builtin.callbacks",
+    "enhtrain.plugins.builtin.loggers",
+    "enhtrain.plugins.builtin.profilers",
+    "enhtrain.plugins.builtin.templates",
+    "enhtrain.plugins.builtin.envs",
+    "enhtrain.plugins.builtin.checks",
 )
 """The modules of the built-in plugins, registered after the third-party ones."""
 

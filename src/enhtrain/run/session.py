@@ -13,11 +13,11 @@ import yaml
 
 from enhtrain._io import atomic_write_text
 from enhtrain.errors import ConfigError, RunDirError
-from enhtrain.experiment import metadata as run_metadata
-from enhtrain.experiment.components import build_callbacks, build_loggers, build_profiler
-from enhtrain.experiment.resume import ResumePoint, check_config_change, find_resume_point
-from enhtrain.experiment.run_dir import RunDir, create_run_dir, open_existing
-from enhtrain.experiment.secrets import mask_argv, mask_secrets, mask_text, secret_values
+from enhtrain.run import metadata as run_metadata
+from enhtrain.run.components import build_callbacks, build_loggers, build_profiler
+from enhtrain.run.directory import RunDir, create_run_dir, open_existing
+from enhtrain.run.resume import ResumePoint, check_config_change, find_resume_point
+from enhtrain.secrets import mask_argv, mask_secrets, mask_text, secret_values
 
 if TYPE_CHECKING:
     from enhtrain.config.arguments import PreparedArgs

@@ -23,7 +23,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 from typing_extensions import override
 
-from enhtrain.experiment.secrets import mask_secrets
+from enhtrain.secrets import mask_secrets
 
 if TYPE_CHECKING:
     from comet_ml import OfflineExperiment

@@ -21,7 +21,7 @@ is the run's ``checkpoints/``. Elsewhere ``save_dir`` is ``log_dir``.
 
 The ``wandb`` and ``comet`` loggers run offline unless an API key is set (``WANDB_API_KEY``, ``COMET_API_KEY``
 or an ``api_key`` option) or ``offline: false`` is given; offline, nothing contacts their servers. Every
-logger masks secrets in the hyper-parameters it writes (see :mod:`enhtrain.experiment.secrets`).
+logger masks secrets in the hyper-parameters it writes (see :mod:`enhtrain.secrets`).
 
 Importing this module imports neither torch, Lightning, wandb nor comet_ml. The logger classes
 (:class:`RunCSVLogger`, :class:`RunTensorBoardLogger`, :class:`RunWandbLogger`) are built on first access.
@@ -44,7 +44,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from enhtrain.errors import ConfigError
-from enhtrain.experiment.secrets import mask_argv
+from enhtrain.secrets import mask_argv
 
 if TYPE_CHECKING:
     from lightning.pytorch.loggers import Logger
@@ -168,7 +168,7 @@ def _logger_classes() -> dict[str, type]:
     from lightning.pytorch.utilities.rank_zero import rank_zero_only, rank_zero_warn
     from typing_extensions import override
 
-    from enhtrain.experiment.secrets import mask_secrets
+    from enhtrain.secrets import mask_secrets
 
     class _KeepingCSVWriter(ExperimentWriter):
         """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued instead of deleted."""
@@ -568,10 +568,10 @@ def comet_logger(log_dir: str, name: str, version: str, **options: Any) -> Logge
     """Create the run's Comet logger.
 
     Offline (the default unless ``offline: false`` is given or an API key is set, through ``COMET_API_KEY`` or
-    the ``api_key`` option), a :class:`~enhtrain.experiment.comet_offline.CometOfflineLogger` writes
+    the ``api_key`` option), a :class:`~enhtrain.loggers.comet_offline.CometOfflineLogger` writes
     ``<log_dir>/<experiment key>.zip`` for ``comet upload``; the API key is never written into it, and options
     that would contact the network (``log_env_details``) are off unless turned on. Online, a
-    :class:`~enhtrain.experiment.comet_offline.CometOnlineLogger` streams to Comet. Either way ``log_code``,
+    :class:`~enhtrain.loggers.comet_offline.CometOnlineLogger` streams to Comet. Either way ``log_code``,
     ``parse_args`` and ``log_git_patch`` are off unless turned on, since they copy the command line and source
     into the experiment, secrets included.
 
@@ -602,7 +602,7 @@ def comet_logger(log_dir: str, name: str, version: str, **options: Any) -> Logge
 
     config_options = _parameters(comet_ml.ExperimentConfig) - set(_RUN_OPTIONS)
     _check_options("comet", options, config_options | set(_COMET_OWN_OPTIONS))
-    from enhtrain.experiment.comet_offline import CometOfflineLogger, CometOnlineLogger
+    from enhtrain.loggers.comet_offline import CometOfflineLogger, CometOnlineLogger
 
     if offline:
         # The key is for uploading later; an offline archive must not carry it.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from enhtrain import hookimpl
-from enhtrain.registry import KindRegistry
+from enhtrain.plugins.hookspecs import hookimpl
+from enhtrain.plugins.registry import KindRegistry
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates"
 
 
 @hookimpl

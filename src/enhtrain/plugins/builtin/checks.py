@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from enhtrain import hookimpl
 from enhtrain.errors import ConfigError
+from enhtrain.plugins.hookspecs import hookimpl
 
 _REFERENCE_MODEL = "enhtrain.models.MLPClassifier"
 _CPU_ONLY_UNSUPPORTED_STRATEGIES = ("fsdp", "deepspeed")

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from enhtrain import hookimpl
-from enhtrain.registry import KindRegistry
+from enhtrain.plugins.hookspecs import hookimpl
+from enhtrain.plugins.registry import KindRegistry
 
 BUILTIN_LOGGERS = {
-    "csv": "enhtrain.experiment.loggers:csv_logger",
-    "tensorboard": "enhtrain.experiment.loggers:tensorboard_logger",
-    "wandb": "enhtrain.experiment.loggers:wandb_logger",
-    "comet": "enhtrain.experiment.loggers:comet_logger",
+    "csv": "enhtrain.loggers.factories:csv_logger",
+    "tensorboard": "enhtrain.loggers.factories:tensorboard_logger",
+    "wandb": "enhtrain.loggers.factories:wandb_logger",
+    "comet": "enhtrain.loggers.factories:comet_logger",
 }
 
 

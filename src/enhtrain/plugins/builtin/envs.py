@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from enhtrain import hookimpl
+from enhtrain.plugins.hookspecs import hookimpl
 
-ENV_DIR = Path(__file__).resolve().parent.parent / "config" / "envs"
+ENV_DIR = Path(__file__).resolve().parents[2] / "config" / "envs"
 
 
 @hookimpl

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from enhtrain import hookimpl
-from enhtrain.registry import KindRegistry
+from enhtrain.plugins.hookspecs import hookimpl
+from enhtrain.plugins.registry import KindRegistry
 
 BUILTIN_PROFILERS = {
     "simple": "lightning.pytorch.profilers:SimpleProfiler",

@@ -8,7 +8,7 @@ from typing import Any
 
 from enhtrain import plugins
 from enhtrain.errors import ConfigError, EnhtrainError
-from enhtrain.experiment.run_dir import RunDir
+from enhtrain.run.directory import RunDir
 
 __all__ = ["build_callbacks", "build_loggers", "build_profiler", "call_with_options"]
 

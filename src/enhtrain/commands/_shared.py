@@ -1,0 +1,167 @@
+"""What the ``runs`` and ``ckpt`` commands share: their argument parser, finding a run, its status, and
+the table of its checkpoints.
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+from pathlib import Path
+from typing import Any, NoReturn
+
+from enhtrain.checkpoints.manifest import MANIFEST_NAME, Manifest
+from enhtrain.errors import ConfigError
+
+__all__ = ["DEFAULT_ROOT", "ArgParser", "checkpoint_rows", "format_checkpoints", "resolve_run", "run_status"]
+
+DEFAULT_ROOT = "runs"
+"""Where ``name/version`` run names are looked up."""
+
+_SUFFIX = ".ckpt"
+
+
+class ArgParser(argparse.ArgumentParser):
+    """An ``argparse`` parser whose errors become a one-line :class:`~enhtrain.errors.ConfigError`."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise the error instead of printing usage and exiting.
+
+        Args:
+            message: argparse's message.
+
+        Raises:
+            ConfigError: Always, naming the command.
+        """
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def resolve_run(spec: str, root: str | Path = DEFAULT_ROOT) -> Path:
+    """Return the run directory that ``spec`` names.
+
+    Args:
+        spec: A run directory, its ``checkpoints/`` folder, or ``name/version`` under ``root``.
+        root: Where ``name/version`` is looked up.
+
+    Raises:
+        ConfigError: If no run directory matches.
+    """
+    candidates = [Path(spec), Path(root) / spec]
+    for path in candidates:
+        if path.name == "checkpoints" and (path / MANIFEST_NAME).is_file():
+            path = path.parent
+        if path.is_dir() and any((path / name).exists() for name in ("metadata.json", "checkpoints", "config.yaml")):
+            return path
+    raise ConfigError(f"run '{spec}' not found: give a run directory, or name/version under ./{root}")
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_status(meta: dict[str, Any]) -> str:
+    """Return the run's status; a ``running`` run whose process is gone from this host shows as ``killed``."""
+    status = str(meta.get("status") or "unknown")
+    if status == "running" and meta.get("host") == socket.gethostname() and not _alive(meta.get("pid")):
+        return "killed"
+    return status
+
+
+def _size(num: Any) -> str:
+    if not isinstance(num, (int, float)):
+        return "-"
+    value = float(num)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def checkpoint_rows(checkpoints_dir: Path, *, verify: bool) -> list[dict[str, Any]]:
+    """Return one row per checkpoint: the manifest's entries, oldest first, then unlisted ``.ckpt`` files.
+
+    Args:
+        checkpoints_dir: A run's ``checkpoints/`` folder.
+        verify: Whether to check each file's size and sha256 (``problem`` is ``None`` when it matches).
+    """
+    manifest = Manifest(checkpoints_dir)
+    monitor = manifest.data.get("monitor")
+    rows: list[dict[str, Any]] = []
+    for entry in manifest.entries:
+        name = entry.get("file")
+        if not isinstance(name, str):
+            continue
+        metrics = entry.get("metrics") or {}
+        rows.append(
+            {
+                "file": name,
+                "step": entry.get("step"),
+                "epoch": entry.get("epoch"),
+                "monitor": monitor,
+                "value": metrics.get(monitor) if monitor else None,
+                "size": entry.get("size"),
+                "time": entry.get("time"),
+                "best": manifest.data.get("best") == name,
+                "last": manifest.data.get("last") == name,
+                "problem": manifest.verify(name) if verify else None,
+            }
+        )
+    listed = {row["file"] for row in rows}
+    if checkpoints_dir.is_dir():
+        for path in sorted(checkpoints_dir.glob("*" + _SUFFIX)):
+            if path.name not in listed and path.is_file():
+                rows.append(
+                    {
+                        "file": path.name,
+                        "step": None,
+                        "epoch": None,
+                        "monitor": monitor,
+                        "value": None,
+                        "size": path.stat().st_size,
+                        "time": None,
+                        "best": False,
+                        "last": False,
+                        "problem": "not in the manifest",
+                    }
+                )
+    return rows
+
+
+def format_checkpoints(rows: list[dict[str, Any]], *, verified: bool) -> str:
+    """Format checkpoint rows as a table."""
+    if not rows:
+        return "no checkpoints\n"
+    monitor = next((r["monitor"] for r in rows if r["monitor"]), None)
+    header = ["FILE", "STEP", "EPOCH", monitor or "METRIC", "SIZE", "SAVED", "CHECK" if verified else "NOTE"]
+    table = []
+    for row in rows:
+        marks = [m for m in ("best", "last") if row[m]]
+        value = row["value"]
+        check = "ok" if row["problem"] is None else row["problem"]
+        table.append(
+            [
+                row["file"] + (f" ({', '.join(marks)})" if marks else ""),
+                "-" if row["step"] is None else str(row["step"]),
+                "-" if row["epoch"] is None else str(row["epoch"]),
+                "-" if not isinstance(value, (int, float)) else f"{value:.6g}",
+                _size(row["size"]),
+                (row["time"] or "-").replace("+00:00", "Z"),
+                check if verified or row["problem"] == "not in the manifest" else "",
+            ]
+        )
+    widths = [max(len(r[i]) for r in [header, *table]) for i in range(len(header))]
+    return "".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() + "\n"
+        for line in [header, *table]
+    )
