@@ -113,6 +113,7 @@ def test_secret_values_from_secret_named_variables() -> None:
         HF_TOKEN,
         "s3cr3t-value",
         "hunter2hunter2",
+        "abc",
     }
 
 
@@ -187,10 +188,17 @@ def test_mask_secrets_on_namespace_and_omegaconf() -> None:
 
 def test_mask_secrets_extra_values(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    config = {"note": "key is given-on-cli-123 here", "short": "abc", "list": ["given-on-cli-123"]}
+    config = {"note": "key is given-on-cli-123 here", "short": "abc", "list": ["given-on-cli-123"],
+              "words": "abcd xabc abc_1", "sentence": "pw=abc, ok"}
     masked = mask_secrets(config, extra_values=["given-on-cli-123", "abc"])
-    # Values shorter than six characters would mask ordinary words, so "abc" is left alone.
-    assert masked == {"note": f"key is {MASK} here", "short": "abc", "list": [MASK]}
+    # A value shorter than six characters is masked where it stands alone, not inside longer words.
+    assert masked == {"note": f"key is {MASK} here", "short": MASK, "list": [MASK],
+                      "words": "abcd xabc abc_1", "sentence": f"pw={MASK}, ok"}
+
+
+def test_short_secret_from_the_environment_is_masked_whatever_its_length(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DB_PASSWORD", "hu2")
+    assert mask_text("connect with hu2 to db; hu23 is another word") == f"connect with {MASK} to db; hu23 is another word"
 
 
 def test_mask_secrets_masks_the_longest_secret_whole() -> None:

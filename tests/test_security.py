@@ -32,6 +32,13 @@ CASES = [
     ("{}\n", ["--trainer.callbacks+", "pty.spawn"], "pty"),
     ("{}\n", ["--model.class_path", "ftplib.FTP"], "ftplib"),
     ("{}\n", ["--data", "webbrowser.Chrome"], "webbrowser"),
+    # Forms that used to slip past the flag check, and the reference data module's dataset.
+    ("{}\n", ["--model.class_path", "this.Model"], "this"),
+    ("{}\n", ["--model", "{class_path: ftplib.FTP}"], "ftplib"),
+    ("{}\n", ["--trainer.callbacks", " [{class_path: imaplib.IMAP4}]"], "imaplib"),
+    ("{}\n", ["--model", "evil_model.yaml"], "nntplib"),
+    ("data:\n  init_args: {dataset: poplib.POP3}\n", ["--safe"], "poplib"),
+    ("{}\n", ["--data.init_args.dataset", "mailbox.Maildir"], "mailbox"),
 ]
 
 PROBE = """
@@ -51,6 +58,7 @@ print(json.dumps(results))
 
 def test_dangerous_modules_are_never_imported(tmp_path: Path) -> None:
     (tmp_path / "base.yaml").write_text(BASE)
+    (tmp_path / "evil_model.yaml").write_text("class_path: nntplib.NNTP\ninit_args: {host: localhost}\n")
     proc = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(CASES)], cwd=tmp_path, capture_output=True, text=True, timeout=180
     )
@@ -59,6 +67,8 @@ def test_dangerous_modules_are_never_imported(tmp_path: Path) -> None:
         assert result["code"] == 2, result
         assert not result["loaded"], module
         assert f"would import the module '{module}'" in result["err"]
+        assert "Traceback" not in result["err"]
+    assert "Zen of Python" not in proc.stdout
     assert not (tmp_path / "runs").exists()
 
 

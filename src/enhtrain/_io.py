@@ -10,9 +10,25 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TMP_PREFIX", "atomic_open", "atomic_write_json", "atomic_write_text"]
+__all__ = ["TMP_PREFIX", "atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "file_mode"]
 
 TMP_PREFIX = ".enhtrain-tmp-"
+"""File-name prefix of the temp files of atomic writes (a run's leftovers are removed when it resumes)."""
+
+_umask: int | None = None
+
+
+def file_mode() -> int:
+    """The mode a new file gets from the process's umask (``0o644`` under the usual ``022``).
+
+    ``tempfile.mkstemp`` creates files with mode ``0600``; atomic writes set this mode instead, so that
+    the files they write look like every other file of the run.
+    """
+    global _umask
+    if _umask is None:
+        _umask = os.umask(0o022)
+        os.umask(_umask)
+    return 0o666 & ~_umask
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -33,6 +49,7 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
             handle.flush()
@@ -49,6 +66,12 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_open(path, "w") as handle:
         handle.write(text)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb") as handle:
+        handle.write(data)
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from jsonargparse import ArgumentError, DefaultHelpFormatter, Namespace
@@ -18,15 +18,18 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException, SIGTERMException
 from typing_extensions import override
 
 from enhtrain import plugins
 from enhtrain.callbacks.progress import default_progress_callbacks
 from enhtrain.config.arguments import PreparedArgs, prepare_arguments
-from enhtrain.config.errors import describe_parser_error
+from enhtrain.config.errors import describe_parser_error, where_set
 from enhtrain.errors import ConfigError, RunDirError
 from enhtrain.run.session import RunSession
+from enhtrain.secrets import mask_secrets
+from enhtrain.security import check_import
 
 __all__ = ["EnhancedCLI", "run_training"]
 
@@ -72,6 +75,13 @@ class EnhancedCLI(LightningCLI):
                 help="enhtrain's experiment section: run directory, loggers, callbacks, checkpoint, profiler, resume.",
             )
 
+    def _dumped_config(self) -> dict[str, Any]:
+        """The parsed config of the subcommand as plain data (defaults included)."""
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        parser = self._parser(subcommand)
+        return yaml.safe_load(parser.dump(config, skip_none=False)) or {}
+
     @override
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         if not self.enhanced:
@@ -91,9 +101,15 @@ class EnhancedCLI(LightningCLI):
             ) from err
         subcommand = self.config.get("subcommand")
         if subcommand:
+            seed = self.config[subcommand].get("seed_everything")
+            if isinstance(seed, int) and not isinstance(seed, bool) and not _SEED_MIN <= seed <= _SEED_MAX:
+                where = where_set("seed_everything", self.prepared.composed, self.prepared.split.rest)
+                raise ConfigError(
+                    f"{where}: seed_everything: {seed} is out of range: use a whole number from {_SEED_MIN} to "
+                    f"{_SEED_MAX}, or true for a random seed"
+                )
             # Plugins see every value, defaults and command-line flags included, before anything is built.
-            dumped = yaml.safe_load(self._parser(subcommand).dump(self.config[subcommand], skip_none=False))
-            plugins.validate_config(dumped)
+            plugins.validate_config(self._dumped_config())
 
     @override
     def _parse_ckpt_path(self) -> None:
@@ -119,6 +135,10 @@ class EnhancedCLI(LightningCLI):
         hparams = cli_model_hparams(path, trust=trust)
         if path is not None and str(path) not in LIGHTNING_CKPT_ALIASES and not str(path).startswith("registry:"):
             require_lightning(safe_load(path, trust=trust, mmap=True), path)
+        if hparams and isinstance(hparams.get("class_path"), str):
+            # A class path stored in a checkpoint becomes an import like any in a config.
+            check_import(hparams["class_path"], key="model.class_path", policy=self.prepared.import_policy,
+                         where=f"checkpoint '{path}' (hyper_parameters._class_path)")
         if hparams:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
@@ -130,6 +150,7 @@ class EnhancedCLI(LightningCLI):
         assert self.prepared is not None
         parser = self._parser(self.subcommand)
         dumped = yaml.safe_load(parser.dump(self.config[self.subcommand], skip_none=False))
+        # Checks only: the run directory is opened once the model and data module are built.
         self.session = RunSession.start(
             self.prepared, dumped, subcommand=self.subcommand, trust=self.prepared.experiment.trust_checkpoint
         )
@@ -142,7 +163,14 @@ class EnhancedCLI(LightningCLI):
         except BaseException as err:
             if self.session is not None:
                 self.session.abort()
-            user_error = (TypeError, ValueError, ImportError, AttributeError, MisconfigurationException)
+            user_error = (TypeError, ValueError, ImportError, AttributeError, FileNotFoundError,
+                          MisconfigurationException)
+            missing = _cause(err, FileNotFoundError)
+            if self.prepared is not None and missing is not None and missing.filename:
+                key = _key_holding(self._dumped_config(), str(missing.filename))
+                if key is not None:
+                    where = where_set(key, self.prepared.composed, self.prepared.split.rest)
+                    raise ConfigError(f"{where}: {key}: file '{missing.filename}' not found: check the path") from err
             if self.prepared is not None and isinstance(err, user_error):
                 detail = describe_parser_error(str(err), self.prepared.composed, self.prepared.split.rest)
                 raise ConfigError(f"cannot build the run: {detail}") from err
@@ -152,6 +180,7 @@ class EnhancedCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         if self.session is None:
             return super().instantiate_trainer(**kwargs)
+        self.session.open()
         trainer_config = self._get(self.config_init, "trainer", default={})
         user_callbacks = trainer_config.get("callbacks") or []
         if not isinstance(user_callbacks, list):
@@ -169,11 +198,8 @@ class EnhancedCLI(LightningCLI):
         if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
             callbacks.extend(default_progress_callbacks())
         trainer = super().instantiate_trainer(**kwargs, **extra, callbacks=callbacks)
-        # The run's config is its hyper-parameters too; logged here rather than by a callback, which Lightning
-        # would call on every step.
-        if self.session.is_writer:
-            for logger in trainer.loggers:
-                logger.log_hyperparams({"config": self.session.masked_config})
+        for logger in trainer.loggers:
+            _mask_hyperparams(logger, self.session.secret_values)
         return trainer
 
     @override
@@ -184,14 +210,21 @@ class EnhancedCLI(LightningCLI):
         session = self.session
         if subcommand == "fit" and session.resume_ckpt is not None:
             self.config_init[subcommand]["ckpt_path"] = session.resume_ckpt
+        session.commit()
+        # The run's config is its hyper-parameters too; logged here rather than by a callback, which Lightning
+        # would call on every step.
+        if session.is_writer:
+            for logger in self.trainer.loggers:
+                logger.log_hyperparams({"config": session.masked_config})
         try:
             super()._run_subcommand(subcommand)
         except (MisconfigurationException, ValueError) as err:
             if isinstance(err, ValueError) and not _raised_by_lightning(err):
                 session.finish(self.trainer, error=err)
                 raise
-            # Lightning rejected the setup before training began: nothing of this run is worth keeping.
-            if self.trainer.global_step == 0:
+            # Lightning rejected the setup before training began: nothing of this run is worth keeping, and a
+            # resumed run gets its files back.
+            if self.trainer.global_step == session.resume_step:
                 session.abort()
             else:
                 session.finish(self.trainer, error=err)
@@ -205,6 +238,13 @@ class EnhancedCLI(LightningCLI):
                 f"cannot write to run directory '{session.run.path}': {err.strerror or err}{where}; the run "
                 f"stopped at step {self.trainer.global_step} and is marked failed"
             ) from err
+        except SystemExit as err:
+            if isinstance(err.__context__, KeyboardInterrupt) and not isinstance(err, SIGTERMException):
+                # Lightning answers Ctrl+C with `exit(1)`; the run was interrupted, not failed.
+                session.finish(self.trainer, error=err.__context__)
+                raise KeyboardInterrupt from None
+            session.finish(self.trainer, error=err)
+            raise
         except BaseException as err:
             session.finish(self.trainer, error=err)
             raise
@@ -228,6 +268,48 @@ See `enhtrain config explain` for where each value comes from."""
 
 
 _DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+
+
+_E = TypeVar("_E", bound=BaseException)
+# The seeds Lightning's `seed_everything` accepts (NumPy's range).
+_SEED_MIN, _SEED_MAX = 0, 2**32 - 1
+
+
+def _cause(err: BaseException, kind: type[_E]) -> _E | None:
+    """The first exception of type ``kind`` in ``err``'s chain of causes (jsonargparse wraps what a class raises)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _key_holding(config: Any, value: str, path: tuple[str, ...] = ()) -> str | None:
+    """The dotted key of the first leaf of ``config`` equal to ``value``, if any."""
+    if isinstance(config, dict):
+        items: Any = config.items()
+    elif isinstance(config, list):
+        items = ((str(i), v) for i, v in enumerate(config))
+    else:
+        return ".".join(path) if config == value and path else None
+    for key, item in items:
+        found = _key_holding(item, value, (*path, str(key)))
+        if found is not None:
+            return found
+    return None
+
+
+def _mask_hyperparams(logger: Logger, values: set[str]) -> None:
+    """Mask secrets in whatever hyper-parameters reach ``logger``, whoever logs them (Lightning, a model, a plugin)."""
+    log_hyperparams = logger.log_hyperparams
+
+    def masked(params: Any, *args: Any, **kwargs: Any) -> Any:
+        return log_hyperparams(mask_secrets(params, values), *args, **kwargs)
+
+    logger.log_hyperparams = masked  # type: ignore[method-assign]
 
 
 def _raised_by_lightning(err: BaseException) -> bool:

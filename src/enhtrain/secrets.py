@@ -5,7 +5,9 @@ Two things make a value secret:
 - its key names a secret (:func:`is_secret_key`): ``api_key``, ``token``, ``password``, ``secret`` and their
   compounds such as ``wandb_api_key``, ``access_token``, ``client_secret`` or ``apiKey``;
 - it is the value of an environment variable whose name marks a secret (``*_API_KEY``, ``*_TOKEN``, or a name
-  containing ``SECRET`` or ``PASSWORD``), wherever it shows up, even inside a longer string.
+  containing ``SECRET`` or ``PASSWORD``), whatever its length, wherever it shows up. A value of six characters
+  or more is masked even inside a longer string; a shorter one where it stands alone (not inside a longer run
+  of letters, digits and ``_``), so that a five-letter password does not mask every word containing it.
 
 Every secret is written as :data:`MASK`.
 """
@@ -23,8 +25,9 @@ __all__ = ["MASK", "is_secret_key", "mask_argv", "mask_secrets", "mask_text", "s
 MASK = "**********"
 """What a secret is replaced with."""
 
-# Shorter values would mask ordinary words and numbers all over a file.
-_MIN_SECRET_LENGTH = 6
+# Values at least this long are masked wherever they occur, even inside a longer word; shorter ones only where
+# they stand alone, so that a short password does not mask every word that happens to contain it.
+_SUBSTRING_LENGTH = 6
 
 # A key is secret when its last word is one of these, or its last two words are one of the pairs.
 _SECRET_WORDS = frozenset(
@@ -110,8 +113,7 @@ def secret_values(environ: Mapping[str, str] | None = None) -> set[str]:
     """Collect the values of the environment variables whose names mark a secret.
 
     A name marks a secret when it ends in ``_API_KEY`` or ``_TOKEN``, contains ``SECRET`` or ``PASSWORD``, or
-    is a secret key by :func:`is_secret_key`. Values shorter than six characters (after stripping whitespace)
-    are left out: masking them would mask ordinary words.
+    is a secret key by :func:`is_secret_key`. Every non-empty value counts, whatever its length.
 
     Args:
         environ: The environment to read; ``os.environ`` by default.
@@ -123,7 +125,7 @@ def secret_values(environ: Mapping[str, str] | None = None) -> set[str]:
     values = set()
     for name, value in environ.items():
         value = value.strip()
-        if len(value) >= _MIN_SECRET_LENGTH and _is_secret_env_name(name):
+        if value and _is_secret_env_name(name):
             values.add(value)
     return values
 
@@ -132,11 +134,19 @@ def _known_values(extra_values: Iterable[str]) -> list[str]:
     values = secret_values()
     values.update(value.strip() for value in extra_values if isinstance(value, str))
     # Longest first, so that a secret containing another one is masked whole.
-    return sorted((value for value in values if len(value) >= _MIN_SECRET_LENGTH), key=len, reverse=True)
+    return sorted((value for value in values if value), key=len, reverse=True)
+
+
+def _value_pattern(value: str) -> str:
+    escaped = re.escape(value)
+    if len(value) >= _SUBSTRING_LENGTH:
+        return escaped
+    # A short value is masked where it stands alone: not inside a longer run of letters, digits or '_'.
+    return rf"(?<![A-Za-z0-9_]){escaped}(?![A-Za-z0-9_])"
 
 
 def _values_pattern(values: Sequence[str]) -> re.Pattern[str] | None:
-    return re.compile("|".join(re.escape(value) for value in values)) if values else None
+    return re.compile("|".join(_value_pattern(value) for value in values)) if values else None
 
 
 def _mask_string(text: str, pattern: re.Pattern[str] | None) -> str:
@@ -194,8 +204,8 @@ def mask_secrets(obj: Any, extra_values: Iterable[str] = ()) -> Any:
 
     Args:
         obj: The tree to mask.
-        extra_values: More secret values to mask wherever they occur (values shorter than six characters are
-            ignored).
+        extra_values: More secret values to mask wherever they occur (values shorter than six characters where
+            they stand alone).
 
     Returns:
         The masked copy.
@@ -213,7 +223,7 @@ def mask_text(text: str, extra_values: Iterable[str] = ()) -> str:
 
     Args:
         text: The text to mask.
-        extra_values: More secret values to mask (values shorter than six characters are ignored).
+        extra_values: More secret values to mask (values shorter than six characters where they stand alone).
 
     Returns:
         The masked text.
@@ -239,7 +249,7 @@ def mask_argv(argv: Sequence[str], extra_values: Iterable[str] = ()) -> list[str
 
     Args:
         argv: The command line.
-        extra_values: More secret values to mask (values shorter than six characters are ignored).
+        extra_values: More secret values to mask (values shorter than six characters where they stand alone).
 
     Returns:
         The masked command line, as a new list.

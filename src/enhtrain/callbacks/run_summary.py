@@ -49,7 +49,8 @@ class RunSummary(Callback):
          "metrics": {"val/loss": {"final": 0.21, "best": 0.21, "mode": "min",
                                   "best_epoch": 4, "best_step": 1000}}}
 
-    If ``fit`` ends with an exception the summary is still collected, with ``"status": "failed"``, but not
+    If ``fit`` ends with an exception the summary is still collected, with ``"status": "interrupted"`` for
+    Ctrl+C or a termination signal (``SIGTERM``) and ``"status": "failed"`` for any other exception, but not
     printed.
 
     Args:
@@ -134,7 +135,10 @@ class RunSummary(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
         if trainer.state.fn == "fit":
-            self.summary = self._collect(trainer, status="failed")
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+            interrupted = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
+            self.summary = self._collect(trainer, status="interrupted" if interrupted else "failed")
 
     @override
     def state_dict(self) -> dict[str, Any]:

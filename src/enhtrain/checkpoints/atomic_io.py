@@ -15,9 +15,12 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from typing_extensions import override
 
 from enhtrain._io import TMP_PREFIX, _fsync_dir
+from enhtrain.security import inside
 
 __all__ = ["AtomicCheckpointIO"]
 
+# What Lightning stores the model's and the data module's hyper-parameters under.
+_HPARAM_KEYS = ("hyper_parameters", "datamodule_hyper_parameters")
 # Writes at least this large (tensor storages) are hashed while another thread writes them to the file.
 _PARALLEL_WRITE_BYTES = 1 << 20
 
@@ -79,6 +82,19 @@ class _HashingWriter:
         self._handle.flush()
 
 
+def _masked(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A shallow copy of ``checkpoint`` whose hyper-parameter blocks have every secret masked."""
+    keys = [k for k in _HPARAM_KEYS if k in checkpoint]
+    if not keys:
+        return checkpoint
+    from enhtrain.secrets import mask_secrets
+
+    out = dict(checkpoint)
+    for key in keys:
+        out[key] = mask_secrets(checkpoint[key])
+    return out
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Saves each checkpoint to a temp file beside the target, fsyncs it and renames it into place.
 
@@ -87,23 +103,32 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     tensors are hashed on the calling thread while a second thread writes them, so hashing costs little
     more than the write itself.
 
+    Secrets never reach the file: the hyper-parameters of the model and of the data module
+    (``hyper_parameters`` and ``datamodule_hyper_parameters``) are saved with every secret masked (see
+    :func:`enhtrain.secrets.mask_secrets`).
+
     Loading is safe by default: checkpoints load with ``weights_only=True`` unless ``trust_checkpoint``.
 
     Args:
         trust_checkpoint: Allow loading checkpoints that need pickled Python objects.
+        root: The run directory: a checkpoint path that resolves outside it is refused (the path gate).
 
     Attributes:
         last_saved: Path of the most recent save to ``(sha256, size)``.
     """
 
-    def __init__(self, trust_checkpoint: bool = False) -> None:
+    def __init__(self, trust_checkpoint: bool = False, root: str | Path | None = None) -> None:
         super().__init__()
         self.trust_checkpoint = trust_checkpoint
+        self.root = root
         self.last_saved: dict[str, tuple[str, int]] = {}
 
     @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
         target = Path(path)
+        if self.root is not None:
+            target = inside(target, self.root, what="checkpoint file")
+        checkpoint = _masked(checkpoint)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.parent / f"{TMP_PREFIX}{target.name}.{os.getpid()}"
         writer: _HashingWriter | None = None

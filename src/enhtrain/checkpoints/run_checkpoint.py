@@ -17,6 +17,7 @@ from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO
 from enhtrain.checkpoints.manifest import Manifest, sha256_file
 from enhtrain.checkpoints.retention import plan_prune
 from enhtrain.checkpoints.rng import collect_rng_states, restore_rng_states
+from enhtrain.security import PathEscapeError, inside, is_plain_name
 
 __all__ = ["RunCheckpoint"]
 
@@ -26,6 +27,21 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
     for key, value in metrics.items():
         with contextlib.suppress(TypeError, ValueError, RuntimeError):
             out[key] = float(value)
+    return out
+
+
+def _relocated(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+    """``ModelCheckpoint`` state whose file paths under ``old`` now point under ``new``."""
+
+    def move(path: Any) -> Any:
+        if isinstance(path, str) and path and Path(path).parent == Path(old):
+            return str(Path(new) / Path(path).name)
+        return path
+
+    out = {key: move(value) for key, value in state.items()}
+    out["dirpath"] = new
+    if isinstance(state.get("best_k_models"), dict):
+        out["best_k_models"] = {move(k): v for k, v in state["best_k_models"].items()}
     return out
 
 
@@ -79,7 +95,7 @@ class RunCheckpoint(ModelCheckpoint):
         if trainer.is_global_zero and self.dirpath and Path(self.dirpath).is_dir():
             for leftover in Path(self.dirpath).glob(TMP_PREFIX + "*"):
                 with contextlib.suppress(OSError):
-                    leftover.unlink()
+                    inside(leftover, self.dirpath, what="temp file").unlink()
             # A run killed between deleting a checkpoint and rewriting the manifest leaves an entry without a file.
             manifest = self.manifest
             missing = [e["file"] for e in manifest.entries if not (manifest.directory / e["file"]).is_file()]
@@ -114,6 +130,15 @@ class RunCheckpoint(ModelCheckpoint):
         self._rng_to_restore = rng if isinstance(rng, dict) else None
 
     @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # A run directory that was moved or copied still holds this run's checkpoints: follow them to the new
+        # place, instead of treating `last.ckpt` as another run's file and saving `last-v1.ckpt` beside it.
+        saved = state_dict.get("dirpath")
+        if isinstance(saved, str) and self.dirpath and saved != self.dirpath and Path(saved).name == "checkpoints":
+            state_dict = _relocated(state_dict, saved, str(self.dirpath))
+        super().load_state_dict(state_dict)
+
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # The random states of the moment of the save are restored once the sanity check, which draws from
         # them, is over, so that a resumed run draws the same numbers (dropout, augmentation) as an
@@ -123,8 +148,19 @@ class RunCheckpoint(ModelCheckpoint):
             restore_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
 
+    def _guard(self, filepath: str) -> None:
+        """The path gate for a checkpoint file: a plain name inside :attr:`dirpath`."""
+        assert self.dirpath is not None
+        if not is_plain_name(Path(filepath).name) or Path(filepath).parent != Path(self.dirpath):
+            raise PathEscapeError(
+                f"checkpoint file '{filepath}' is not a plain file name in '{self.dirpath}'; use a plain "
+                "experiment.checkpoint.filename"
+            )
+        inside(filepath, self.dirpath, what="checkpoint file")
+
     @override
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        self._guard(filepath)
         super()._save_checkpoint(trainer, filepath)
         if not trainer.is_global_zero:
             return
@@ -191,6 +227,7 @@ class RunCheckpoint(ModelCheckpoint):
 
     @override
     def _remove_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        self._guard(filepath)
         super()._remove_checkpoint(trainer, filepath)
         if trainer.is_global_zero:
             manifest = self.manifest

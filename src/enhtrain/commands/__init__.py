@@ -57,13 +57,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         if args[0] in INFO_COMMANDS:
-            return _load(args[0])(args[1:])
-        from enhtrain.commands.train import run
+            status = _load(args[0])(args[1:])
+        else:
+            from enhtrain.commands.train import run
 
-        return run(args)
+            status = run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
+        return status
     except EnhtrainError as err:
         if debug:
             raise
         return _error(str(err))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`enhtrain runs list | head`): stop quietly, as other command-line tools do.
+        _silence_stdout()
+        return 141
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush does not fail on the closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = ["CheckpointConfig", "ExperimentConfig", "ProfilerConfig", "infer_mode"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# The longest file name most file systems take (NAME_MAX), in bytes; a run's name and version are folder names.
+_NAME_MAX = 255
+_TEMPLATE_FIELD = re.compile(r"\{[^{}]*\}")
 _MIN_HINTS = ("loss", "err", "mse", "mae", "rmse", "perplexity", "nll")
 _MAX_HINTS = ("acc", "f1", "auc", "precision", "recall", "iou", "r2", "bleu", "map")
 
@@ -26,6 +29,15 @@ def infer_mode(monitor: str) -> Literal["min", "max"] | None:
     if any(h in leaf for h in _MAX_HINTS):
         return "max"
     return None
+
+
+def _check_length(value: str, what: str) -> None:
+    size = len(value.encode("utf-8"))
+    if size > _NAME_MAX:
+        raise ValueError(
+            f"the {what} is {size} bytes long, but it names a folder and file systems allow at most {_NAME_MAX}: "
+            "use a shorter one"
+        )
 
 
 class _Strict(BaseModel):
@@ -54,6 +66,17 @@ class CheckpointConfig(_Strict):
     every_n_epochs: int | None = Field(default=None, ge=1)
     every_n_train_steps: int | None = Field(default=None, ge=1)
     filename: str = "epoch={epoch}-step={step}"
+
+    @field_validator("filename")
+    @classmethod
+    def _check_filename(cls, value: str) -> str:
+        literal = _TEMPLATE_FIELD.sub("", value)
+        if not value.strip() or "/" in literal or "\\" in literal or literal.startswith(".") or "\x00" in value:
+            raise ValueError(
+                f"'{value}' is not a plain file name pattern: checkpoints are saved in the run's checkpoints/ "
+                "folder, so use a name such as 'epoch={epoch}-step={step}' without '/', '\\' or a leading '.'"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_mode(self) -> CheckpointConfig:
@@ -125,6 +148,7 @@ class ExperimentConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
+        _check_length(value, "run name")
         if not _NAME.match(value):
             raise ValueError(f"'{value}' is not a valid run name: use letters, digits, '_', '-' and '.'")
         return value
@@ -139,6 +163,8 @@ class ExperimentConfig(_Strict):
     @field_validator("version")
     @classmethod
     def _check_version(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_length(value, "version")
         if value is not None and not _NAME.match(value):
             raise ValueError(f"'{value}' is not a valid version: use letters, digits, '_', '-' and '.'")
         return value

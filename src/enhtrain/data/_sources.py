@@ -63,8 +63,17 @@ def load_source(
 
 
 def check_source_kind(dataset: str) -> None:
-    """Raise the ``ValueError`` of :func:`load_source` for a ``dataset`` it would not understand, loading nothing."""
-    if dataset.lower().endswith(FILE_SUFFIXES) or dataset in BUILTIN_DATASETS:
+    """Raise what :func:`load_source` would for a ``dataset`` it cannot use, loading nothing.
+
+    Raises:
+        FileNotFoundError: If ``dataset`` names a file that does not exist.
+        ValueError: If ``dataset`` is neither a built-in name, a data file nor an import path.
+    """
+    if dataset.lower().endswith(FILE_SUFFIXES):
+        if not Path(dataset).is_file():
+            raise FileNotFoundError(2, f"Dataset file not found: {dataset!r}", dataset)
+        return
+    if dataset in BUILTIN_DATASETS:
         return
     if "." in dataset and not Path(dataset).exists():
         return

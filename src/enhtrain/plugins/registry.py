@@ -6,7 +6,6 @@ imported by :meth:`Registration.load` only when a config uses it.
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -89,11 +88,14 @@ class Registration:
             return Path(self.target)
         if not isinstance(self.target, str):
             return self.target
-        module_name, _, attr = self.target.partition(":")
-        if not attr:
-            module_name, _, attr = self.target.rpartition(".")
+        from enhtrain.security import import_object
+
+        module_name = self.target.partition(":")[0] if ":" in self.target else self.target.rpartition(".")[0]
+        attr = self.target.partition(":")[2] or self.target.rpartition(".")[2]
         try:
-            return getattr(importlib.import_module(module_name), attr)
+            return import_object(
+                self.target, key=f"{_SINGULAR[self.kind]} '{self.name}'", where=f"plugin {self.plugin.describe()}"
+            )
         except ImportError as err:
             raise PluginError(
                 f"{_SINGULAR[self.kind]} '{self.name}' from plugin {self.plugin.describe()} cannot be imported "

@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from enhtrain._io import atomic_write_text
-from enhtrain.errors import ConfigError, RunDirError
+from enhtrain._io import atomic_write_bytes, atomic_write_text
+from enhtrain.errors import CheckpointError, ConfigError, RunDirError
 from enhtrain.run import metadata as run_metadata
 from enhtrain.run.components import build_callbacks, build_loggers, build_profiler
 from enhtrain.run.directory import RunDir, create_run_dir, open_existing
+from enhtrain.run.lock import RunLock
 from enhtrain.run.resume import ResumePoint, check_config_change, find_resume_point
 from enhtrain.secrets import mask_argv, mask_secrets, mask_text, secret_values
+from enhtrain.security import inside
 
 if TYPE_CHECKING:
     from enhtrain.config.arguments import PreparedArgs
@@ -43,31 +45,62 @@ def global_rank() -> int:
 
 @dataclass
 class RunSession:
-    """The run of one ``EnhancedCLI`` invocation.
+    """The run of one ``EnhancedCLI`` invocation, in three steps that each come after every check before it.
+
+    1. :meth:`start` checks everything that needs no model: the resume point, that its checkpoint loads safely,
+       the run's lock, the config against the resumed run's. It writes nothing.
+    2. :meth:`open` (once the model and data module are built) creates the new run directory, or takes the
+       resumed one, and holds the run's lock for the life of the process.
+    3. :meth:`commit` (once the Trainer is built) writes ``config.yaml`` and ``metadata.json``.
+
+    A command refused before :meth:`commit` leaves an earlier run exactly as it was.
 
     Attributes:
-        run: The run directory.
         experiment: The validated experiment section.
         masked_config: The composed config (all of it) with secrets masked, as saved in ``config.yaml``.
         is_writer: Whether this process writes run files (global rank 0).
         resume_ckpt: The checkpoint to continue from, if resuming.
+        resume_step: The global step of that checkpoint (0 for a new run): training has begun once the
+            trainer is past it.
+        point: Where the run resumes from, if it does.
     """
 
-    run: RunDir
     experiment: ExperimentConfig
     masked_config: dict[str, Any]
     is_writer: bool
+    prepared: PreparedArgs
+    subcommand: str
+    point: ResumePoint | None = None
     resume_ckpt: str | None = None
+    resume_step: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
     composed: ComposedConfig | None = None
+    _run: RunDir | None = None
+    _lock: RunLock | None = None
+    _restore: dict[Path, bytes | None] = field(default_factory=dict)
     _secrets: set[str] = field(default_factory=set)
     _loggers: list[Any] = field(default_factory=list)
     _callbacks: list[Any] = field(default_factory=list)
     _job: str | None = None
 
+    @property
+    def secret_values(self) -> set[str]:
+        """The secret values of the environment (see :func:`enhtrain.secrets.secret_values`)."""
+        return self._secrets
+
+    @property
+    def run(self) -> RunDir:
+        """The run directory (available after :meth:`open`)."""
+        if self._run is None:
+            raise RuntimeError("the run directory is not open yet")
+        return self._run
+
     @classmethod
     def start(cls, prepared: PreparedArgs, config: dict[str, Any], *, subcommand: str, trust: bool) -> RunSession:
-        """Create (or, when resuming, reopen) the run directory and write ``config.yaml`` and ``metadata.json``.
+        """Check what needs no model; write nothing.
+
+        When resuming, this finds the checkpoint, checks that it loads without pickled objects (unless
+        ``trust``), takes the resumed run's lock and compares the config with the run's own.
 
         Args:
             prepared: The composed command line.
@@ -76,70 +109,115 @@ class RunSession:
             trust: Whether checkpoints may need pickled objects.
 
         Raises:
-            ConfigError: On a refused resume.
-            RunDirError: If the run directory cannot be created.
+            ConfigError: On a refused resume (config drift).
+            CheckpointError: If the checkpoint to resume from is missing, corrupt or unsafe.
+            RunLockedError: If another process writes the run to resume.
         """
         experiment = prepared.experiment
         values = secret_values()
         masked = mask_secrets(config, values)
         is_writer = global_rank() == 0
-        point: ResumePoint | None = None
-        if experiment.resume is not None and subcommand == "fit":
-            point = find_resume_point(experiment, trust=trust)
-        inherited = os.environ.get(RUN_DIR_ENV)
-        if point is not None:
-            run = open_existing(point.run_dir)
-            if is_writer:
-                check_config_change(run.config_path, masked, allow=experiment.allow_config_change)
-        elif not is_writer and inherited and Path(inherited).is_dir():
-            run = open_existing(inherited)
-        elif is_writer:
-            run = create_run_dir(experiment.root_dir, experiment.name, experiment.version)
-        else:
-            run = _wait_for_run_dir(experiment)
-        if is_writer and point is None:
-            _announce_run_dir(experiment, run)
-        session = cls(
-            run, experiment, masked, is_writer, point.checkpoint if point else None, composed=prepared.composed,
-            _secrets=values, _job=_job_key(),
-        )
+        session = cls(experiment, masked, is_writer, prepared, subcommand, composed=prepared.composed,
+                      _secrets=values, _job=_job_key())
+        if experiment.resume is None or subcommand != "fit":
+            return session
+        point = find_resume_point(experiment, trust=trust)
+        if point is None:
+            return session
+        session.resume_step = _check_loads(point.checkpoint, trust)
+        run = open_existing(point.run_dir)
         if is_writer:
-            os.environ[RUN_DIR_ENV] = str(run.path)  # processes the launcher starts join this run
+            lock = RunLock(run.path)
+            lock.acquire(action="resume")
             try:
-                session._write_start(prepared, subcommand, point)
-            except OSError as err:
-                session.abort()
-                raise RunDirError(
-                    f"cannot write run directory '{run.path}': {err.strerror or err}; free some space or set "
-                    "experiment.root_dir to a writable folder"
-                ) from err
+                check_config_change(run.config_path, masked, allow=experiment.allow_config_change)
             except BaseException:
-                session.abort()
+                lock.release()
                 raise
+            session._lock = lock
+        session.point, session.resume_ckpt, session._run = point, point.checkpoint, run
         return session
 
-    def _write_start(self, prepared: PreparedArgs, subcommand: str, point: ResumePoint | None) -> None:
+    def open(self) -> RunDir:
+        """Create the new run directory (or join the resumed one, or the one rank 0 made) and hold its lock.
+
+        Raises:
+            RunDirError: If the run directory cannot be created.
+            RunLockedError: If another process holds the new directory's lock.
+        """
+        if self._run is not None and self.point is not None:
+            return self._run
+        experiment = self.experiment
+        inherited = os.environ.get(RUN_DIR_ENV)
+        if not self.is_writer and inherited and Path(inherited).is_dir():
+            self._run = open_existing(inherited)
+        elif self.is_writer:
+            self._run = create_run_dir(experiment.root_dir, experiment.name, experiment.version)
+            lock = RunLock(self._run.path)
+            try:
+                lock.acquire()
+            except BaseException:
+                self._run.remove_if_created()
+                raise
+            self._lock = lock
+            _announce_run_dir(experiment, self._run)
+        else:
+            self._run = _wait_for_run_dir(experiment)
+        if self.is_writer:
+            os.environ[RUN_DIR_ENV] = str(self._run.path)  # processes the launcher starts join this run
+        return self._run
+
+    def commit(self) -> None:
+        """Write ``config.yaml`` and ``metadata.json`` (rank 0): every check has passed.
+
+        Raises:
+            RunDirError: If the run directory cannot be written; a new run is removed, a resumed one restored.
+        """
+        if not self.is_writer:
+            return
+        run = self.run
+        if self.point is not None:
+            # Kept until training starts: a setup that Lightning refuses restores the resumed run's files.
+            for path in (run.config_path, run.metadata_path):
+                self._restore[path] = path.read_bytes() if path.is_file() else None
+        if self._lock is not None:
+            self._lock.claim()
+        try:
+            self._write_start()
+        except OSError as err:
+            self.abort()
+            raise RunDirError(
+                f"cannot write run directory '{run.path}': {err.strerror or err}; free some space or set "
+                "experiment.root_dir to a writable folder"
+            ) from err
+        except BaseException:
+            self.abort()
+            raise
+
+    def _write_start(self) -> None:
         from enhtrain import plugins
 
+        run, point, prepared = self.run, self.point, self.prepared
         text = yaml.safe_dump(self.masked_config, sort_keys=False)
-        if point is None or not self.run.config_path.exists():
-            atomic_write_text(self.run.config_path, text)
-        elif yaml.safe_load(self.run.config_path.read_text(encoding="utf-8")) != self.masked_config:
-            previous = self.run.path / f"config.before-resume-{int(time.time())}.yaml"
+        if point is None or not run.config_path.exists():
+            atomic_write_text(inside(run.config_path, run.path, what="config file"), text)
+        elif yaml.safe_load(run.config_path.read_text(encoding="utf-8")) != self.masked_config:
+            previous = inside(run.path / f"config.before-resume-{int(time.time())}.yaml", run.path)
+            self._restore[previous] = None
             with contextlib.suppress(OSError):
-                os.replace(self.run.config_path, previous)
-            atomic_write_text(self.run.config_path, text)
+                os.replace(run.config_path, previous)
+            atomic_write_text(run.config_path, text)
         plugin_rows = [
             {"name": p["name"], "distribution": p["distribution"], "version": p["version"], "error": p["error"]}
             for p in plugins.list_plugins()
             if not p["builtin"]
         ]
-        previous_meta = run_metadata.read_metadata(self.run.metadata_path) if point else {}
+        previous_meta = run_metadata.read_metadata(run.metadata_path) if point else {}
         self.metadata = run_metadata.start_metadata(
-            self.run.metadata_path,
-            name=self.run.name,
-            version=self.run.version,
-            subcommand=subcommand,
+            inside(run.metadata_path, run.path, what="metadata file"),
+            name=run.name,
+            version=run.version,
+            subcommand=self.subcommand,
             argv=mask_argv(prepared.original, self._secrets),
             env=prepared.composed.env,
             config=self.masked_config,
@@ -150,7 +228,7 @@ class RunSession:
         if point is not None:
             history = [*previous_meta.get("resumes", []), {"checkpoint": point.checkpoint,
                                                             "time": self.metadata["start_time"]}]
-            run_metadata.update_metadata(self.run.metadata_path, self.metadata, resumes=history,
+            run_metadata.update_metadata(run.metadata_path, self.metadata, resumes=history,
                                          first_start_time=previous_meta.get("first_start_time",
                                                                             previous_meta.get("start_time")))
 
@@ -217,7 +295,9 @@ class RunSession:
             kwargs["profiler"] = build_profiler(spec[0], spec[1], self.run)
         plugins_list = user_plugins if isinstance(user_plugins, list) else ([user_plugins] if user_plugins else [])
         if not any(isinstance(p, checkpoint_io_cls) for p in plugins_list):
-            kwargs["plugins"] = [*plugins_list, AtomicCheckpointIO(trust_checkpoint=exp.trust_checkpoint)]
+            kwargs["plugins"] = [*plugins_list,
+                                 AtomicCheckpointIO(trust_checkpoint=exp.trust_checkpoint,
+                                                    root=None if has_checkpoint else self.run.path)]
         self._loggers, self._callbacks = loggers, callbacks
         return kwargs
 
@@ -235,12 +315,24 @@ class RunSession:
 
     def finish(self, trainer: Any, error: BaseException | None = None) -> None:
         """Record how the run ended (``completed``, ``failed`` or ``interrupted``) and its final metrics."""
+        try:
+            self._finish(trainer, error)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Let the run's lock go."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _finish(self, trainer: Any, error: BaseException | None) -> None:
         if self.is_writer:
             os.environ.pop(RUN_DIR_ENV, None)
             if self._job is not None:
                 with contextlib.suppress(OSError):
                     _marker(self.experiment, self._job).unlink()
-        if not self.is_writer or not self.metadata:
+        if not self.is_writer or not self.metadata or self._run is None:
             return
         # Lightning marks the trainer interrupted after any exception; only a signal or Ctrl+C interrupts a run.
         interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
@@ -270,10 +362,22 @@ class RunSession:
             run_metadata.update_metadata(self.run.metadata_path, self.metadata, **changes)
 
     def abort(self) -> None:
-        """Remove the run directory if this process created it and the run never started."""
-        if self.is_writer and self.run.created:
-            self.run.remove_if_created()
+        """Undo a run that never started: remove a new run directory, or restore a resumed run's files."""
+        try:
+            if not self.is_writer or self._run is None:
+                return
+            if self._run.created:
+                self._run.remove_if_created()
+            for path, content in self._restore.items():
+                with contextlib.suppress(OSError):
+                    if content is None:
+                        inside(path, self._run.path).unlink(missing_ok=True)
+                    else:
+                        atomic_write_bytes(inside(path, self._run.path), content)
+            self._restore.clear()
             os.environ.pop(RUN_DIR_ENV, None)
+        finally:
+            self.release()
 
 
 def _job_key() -> str | None:
@@ -319,3 +423,20 @@ def _wait_for_run_dir(experiment: ExperimentConfig, timeout: float = 300.0) -> R
             pass
         time.sleep(0.2)
     raise ConfigError(f"rank {global_rank()}: rank 0 did not announce a run directory in {marker} in time")
+
+
+def _check_loads(checkpoint: str, trust: bool) -> int:
+    """Refuse a checkpoint to resume from that would not load safely, before anything of its run is written.
+
+    Returns:
+        The checkpoint's global step.
+    """
+    from enhtrain.checkpoints.safe_load import require_lightning, safe_load
+
+    try:
+        loaded = safe_load(checkpoint, trust=trust, verify=False, mmap=True)
+        require_lightning(loaded, checkpoint)
+    except CheckpointError as err:
+        raise CheckpointError(f"experiment.resume: {err}") from err
+    step = loaded.get("global_step")
+    return step if isinstance(step, int) else 0
