@@ -1,22 +1,74 @@
 """``checkpoints/manifest.json``: every checkpoint of a run with its sha256, step, epoch and metrics.
 
-This module does not import torch, so ``enhtrain ckpt list/verify`` stay light.
+The manifest is validated when it is read (see :func:`manifest_schema`): every entry names a plain file in the
+``checkpoints/`` folder, and every field has its type. A manifest that is not valid JSON, or that fails the
+schema, is reported as a whole (:class:`ManifestError`) and never followed.
+
+This module imports neither torch nor, until a file is read, pydantic, so ``enhtrain ckpt list/verify`` stay
+light.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from enhtrain._io import atomic_write_json
+from enhtrain.errors import CheckpointError, EnhtrainError
+from enhtrain.security import is_plain_name
 
-__all__ = ["MANIFEST_NAME", "Manifest", "sha256_file"]
+__all__ = [
+    "MANIFEST_FIX",
+    "MANIFEST_NAME",
+    "Manifest",
+    "ManifestError",
+    "manifest_schema",
+    "read_json_object",
+    "sha256_file",
+]
 
 MANIFEST_NAME = "manifest.json"
 """File name of the manifest in a run's ``checkpoints/`` folder."""
+MANIFEST_FIX = "repair or remove the file (enhtrain ckpt verify checks the checkpoints against it)"
+"""The fix named by every message about a malformed manifest."""
 _CHUNK = 1 << 20
+_NAME_MAX = 255
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_EXPECTED = {
+    "int_type": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "string_type": "expected a string",
+    "bool_type": "expected true or false",
+    "dict_type": "expected an object",
+    "model_type": "expected an object",
+    "model_attributes_type": "expected an object",
+    "list_type": "expected a list",
+    "missing": "missing",
+    "greater_than_equal": "expected 0 or more",
+    "finite_number": "expected a finite number",
+}
+
+
+class ManifestError(CheckpointError):
+    """A ``manifest.json`` that is not valid JSON or does not match the manifest's schema.
+
+    Args:
+        detail: What is wrong, starting with the file (and the field).
+        fix: What to do about it.
+
+    Attributes:
+        detail: What is wrong, without the fix.
+    """
+
+    def __init__(self, detail: str, fix: str = MANIFEST_FIX) -> None:
+        super().__init__(f"{detail}; {fix}")
+        self.detail = detail
 
 
 def sha256_file(path: str | Path) -> str:
@@ -28,24 +80,183 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def _plain(value: str | None) -> str | None:
+    if value is not None and (not is_plain_name(value) or value == MANIFEST_NAME or len(value.encode()) > _NAME_MAX):
+        raise ValueError(f"expected a plain checkpoint file name in checkpoints/, got {_shown(value)}")
+    return value
+
+
+@functools.cache
+def manifest_schema() -> type[Any]:
+    """Return the pydantic model of ``manifest.json`` (built on first use, so that importing is cheap).
+
+    The top level has ``checkpoints`` (a list of entries, oldest first), ``best``, ``last`` and ``newest``
+    (file names or ``null``), ``monitor`` (a metric name or ``null``) and ``mode`` (``min``, ``max`` or
+    ``null``). An entry has ``file`` (a plain file name in ``checkpoints/``), ``sha256`` (a string), ``size``
+    (an integer, 0 or more), and optionally ``step`` and ``epoch`` (integers), ``metrics`` (names to numbers
+    or ``null``) and ``time`` (a string). Types are strict (``"3"`` is not an integer); other keys are kept.
+
+    Returns:
+        The model class; ``model_validate`` raises ``pydantic.ValidationError`` on a malformed manifest.
+    """
+    from typing import Literal
+
+    from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+    class ManifestEntry(BaseModel):
+        model_config = ConfigDict(strict=True, extra="allow")
+
+        file: str
+        sha256: str
+        size: int = Field(ge=0)
+        step: int | None = None
+        epoch: int | None = None
+        metrics: dict[str, float | None] = Field(default_factory=dict)
+        time: str | None = None
+
+        _file = field_validator("file")(_plain)
+
+    class ManifestFile(BaseModel):
+        model_config = ConfigDict(strict=True, extra="allow")
+
+        checkpoints: list[ManifestEntry] = Field(default_factory=list)
+        best: str | None = None
+        last: str | None = None
+        newest: str | None = None
+        monitor: str | None = None
+        mode: Literal["min", "max"] | None = None
+
+        _names = field_validator("best", "last", "newest")(_plain)
+
+    return ManifestFile
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif _IDENTIFIER.fullmatch(str(part)):
+            out += f".{part}" if out else str(part)
+        else:
+            out += f"[{str(part)!r}]"
+    return out
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _problem(error: dict[str, Any]) -> str:
+    kind = error.get("type", "")
+    if kind == "value_error":
+        return str(error.get("ctx", {}).get("error", error.get("msg", "")))
+    expected = _EXPECTED.get(kind)
+    if expected is None:
+        expected = str(error.get("msg", "invalid value")).replace("Input should be", "expected")
+    if kind == "missing":
+        return expected
+    return f"{expected}, got {_shown(error.get('input'))}"
+
+
+def read_json_object(
+    path: str | Path,
+    validate: Callable[[Any], Any],
+    *,
+    error: Callable[[str], EnhtrainError],
+) -> dict[str, Any] | None:
+    """Read a JSON file of a run and check it against its schema.
+
+    Args:
+        path: The file.
+        validate: The schema's check (a pydantic model's ``model_validate``).
+        error: Builds the exception to raise from what is wrong (it adds the fix).
+
+    Returns:
+        The file's object as read (unknown keys kept), or ``None`` if there is no file.
+
+    Raises:
+        EnhtrainError: From ``error``, with one line naming the file and the field, if the file cannot be read,
+            is not UTF-8 JSON, is not an object, or fails the schema.
+    """
+    from pydantic import ValidationError
+
+    path = Path(path)
+    if not path.exists() and not path.is_symlink():
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise error(f"{path} is not UTF-8 text") from None
+    except OSError as err:
+        raise error(f"{path} cannot be read ({err.strerror or err})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise error(f"{path} is not valid JSON (line {err.lineno}, column {err.colno})") from None
+    except RecursionError:
+        raise error(f"{path} is not valid JSON (nested too deeply)") from None
+    except ValueError as err:
+        raise error(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object at the top level, got {_shown(data)}")
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise error(f"{path} is not valid JSON (a string escapes a lone UTF-16 surrogate)") from None
+    except RecursionError:
+        raise error(f"{path} is not valid JSON (nested too deeply)") from None
+    try:
+        validate(data)
+    except ValidationError as err:
+        errors = err.errors(include_url=False)
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        first = errors[0]
+        raise error(f"{path}: {_field(tuple(first.get('loc', ())))}: {_problem(dict(first))}{more}") from None
+    return data
+
+
 class Manifest:
     """The manifest of one run's ``checkpoints/`` folder.
 
+    A missing ``manifest.json`` is an empty manifest.
+
     Args:
         directory: The ``checkpoints/`` folder.
+        strict: Raise :class:`ManifestError` if the file is malformed. Otherwise (what a run writing its own
+            manifest wants) a malformed file reads as an empty manifest and :attr:`problem` says why.
+
+    Attributes:
+        problem: Why the file was ignored (``strict=False`` only), or ``None``.
+
+    Raises:
+        ManifestError: With ``strict``, naming the file, the field and the fix.
     """
 
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, *, strict: bool = False) -> None:
         self.directory = Path(directory)
         self.path = self.directory / MANIFEST_NAME
         self.data: dict[str, Any] = {"checkpoints": [], "best": None, "last": None}
-        if self.path.is_file():
-            try:
-                loaded = json.loads(self.path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                loaded = None
-            if isinstance(loaded, dict) and isinstance(loaded.get("checkpoints"), list):
-                self.data.update(loaded)
+        self.problem: str | None = None
+        try:
+            loaded = read_json_object(self.path, manifest_schema().model_validate, error=ManifestError)
+        except ManifestError as err:
+            if strict:
+                raise
+            self.problem = str(err)
+            loaded = None
+        if loaded is not None:
+            self.data.update(loaded)
+            self.data.setdefault("checkpoints", [])
 
     @property
     def entries(self) -> list[dict[str, Any]]:
@@ -57,7 +268,13 @@ class Manifest:
         return next((e for e in self.entries if e["file"] == filename), None)
 
     def add(self, entry: dict[str, Any]) -> None:
-        """Add or replace the entry for ``entry["file"]``."""
+        """Add or replace the entry for ``entry["file"]``.
+
+        Raises:
+            ValueError: If ``entry["file"]`` is not a plain file name.
+        """
+        if not is_plain_name(entry.get("file")):
+            raise ValueError(f"a manifest entry names a plain file in checkpoints/, got {entry.get('file')!r}")
         self.data["checkpoints"] = [e for e in self.entries if e["file"] != entry["file"]] + [entry]
 
     def remove(self, filename: str) -> None:
@@ -78,13 +295,17 @@ class Manifest:
             ``None`` if the file exists and its size and sha256 match; otherwise the reason it does not.
         """
         entry = self.entry(filename)
-        target = self.directory / filename
         if entry is None:
             return "not in the manifest"
-        if not target.is_file():
-            return "file is missing"
-        if target.stat().st_size != entry.get("size"):
-            return f"size {target.stat().st_size} differs from the manifest's {entry.get('size')} (truncated?)"
-        if sha256_file(target) != entry.get("sha256"):
-            return "sha256 differs from the manifest (corrupt or modified)"
+        target = self.directory / filename
+        try:
+            if not target.is_file():
+                return "file is missing"
+            size = target.stat().st_size
+            if size != entry.get("size"):
+                return f"size {size} differs from the manifest's {entry.get('size')} (truncated?)"
+            if sha256_file(target) != entry.get("sha256"):
+                return "sha256 differs from the manifest (corrupt or modified)"
+        except OSError as err:
+            return f"cannot be read ({err.strerror or err})"
         return None

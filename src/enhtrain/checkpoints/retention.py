@@ -5,6 +5,7 @@ This module does not import torch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Mapping
@@ -13,6 +14,7 @@ from typing import Any
 
 from enhtrain.checkpoints.manifest import Manifest
 from enhtrain.errors import CheckpointError, ConfigError
+from enhtrain.security import is_plain_name
 
 __all__ = ["plan_prune", "protected_files"]
 
@@ -23,6 +25,19 @@ def _data(manifest: Manifest | Mapping[str, Any]) -> tuple[Mapping[str, Any], Pa
     if isinstance(manifest, Manifest):
         return manifest.data, manifest.directory
     return manifest, None
+
+
+def _entries(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The entries that name a plain file: nothing else is ever kept, ranked or deleted."""
+    entries = data.get("checkpoints")
+    if not isinstance(entries, list):
+        return []
+    return [e for e in entries if isinstance(e, Mapping) and is_plain_name(e.get("file"))]
+
+
+def _step(entry: Mapping[str, Any]) -> tuple[int, str]:
+    step = entry.get("step")
+    return (step if isinstance(step, int) and not isinstance(step, bool) else 0), str(entry.get("time") or "")
 
 
 def _is_last(name: str) -> bool:
@@ -40,14 +55,16 @@ def protected_files(manifest: Manifest | Mapping[str, Any]) -> set[str]:
         manifest: A :class:`~enhtrain.checkpoints.manifest.Manifest`, or its data.
     """
     data, directory = _data(manifest)
-    entries = [e for e in data.get("checkpoints", []) if isinstance(e, Mapping) and "file" in e]
+    entries = _entries(data)
     keep = {e["file"] for e in entries if _is_last(e["file"])}
     for key in ("last", "best"):
-        if isinstance(data.get(key), str):
+        if is_plain_name(data.get(key)):
             keep.add(data[key])
     for name in list(keep):
-        if directory is not None and (directory / name).is_symlink():
-            keep.add(Path(os.readlink(directory / name)).name)
+        if directory is not None:
+            with contextlib.suppress(OSError):
+                if (directory / name).is_symlink():
+                    keep.add(Path(os.readlink(directory / name)).name)
         digest = next((e.get("sha256") for e in entries if e["file"] == name), None)
         if digest and _is_last(name):
             keep.update(e["file"] for e in entries if e.get("sha256") == digest)
@@ -55,7 +72,8 @@ def protected_files(manifest: Manifest | Mapping[str, Any]) -> set[str]:
 
 
 def _score(entry: Mapping[str, Any], monitor: str) -> float | None:
-    value = (entry.get("metrics") or {}).get(monitor)
+    metrics = entry.get("metrics")
+    value = metrics.get(monitor) if isinstance(metrics, Mapping) else None
     if isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value):
         return float(value)
     return None
@@ -67,7 +85,7 @@ def plan_prune(manifest: Manifest | Mapping[str, Any], keep_last: int | None, ke
     A file is kept if it is protected (see :func:`protected_files`), among the ``keep_last`` newest checkpoints
     (by step, then save time), or among the ``keep_best`` best by the manifest's monitored metric and mode.
     ``None`` for a count leaves that rule out; with both ``None`` nothing is deleted. Only files the manifest
-    lists are considered.
+    lists under a plain file name are considered.
 
     Args:
         manifest: A :class:`~enhtrain.checkpoints.manifest.Manifest`, or its data.
@@ -88,16 +106,14 @@ def plan_prune(manifest: Manifest | Mapping[str, Any], keep_last: int | None, ke
         return []
     data, _ = _data(manifest)
     protected = protected_files(manifest)
-    entries = [
-        e for e in data.get("checkpoints", []) if isinstance(e, Mapping) and "file" in e and not _is_last(e["file"])
-    ]
+    entries = [e for e in _entries(data) if not _is_last(e["file"])]
     keep = set(protected)
     if keep_last is not None and keep_last > 0:
-        newest = sorted(entries, key=lambda e: (e.get("step") or 0, str(e.get("time") or "")), reverse=True)
+        newest = sorted(entries, key=_step, reverse=True)
         keep.update(e["file"] for e in newest[:keep_last])
     if keep_best is not None:
         monitor, mode = data.get("monitor"), data.get("mode") or "min"
-        if not monitor:
+        if not monitor or not isinstance(monitor, str):
             raise CheckpointError(
                 "--keep-best needs a monitored metric, but this run's manifest records none "
                 "(experiment.checkpoint.monitor was not set); use --keep-last"
@@ -106,5 +122,5 @@ def plan_prune(manifest: Manifest | Mapping[str, Any], keep_last: int | None, ke
         scored.sort(key=lambda pair: pair[0], reverse=mode == "max")
         keep.update(e["file"] for _, e in scored[:keep_best])
     doomed = [e for e in entries if e["file"] not in keep]
-    doomed.sort(key=lambda e: (e.get("step") or 0, str(e.get("time") or "")))
+    doomed.sort(key=_step)
     return [e["file"] for e in doomed]

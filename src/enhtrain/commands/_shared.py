@@ -62,10 +62,10 @@ def _alive(pid: Any) -> bool:
         return False
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
     except PermissionError:
         return True
+    except (OSError, OverflowError):
+        return False
     return True
 
 
@@ -78,9 +78,12 @@ def run_status(meta: dict[str, Any]) -> str:
 
 
 def _size(num: Any) -> str:
-    if not isinstance(num, (int, float)):
+    if not isinstance(num, (int, float)) or isinstance(num, bool):
         return "-"
-    value = float(num)
+    try:
+        value = float(num)
+    except OverflowError:
+        return f"{num} B"
     for unit in ("B", "KiB", "MiB", "GiB"):
         if value < 1024 or unit == "GiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
@@ -94,14 +97,15 @@ def checkpoint_rows(checkpoints_dir: Path, *, verify: bool) -> list[dict[str, An
     Args:
         checkpoints_dir: A run's ``checkpoints/`` folder.
         verify: Whether to check each file's size and sha256 (``problem`` is ``None`` when it matches).
+
+    Raises:
+        ManifestError: If ``manifest.json`` is malformed; it is reported, never followed.
     """
-    manifest = Manifest(checkpoints_dir)
+    manifest = Manifest(checkpoints_dir, strict=True)
     monitor = manifest.data.get("monitor")
     rows: list[dict[str, Any]] = []
     for entry in manifest.entries:
-        name = entry.get("file")
-        if not isinstance(name, str):
-            continue
+        name = entry["file"]
         metrics = entry.get("metrics") or {}
         rows.append(
             {
@@ -121,6 +125,10 @@ def checkpoint_rows(checkpoints_dir: Path, *, verify: bool) -> list[dict[str, An
     if checkpoints_dir.is_dir():
         for path in sorted(checkpoints_dir.glob("*" + _SUFFIX)):
             if path.name not in listed and path.is_file():
+                try:
+                    size: int | None = path.stat().st_size
+                except OSError:
+                    size = None
                 rows.append(
                     {
                         "file": path.name,
@@ -128,7 +136,7 @@ def checkpoint_rows(checkpoints_dir: Path, *, verify: bool) -> list[dict[str, An
                         "epoch": None,
                         "monitor": monitor,
                         "value": None,
-                        "size": path.stat().st_size,
+                        "size": size,
                         "time": None,
                         "best": False,
                         "last": False,

@@ -6,8 +6,8 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -16,9 +16,12 @@ from enhtrain.checkpoints.manifest import Manifest
 from enhtrain.checkpoints.retention import plan_prune, protected_files
 from enhtrain.commands._shared import ArgParser, checkpoint_rows, format_checkpoints, resolve_run, run_status
 from enhtrain.errors import CheckpointError, ConfigError
+from enhtrain.run.lock import LOCK_NAME, RunLock
 from enhtrain.run.metadata import read_metadata
+from enhtrain.security import PathEscapeError, inside
 
 __all__ = ["run"]
+
 
 def _checkpoints_dir(spec: str) -> Path:
     path = resolve_run(spec) / "checkpoints"
@@ -51,6 +54,13 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _refuse_if_running(run_dir: Path) -> None:
+    """Refuse a run without a lock file whose metadata says a live process of this host writes it.
+
+    Runs started by an enhtrain that takes the run lock have a ``.lock``, and the lock alone decides; this
+    covers runs started by an earlier enhtrain, which recorded only their pid.
+    """
+    if (run_dir / LOCK_NAME).exists():
+        return
     meta = read_metadata(run_dir / "metadata.json")
     if meta.get("host") == socket.gethostname() and run_status(meta) == "running":
         raise CheckpointError(
@@ -58,24 +68,53 @@ def _refuse_if_running(run_dir: Path) -> None:
         )
 
 
+def _plan(directory: Path, args: argparse.Namespace) -> tuple[Manifest, list[str], list[Path]]:
+    """Read the manifest and return it, the files to delete and their paths, each checked by the path gate."""
+    manifest = Manifest(directory, strict=True)
+    doomed = plan_prune(manifest, args.keep_last, args.keep_best)
+    targets = []
+    for name in doomed:
+        try:
+            inside(directory / name, directory, what="checkpoint file")
+        except PathEscapeError:
+            raise CheckpointError(
+                f"ckpt prune: the checkpoint '{name}' listed in {manifest.path} resolves to "
+                f"'{os.path.realpath(directory / name)}', outside {directory}; nothing was deleted; remove that "
+                "link and its entry from the manifest"
+            ) from None
+        targets.append(directory / name)
+    return manifest, doomed, targets
+
+
 def _prune(args: argparse.Namespace) -> int:
     if args.keep_last is None and args.keep_best is None:
         raise ConfigError("ckpt prune: give --keep-last N, --keep-best K or both")
     directory = _checkpoints_dir(args.run)
-    manifest = Manifest(directory)
-    doomed = plan_prune(manifest, args.keep_last, args.keep_best)
-    kept = [e["file"] for e in manifest.entries if e["file"] not in doomed]
-    protected = protected_files(manifest)
-    if not args.dry_run:
+    manifest, doomed, targets = _plan(directory, args)
+    if args.dry_run:
+        for target in targets:
+            sys.stdout.write(f"would delete {target}\n")
+    else:
         _refuse_if_running(directory.parent)
-    verb = "would delete" if args.dry_run else "deleted"
-    for name in doomed:
-        if not args.dry_run:
-            with contextlib.suppress(FileNotFoundError):
-                (directory / name).unlink()
-            manifest.remove(name)
-            manifest.save()
-        sys.stdout.write(f"{verb} {directory / name}\n")
+        lock = RunLock(directory.parent)
+        lock.acquire(action="prune its checkpoints")
+        try:
+            manifest, doomed, targets = _plan(directory, args)  # again, now that no run can change it
+            for name, target in zip(doomed, targets, strict=True):
+                try:
+                    target.unlink(missing_ok=True)
+                except OSError as err:
+                    raise CheckpointError(
+                        f"ckpt prune: cannot delete '{target}' ({err.strerror or err}); the checkpoints listed above "
+                        "it were deleted; fix its permissions or remove it by hand, then prune again"
+                    ) from None
+                manifest.remove(name)
+                manifest.save()
+                sys.stdout.write(f"deleted {target}\n")
+        finally:
+            lock.release()
+    protected = protected_files(manifest)
+    kept = [e["file"] for e in manifest.entries if e["file"] not in doomed]
     notes = ", ".join(f"{name} (protected)" if name in protected else name for name in kept) or "nothing"
     sys.stdout.write(f"kept: {notes}\n")
     return 0
@@ -96,7 +135,10 @@ def run(args: list[str]) -> int:
 
     Raises:
         ConfigError: On bad arguments or a missing run.
-        CheckpointError: When pruning a run that is still training, or ``--keep-best`` without a metric.
+        CheckpointError: On a malformed manifest (reported, never followed), when a checkpoint to delete resolves
+            outside ``checkpoints/``, when pruning a run that is still training, or ``--keep-best`` without a
+            metric.
+        RunDirError: When another process holds the run's lock, or its ``metadata.json`` is malformed.
     """
     parser = ArgParser(prog="enhtrain ckpt", description="List, verify and prune a run's checkpoints.")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=ArgParser)

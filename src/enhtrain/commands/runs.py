@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from enhtrain.checkpoints.manifest import Manifest
+from enhtrain.checkpoints.manifest import Manifest, ManifestError
 from enhtrain.commands._shared import (
     DEFAULT_ROOT,
     ArgParser,
@@ -23,9 +23,13 @@ from enhtrain.commands._shared import (
 )
 from enhtrain.errors import ConfigError
 from enhtrain.run.directory import list_versions
-from enhtrain.run.metadata import read_metadata
+from enhtrain.run.metadata import MetadataError, read_metadata
 
-__all__ = ["best_metric", "find_runs", "run", "summarize"]
+__all__ = ["UNREADABLE", "best_metric", "find_runs", "run", "summarize"]
+
+UNREADABLE = "unreadable"
+"""The status ``runs list`` shows for a run whose ``metadata.json`` or ``manifest.json`` is malformed."""
+
 
 def _parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str):
@@ -38,8 +42,12 @@ def _parse_time(value: Any) -> datetime | None:
 
 
 def best_metric(run_dir: Path, meta: dict[str, Any] | None = None) -> tuple[str, float] | None:
-    """Return ``(metric, value)``: the best checkpoint's monitored metric, else the final one, else ``None``."""
-    manifest = Manifest(run_dir / "checkpoints")
+    """Return ``(metric, value)``: the best checkpoint's monitored metric, else the final one, else ``None``.
+
+    Raises:
+        ManifestError: If the run's ``manifest.json`` is malformed.
+    """
+    manifest = Manifest(run_dir / "checkpoints", strict=True)
     monitor = manifest.data.get("monitor")
     best = manifest.entry(manifest.data["best"]) if isinstance(manifest.data.get("best"), str) else None
     if monitor and best is not None and isinstance((best.get("metrics") or {}).get(monitor), (int, float)):
@@ -68,7 +76,12 @@ def _fmt_duration(seconds: float | None) -> str:
 
 
 def summarize(run_dir: Path) -> dict[str, Any]:
-    """Return a run's summary: name, version, status, start, duration, best metric and paths."""
+    """Return a run's summary: name, version, status, start, duration, best metric and paths.
+
+    Raises:
+        ManifestError: If the run's ``manifest.json`` is malformed.
+        MetadataError: If its ``metadata.json`` is malformed.
+    """
     meta = read_metadata(run_dir / "metadata.json")
     best = best_metric(run_dir, meta)
     return {
@@ -80,6 +93,20 @@ def summarize(run_dir: Path) -> dict[str, Any]:
         "duration_s": _duration(meta),
         "best_metric": best[0] if best else None,
         "best_value": best[1] if best else None,
+        "path": str(run_dir),
+    }
+
+
+def _unreadable(run_dir: Path) -> dict[str, Any]:
+    return {
+        "name": run_dir.parent.name,
+        "version": run_dir.name,
+        "status": UNREADABLE,
+        "start_time": None,
+        "end_time": None,
+        "duration_s": None,
+        "best_metric": None,
+        "best_value": None,
         "path": str(run_dir),
     }
 
@@ -110,7 +137,13 @@ def _list(args: argparse.Namespace) -> int:
     root = Path(args.root)
     if not root.is_dir():
         raise ConfigError(f"runs list: '{root}' is not a directory (give the runs root, default ./{DEFAULT_ROOT})")
-    summaries = [summarize(path) for path in find_runs(root)]
+    summaries = []
+    for path in find_runs(root):
+        try:
+            summaries.append(summarize(path))
+        except (ManifestError, MetadataError) as err:
+            sys.stderr.write(f"enhtrain: warning: {err}\n")
+            summaries.append(_unreadable(path))
     if args.json:
         sys.stdout.write(json.dumps(summaries, indent=2) + "\n")
         return 0
@@ -175,8 +208,13 @@ def _show(args: argparse.Namespace) -> int:
 def run(args: list[str]) -> int:
     """Run ``enhtrain runs``; returns the exit status.
 
+    ``list`` shows a run whose ``metadata.json`` or ``manifest.json`` is malformed with the status
+    ``unreadable`` and writes why to stderr; ``show`` refuses it.
+
     Raises:
         ConfigError: On bad arguments or a missing run.
+        ManifestError: ``show``: if the run's ``manifest.json`` is malformed.
+        MetadataError: ``show``: if the run's ``metadata.json`` is malformed.
     """
     parser = ArgParser(prog="enhtrain runs", description="List and inspect runs.")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=ArgParser)

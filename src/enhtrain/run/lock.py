@@ -54,11 +54,11 @@ class RunLock:
             return {}
         return data if isinstance(data, dict) else {}
 
-    def acquire(self, *, action: str = "write") -> None:
+    def acquire(self, *, action: str = "write it") -> None:
         """Take the lock without waiting, creating the lock file when the run has none.
 
         Args:
-            action: What the caller wants to do, for the message (``"resume"``, ``"prune its checkpoints"``).
+            action: What the caller wants to do, for the message (``"resume it"``, ``"prune its checkpoints"``).
 
         Raises:
             RunLockedError: If another process holds it; the message names its pid and host.
@@ -78,7 +78,7 @@ class RunLock:
             holder = self.holder()
             who = f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}" if holder else "another process"
             raise RunLockedError(
-                f"run '{self.run_dir}' is in use by {who}: cannot {action} it while that process runs; wait for it "
+                f"run '{self.run_dir}' is in use by {who}: cannot {action} while that process runs; wait for it "
                 "to end or stop it"
             ) from None
         self._fd = fd

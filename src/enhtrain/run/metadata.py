@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -16,8 +17,39 @@ from pathlib import Path
 from typing import Any
 
 from enhtrain._io import atomic_write_json
+from enhtrain.checkpoints.manifest import read_json_object
+from enhtrain.errors import RunDirError
 
-__all__ = ["config_hash", "git_state", "package_versions", "read_metadata", "start_metadata", "update_metadata"]
+__all__ = [
+    "METADATA_FIX",
+    "MetadataError",
+    "config_hash",
+    "git_state",
+    "metadata_schema",
+    "package_versions",
+    "read_metadata",
+    "start_metadata",
+    "update_metadata",
+]
+
+METADATA_FIX = "repair or remove the file (it only describes the run; checkpoints and resuming work without it)"
+"""The fix named by every message about a malformed ``metadata.json``."""
+
+
+class MetadataError(RunDirError):
+    """A ``metadata.json`` that is not valid JSON or does not match the metadata's schema.
+
+    Args:
+        detail: What is wrong, starting with the file (and the field).
+        fix: What to do about it.
+
+    Attributes:
+        detail: What is wrong, without the fix.
+    """
+
+    def __init__(self, detail: str, fix: str = METADATA_FIX) -> None:
+        super().__init__(f"{detail}; {fix}")
+        self.detail = detail
 
 
 def _now() -> str:
@@ -118,9 +150,79 @@ def update_metadata(path: Path, data: dict[str, Any], **changes: Any) -> None:
     _write(path, data)
 
 
+@functools.cache
+def metadata_schema() -> type[Any]:
+    """Return the pydantic model of ``metadata.json`` (built on first use, so that importing is cheap).
+
+    Every field is optional and may be ``null``; types are strict, and keys it does not name are kept. Strings:
+    ``name``, ``version``, ``status``, ``subcommand``, ``description``, ``host``, ``platform``, ``env``,
+    ``config_hash``, ``start_time``, ``end_time``, ``first_start_time``, ``error``, ``best_checkpoint``,
+    ``last_checkpoint``. ``pid``, ``global_step`` and ``epoch`` are integers, ``duration_s`` a finite number,
+    ``tags`` and ``command`` lists of strings, ``versions`` names to strings, ``git`` an object with
+    ``commit`` (a string) and ``dirty`` (true or false), ``metrics`` names to numbers, ``plugins`` a list of
+    objects, ``summary`` an object, and ``resumes`` a list of objects with ``checkpoint`` and ``time``
+    (strings).
+
+    Returns:
+        The model class; ``model_validate`` raises ``pydantic.ValidationError`` on malformed metadata.
+    """
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class _Part(BaseModel):
+        model_config = ConfigDict(strict=True, extra="allow")
+
+    class GitState(_Part):
+        commit: str | None = None
+        dirty: bool | None = None
+
+    class Resume(_Part):
+        checkpoint: str | None = None
+        time: str | None = None
+
+    class RunMetadata(_Part):
+        name: str | None = None
+        version: str | None = None
+        status: str | None = None
+        subcommand: str | None = None
+        tags: list[str] | None = None
+        description: str | None = None
+        versions: dict[str, str | None] | None = None
+        git: GitState | None = None
+        host: str | None = None
+        platform: str | None = None
+        pid: int | None = None
+        command: list[str] | None = None
+        env: str | None = None
+        config_hash: str | None = None
+        plugins: list[dict[str, Any]] | None = None
+        start_time: str | None = None
+        first_start_time: str | None = None
+        end_time: str | None = None
+        duration_s: float | None = Field(None, allow_inf_nan=False)
+        metrics: dict[str, float | None] | None = None
+        global_step: int | None = None
+        epoch: int | None = None
+        error: str | None = None
+        summary: dict[str, Any] | None = None
+        best_checkpoint: str | None = None
+        last_checkpoint: str | None = None
+        resumes: list[Resume] | None = None
+
+    return RunMetadata
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """Read a run's ``metadata.json`` (an empty dict if it is missing or unreadable)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    """Read a run's ``metadata.json``, checked against :func:`metadata_schema`.
+
+    Args:
+        path: The file.
+
+    Returns:
+        Its object as written (unknown keys kept), or an empty dict if there is no file.
+
+    Raises:
+        MetadataError: If the file cannot be read, is not valid JSON or fails the schema; the one-line message
+            names the file, the field and the fix.
+    """
+    data = read_json_object(path, metadata_schema().model_validate, error=MetadataError)
+    return {} if data is None else data

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from enhtrain.checkpoints.manifest import Manifest
+from enhtrain.checkpoints.manifest import Manifest, ManifestError
 from enhtrain.errors import CheckpointError, ConfigError
 from enhtrain.run.directory import list_versions
 
@@ -32,11 +32,15 @@ class ResumePoint:
 
 
 def newest_verified(checkpoints_dir: Path) -> tuple[str | None, list[str]]:
-    """Return the newest checkpoint that verifies against the manifest, and a warning for each one skipped."""
-    manifest = Manifest(checkpoints_dir)
+    """Return the newest checkpoint that verifies against the manifest, and a warning for each one skipped.
+
+    Raises:
+        ManifestError: If the manifest exists but is malformed.
+    """
+    manifest = Manifest(checkpoints_dir, strict=True)
     skipped: list[str] = []
     entries = sorted(
-        manifest.entries, key=lambda e: (e.get("step", 0), e["file"] == manifest.data.get("last")), reverse=True
+        manifest.entries, key=lambda e: (e.get("step") or 0, e["file"] == manifest.data.get("last")), reverse=True
     )
     for entry in entries:
         problem = manifest.verify(entry["file"])
@@ -62,13 +66,15 @@ def find_resume_point(experiment: ExperimentConfig, *, trust: bool = False) -> R
     truncated or corrupt files with a warning (``None`` if there is none, so a first run simply starts); a
     ``.ckpt`` path in a run's ``checkpoints/`` resumes that run from that file, which must match the manifest
     or, when the manifest does not list it, load safely; anything else names a version of this experiment.
+    A malformed ``manifest.json`` in a run it looks at is never passed over: it is refused.
 
     Args:
         experiment: The experiment section.
         trust: Whether a checkpoint may need pickled Python objects.
 
     Raises:
-        CheckpointError: If a named checkpoint or version has nothing valid to resume from.
+        CheckpointError: If a named checkpoint or version has nothing valid to resume from, or the manifest of
+            a run it looks at is malformed (the message names the file, the field and the fix).
     """
     resume = experiment.resume
     if resume is None:
@@ -76,7 +82,13 @@ def find_resume_point(experiment: ExperimentConfig, *, trust: bool = False) -> R
     name_dir = Path(experiment.root_dir) / experiment.name
     if resume == "auto":
         for run_dir in _ordered_runs(name_dir):
-            found, skipped = newest_verified(run_dir / "checkpoints")
+            try:
+                found, skipped = newest_verified(run_dir / "checkpoints")
+            except ManifestError as err:
+                raise CheckpointError(
+                    f"experiment.resume auto: {err.detail}; repair it and resume again, or remove it and resume "
+                    "from one of its checkpoints with --experiment.resume PATH"
+                ) from None
             for message in skipped:
                 warnings.warn(message, stacklevel=2)
             if found is not None:
@@ -91,7 +103,13 @@ def find_resume_point(experiment: ExperimentConfig, *, trust: bool = False) -> R
         raise CheckpointError(
             f"experiment.resume: run version '{resume}' not found under '{name_dir}' (versions: {known})"
         )
-    found, skipped = newest_verified(run_dir / "checkpoints")
+    try:
+        found, skipped = newest_verified(run_dir / "checkpoints")
+    except ManifestError as err:
+        raise CheckpointError(
+            f"experiment.resume {resume}: {err.detail}; repair it and resume again, or remove it and resume "
+            "from one of its checkpoints with --experiment.resume PATH"
+        ) from None
     for message in skipped:
         warnings.warn(message, stacklevel=2)
     if found is None:
@@ -115,7 +133,13 @@ def _run_of_checkpoint(path: Path) -> Path:
 
 def _checked(path: Path, trust: bool) -> str:
     """Verify a named checkpoint against its manifest, or, if it is not listed, check that it loads safely."""
-    manifest = Manifest(path.parent)
+    try:
+        manifest = Manifest(path.parent, strict=True)
+    except ManifestError as err:
+        raise CheckpointError(
+            f"experiment.resume: {err.detail}; repair it, or remove it (the checkpoint is then only checked to "
+            "load safely) and resume again"
+        ) from None
     if manifest.entry(path.name) is not None:
         problem = manifest.verify(path.name)
         if problem is not None:

@@ -128,7 +128,7 @@ class RunSession:
         run = open_existing(point.run_dir)
         if is_writer:
             lock = RunLock(run.path)
-            lock.acquire(action="resume")
+            lock.acquire(action="resume it")
             try:
                 check_config_change(run.config_path, masked, allow=experiment.allow_config_change)
             except BaseException:
