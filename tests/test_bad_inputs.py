@@ -30,8 +30,8 @@ from enhtrain.commands import main
 from refusals import assert_refused
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
-CONFIG_CASES = sorted((CORPUS / "configs").glob("[0-9][0-9]_*.yaml"))
-PLUGIN_CASES = sorted((CORPUS / "plugins").glob("[0-9][0-9]_*.py.txt"))
+CONFIG_CASES = sorted((CORPUS / "configs").glob("[0-9]*_*.yaml"), key=lambda p: int(p.name.split("_", 1)[0]))
+PLUGIN_CASES = sorted((CORPUS / "plugins").glob("[0-9]*_*.py.txt"), key=lambda p: int(p.name.split("_", 1)[0]))
 
 
 @dataclass(frozen=True)
@@ -101,8 +101,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_corpus_is_complete() -> None:
     assert len(CONFIG_CASES) >= 40
-    numbers = [p.name[:2] for p in [*CONFIG_CASES, *PLUGIN_CASES]]
-    assert len(set(p.name[:2] for p in CONFIG_CASES)) == len(CONFIG_CASES), numbers
+    numbers = [p.name.split("_", 1)[0] for p in CONFIG_CASES]
+    assert len(set(numbers)) == len(CONFIG_CASES), numbers
     for path in [*CONFIG_CASES, *PLUGIN_CASES]:
         case = read_case(path)
         assert case.expect, f"{path.name} has no '# expect:' line"
@@ -147,7 +147,7 @@ def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 def install_plugin(site: Path, case: Case) -> str:
     """Install a corpus plugin as a distribution with one ``enhtrain`` entry point; return the entry point."""
-    entry_point = case.path.name.removesuffix(".py.txt")[3:]
+    entry_point = case.path.name.removesuffix(".py.txt").split("_", 1)[1]
     module = f"enhtrain_corpus_{entry_point}"
     distribution, version = case.fields["distribution"].split()
     info = site / f"{distribution.replace('-', '_')}-{version}.dist-info"
@@ -231,15 +231,18 @@ def zip_bytes() -> bytes:
 
 # kind -> (content given the marker path, fragments the message must contain, fragments it must not contain)
 CHECKPOINTS: dict[str, tuple[Callable[[Path], bytes], list[str], list[str]]] = {
-    "truncated": (lambda m: torch_bytes(lightning_like_checkpoint())[:900], ["truncated or corrupt"], []),
-    "random_bytes": (lambda m: random.Random(0).randbytes(4096), ["corrupt"], ["pickled"]),
-    "random_bytes_2": (lambda m: random.Random(2).randbytes(4096), ["corrupt"], ["pickled"]),
-    "empty": (lambda m: b"", ["truncated or corrupt"], []),
+    "truncated": (lambda m: torch_bytes(lightning_like_checkpoint())[:900],
+                  ["truncated or corrupt", "the file ends early"], []),
+    "random_bytes": (lambda m: random.Random(0).randbytes(4096),
+                     ["corrupt", "not a PyTorch checkpoint: it is neither a zip archive nor a pickle"], ["pickled"]),
+    "random_bytes_2": (lambda m: random.Random(2).randbytes(4096),
+                       ["corrupt", "not a PyTorch checkpoint: it is neither a zip archive nor a pickle"], ["pickled"]),
+    "empty": (lambda m: b"", ["truncated or corrupt", "the file is empty"], []),
     "pickle_payload": (lambda m: pickle.dumps({"state_dict": _RunsCode(m)}),
                        ["needs pickled Python objects", "--trust_checkpoint"], []),
     "torch_payload": (lambda m: torch_bytes({**lightning_like_checkpoint(), "extra": _RunsCode(m)}),
                       ["needs pickled Python objects", "--trust_checkpoint"], []),
-    "zip_not_a_checkpoint": (lambda m: zip_bytes(), ["truncated or corrupt"], []),
+    "zip_not_a_checkpoint": (lambda m: zip_bytes(), ["truncated or corrupt", "not a PyTorch checkpoint"], []),
     "not_lightning": (lambda m: torch_bytes({"weights": torch.zeros(3)}), ["not a Lightning checkpoint"], []),
     "differs_from_manifest": (lambda m: torch_bytes(lightning_like_checkpoint()), ["sha256 differs"], []),
 }

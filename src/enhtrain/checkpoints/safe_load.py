@@ -73,14 +73,69 @@ def safe_load(
             raise CheckpointError(
                 f"checkpoint '{path}' needs pickled Python objects, which could run code when loaded; " + _TRUST_HINT
             ) from err
-        raise CheckpointError(f"checkpoint '{path}' is corrupt: {' '.join(str(err).split())[:200]}") from err
+        raise CheckpointError(
+            f"checkpoint '{path}' is truncated or corrupt: {_describe_unreadable(path, err)}; use another checkpoint"
+        ) from err
     except CheckpointError:
         raise
     except Exception as err:
-        reason = " ".join(str(err).split())[:200]
         raise CheckpointError(
-            f"checkpoint '{path}' is truncated or corrupt ({reason}); use another checkpoint"
+            f"checkpoint '{path}' is truncated or corrupt: {_describe_unreadable(path, err)}; use another checkpoint"
         ) from err
+
+
+def _describe_unreadable(path: Path, err: BaseException) -> str:
+    """Say in words why :func:`torch.load` could not read ``path``, from the file's own layout.
+
+    Returns:
+        The reason, such as ``the file is empty`` or ``the file ends early: ...``.
+
+    ``torch.save`` writes a zip archive holding a ``data.pkl`` record (older versions wrote a series of pickles);
+    the exception torch raised is used only when the layout looks right.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+    except OSError as os_err:
+        return f"it cannot be read ({os_err.strerror or os_err})"
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return "its zip archive is damaged"
+        if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            return "not a PyTorch checkpoint: a zip archive without the data.pkl record that torch.save writes"
+        detail = " ".join(str(err).split())
+        detail = detail.split(". ", 1)[0][:160] if len(detail) > 3 and not detail.isdigit() else ""
+        return "the data inside its zip archive is damaged" + (f" ({detail})" if detail else "")
+    if head.startswith(b"PK"):
+        return "the file ends early: it stops before the last record of its zip archive"
+    if head.startswith(b"\x80"):
+        if _pickle_ends_early(path):
+            return "the file ends early: it stops in the middle of its pickle data"
+        return "its pickle data is damaged"
+    return "not a PyTorch checkpoint: it is neither a zip archive nor a pickle"
+
+
+def _pickle_ends_early(path: Path, most: int = 8) -> bool:
+    """Whether the pickles at the start of ``path`` stop before their end (read opcode by opcode, never run)."""
+    import pickletools
+
+    with open(path, "rb") as handle:
+        for _ in range(most):
+            try:
+                for _op in pickletools.genops(handle):
+                    pass
+            except ValueError as err:
+                return "not enough data" in str(err) or "exhausted" in str(err)
+            if not handle.read(1):
+                return False
+            handle.seek(-1, 1)
+    return False
 
 
 def _is_pickle(path: Path) -> bool:

@@ -37,7 +37,7 @@ def _flag_pairs(rest: list[str]) -> list[tuple[str, Any]]:
                 raise ConfigError(f"config explain: --{key} needs a value")
             value = rest[i + 1]
             i += 1
-        pairs.append((key, parse_flag_value(value)))
+        pairs.append((key, parse_flag_value(value, f"flag --{key}")))
         i += 1
     return pairs
 

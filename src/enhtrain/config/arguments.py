@@ -18,15 +18,19 @@ from enhtrain.config.compose import ComposedConfig, compose, parse_flag_value
 from enhtrain.config.loading import Layer
 from enhtrain.config.merging import set_path
 from enhtrain.errors import ConfigError
+from enhtrain.security import check_config_imports
 
 if TYPE_CHECKING:
     from enhtrain.config.schema import ExperimentConfig
+    from enhtrain.security import ImportPolicy
 
 __all__ = [
     "SUBCOMMANDS",
     "PreparedArgs",
     "check_component_names",
+    "check_reserved_options",
     "experiment_defaults_layer",
+    "import_policy",
     "prepare_arguments",
     "resolve_registered_classes",
     "split_arguments",
@@ -108,7 +112,7 @@ def split_arguments(argv: Sequence[str], subcommands: Sequence[str] | None = SUB
             flag = arg.split("=", 1)[0]
             value, i = _take_value(args, i, flag)
             key = flag[len("--experiment") :].lstrip(".")
-            out.experiment_flags.append((key, parse_flag_value(value)))
+            out.experiment_flags.append((key, parse_flag_value(value, f"flag {flag}")))
         else:
             out.rest.append(arg)
             i += 1
@@ -116,7 +120,15 @@ def split_arguments(argv: Sequence[str], subcommands: Sequence[str] | None = SUB
 
 
 def _looks_inline(value: str) -> bool:
-    return not os.path.exists(value) and (value.lstrip().startswith("{") or (":" in value and "\n" in value))
+    """Whether a ``--config`` value is inline YAML rather than a file name.
+
+    It is when no such file exists and the value opens a YAML mapping or list (``{``, ``[``, ``- ``), spans
+    lines, or sets a key (``trainer: {max_epochs: 3}``); a list is then refused as not a mapping.
+    """
+    if os.path.exists(value):
+        return False
+    text = value.strip()
+    return text.startswith(("{", "[", "- ")) or "\n" in text or ": " in text
 
 
 def experiment_defaults_layer() -> Layer:
@@ -238,15 +250,58 @@ def resolve_registered_classes(config: dict[str, Any]) -> None:
             trainer[key] = items[0]
 
 
-def _check_security(composed: ComposedConfig, split: SplitArguments, environ: Mapping[str, str]) -> None:
+# Options that enhtrain fills in from the run directory: a user who sets one would write outside the run.
+_RESERVED_OPTIONS = {
+    "loggers": ("log_dir", "save_dir", "dir", "root_dir", "offline_directory"),
+    "callbacks": ("dirpath", "run_dir", "log_dir", "save_dir"),
+    "profiler": ("dirpath", "filename"),
+}
+_RESERVED_WHY = {
+    "loggers": "the logger's folder under the run's logs/",
+    "callbacks": "the run directory",
+    "profiler": "the run's profiler/ folder",
+}
+
+
+def check_reserved_options(experiment: ExperimentConfig, composed: ComposedConfig) -> None:
+    """Refuse the options through which enhtrain points a component into the run directory, when a user sets them.
+
+    Raises:
+        ConfigError: Naming the key, where it was set, and what enhtrain sets it to.
+    """
+    found: list[tuple[str, tuple[str, ...]]] = []
+    for kind in ("loggers", "callbacks"):
+        for name, options in getattr(experiment, f"active_{kind}")().items():
+            found += [(kind, ("experiment", kind, name, k)) for k in options if k in _RESERVED_OPTIONS[kind]]
+    spec = experiment.profiler_spec()
+    if spec is not None:
+        found += [("profiler", ("experiment", "profiler", k)) for k in spec[1] if k in _RESERVED_OPTIONS["profiler"]]
+    if found:
+        kind, path = found[0]
+        where = composed.source_of(path) or "config"
+        raise ConfigError(
+            f"{where}: {'.'.join(path)}: set by enhtrain to {_RESERVED_WHY[kind]}, since a run writes only inside "
+            f"its run directory; remove it (experiment.root_dir, experiment.name and experiment.version choose "
+            "where the run directory is)"
+        )
+
+
+def import_policy(split: SplitArguments, environ: Mapping[str, str]) -> ImportPolicy:
+    """The import gate's rules for a command line: safe mode and allowed modules from flags and variables."""
     from enhtrain import plugins
-    from enhtrain.security import check_class_paths
+    from enhtrain.security import ImportPolicy
 
     safe = split.safe or environ.get("ENHTRAIN_SAFE_CONFIG", "").strip() not in ("", "0")
     allowed = [*split.allowed_modules]
     allowed += [m.strip() for m in environ.get("ENHTRAIN_ALLOWED_MODULES", "").split(",") if m.strip()]
     registered = [e.import_path for kind in plugins.get_registry().kinds.values() for e in kind] if safe else []
-    check_class_paths(composed, split.rest, safe=safe, allowed=allowed, registered=registered)
+    return ImportPolicy(safe, tuple(allowed), frozenset(r.replace(":", ".") for r in registered))
+
+
+def _default_policy() -> ImportPolicy:
+    from enhtrain.security import ImportPolicy
+
+    return ImportPolicy()
 
 
 @dataclass
@@ -259,6 +314,7 @@ class PreparedArgs:
         experiment: The validated experiment section.
         split: The original command line taken apart.
         original: The original command line.
+        import_policy: The import gate's rules for this command line.
     """
 
     argv: list[str]
@@ -266,6 +322,7 @@ class PreparedArgs:
     experiment: ExperimentConfig
     split: SplitArguments
     original: list[str] = field(default_factory=list)
+    import_policy: ImportPolicy = field(default_factory=lambda: _default_policy())
 
 
 def prepare_arguments(
@@ -317,8 +374,10 @@ def prepare_arguments(
     experiment = validate_experiment(composed)
     composed.data["experiment"] = experiment.model_dump(mode="json")
     check_component_names(experiment, composed)
+    check_reserved_options(experiment, composed)
     resolve_registered_classes(composed.data)
-    _check_security(composed, split, environ)
+    policy = import_policy(split, environ)
+    check_config_imports(composed.data, composed.source_of, split.rest, policy=policy)
     data = composed.data
     if any(arg.startswith("--print_config") for arg in split.rest):
         # Printing only: nothing runs, so the printed config can mask its secrets.
@@ -327,4 +386,4 @@ def prepare_arguments(
         data = mask_secrets(data, secret_values(environ))
     text = yaml.safe_dump(data, sort_keys=False)
     head = [*split.head, split.subcommand] if split.subcommand else list(split.head)
-    return PreparedArgs([*head, "--config", text, *split.rest], composed, experiment, split, list(argv))
+    return PreparedArgs([*head, "--config", text, *split.rest], composed, experiment, split, list(argv), policy)

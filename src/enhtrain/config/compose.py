@@ -7,15 +7,21 @@ Layers, lowest to highest: code defaults; the ``--config`` files in order, each 
 from __future__ import annotations
 
 import copy
+import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from enhtrain.config.loading import KeyPath, Layer, load_yaml_file, load_yaml_text
+from enhtrain.config.loading import (
+    KeyPath,
+    Layer,
+    YAMLSyntaxError,
+    load_yaml_file,
+    load_yaml_text,
+    load_yaml_value,
+)
 from enhtrain.config.merging import merge_layers, set_path
 from enhtrain.errors import ConfigError
 
@@ -80,16 +86,25 @@ class ComposedConfig:
 def load_with_extends(path: str | Path, _stack: tuple[Path, ...] = (), files: list[str] | None = None) -> Layer:
     """Load a config file after the files its ``extends:`` key names, resolved relative to it.
 
+    Every error about an extended file (missing, a directory, invalid YAML, past a limit, a cycle) names the
+    file that extends it and the line of its ``extends`` key.
+
     Raises:
         ConfigError: On a cycle, a bad ``extends`` value, or any error of the files themselves.
     """
-    resolved = Path(path).resolve()
-    if resolved in _stack:
-        chain = " -> ".join(str(p) for p in (*_stack, resolved))
-        raise ConfigError(f"{path}: 'extends' cycle: {chain}; remove one of these extends entries")
-    layer = load_yaml_file(path)
+    return _apply_extends(Path(path), load_yaml_file(path), _stack, files)
+
+
+def _extends_location(layer: Layer, path: Path) -> str:
+    """``file:line`` of the ``extends`` key of ``layer``, or the file name alone."""
+    return next((v for k, v in layer.sources.items() if k[:1] == ("extends",)), str(path))
+
+
+def _apply_extends(path: Path, layer: Layer, stack: tuple[Path, ...], files: list[str] | None) -> Layer:
+    resolved = path.resolve()
     if files is not None:
         files.append(str(path))
+    where = _extends_location(layer, path)
     extends = layer.data.pop("extends", None)
     layer.sources = {k: v for k, v in layer.sources.items() if k[:1] != ("extends",)}
     if extends is None:
@@ -97,16 +112,31 @@ def load_with_extends(path: str | Path, _stack: tuple[Path, ...] = (), files: li
     if isinstance(extends, str):
         extends = [extends]
     if not isinstance(extends, list) or not all(isinstance(e, str) for e in extends):
-        raise ConfigError(f"{path}: 'extends' must be a file name or a list of file names")
+        raise ConfigError(
+            f"{path}: 'extends' must be a file name or a list of file names, not {type(extends).__name__} "
+            f"(at {where})"
+        )
+    bases = []
     for item in extends:
-        if not (Path(path).parent / item).exists():
+        if not item.strip():
             raise ConfigError(
-                f"{path}: extends: config file '{Path(path).parent / item}' not found (paths in extends are "
-                f"relative to {path}); check the path"
+                f"{where}: extends: an entry is empty; give the name of a YAML file, relative to {path}"
             )
-    bases = [
-        load_with_extends(Path(path).parent / item, (*_stack, resolved), files) for item in extends
-    ]
+        target = path.parent / item
+        chain = (*stack, resolved)
+        if target.resolve() in chain:
+            cycle = " -> ".join(str(p) for p in (*chain, target.resolve()))
+            raise ConfigError(f"{path}: 'extends' cycle: {cycle}; remove the extends entry '{item}' at {where}")
+        if not os.path.lexists(target):
+            raise ConfigError(
+                f"{where}: extends: config file '{target}' not found (paths in extends are relative to {path}); "
+                "check the path"
+            )
+        try:
+            base = load_yaml_file(target)
+        except ConfigError as err:
+            raise ConfigError(f"{where}: extends: {err}") from err
+        bases.append(_apply_extends(target, base, chain, files))
     return merge_layers(*bases, layer)
 
 
@@ -144,12 +174,32 @@ def resolve_env_overlays(env: str, first_config: str | None) -> list[str]:
     return paths
 
 
-def parse_flag_value(text: str) -> Any:
-    """Parse a command-line or environment value as YAML (``3``, ``true``, ``[a, b]``), else keep the string."""
+def parse_flag_value(text: str, label: str = "flag value") -> Any:
+    """Parse a command-line or environment value as YAML (``3``, ``true``, ``[a, b]``), within the input limits.
+
+    Text that is not valid YAML is kept as a string (``a: b: c``), unless it opens a YAML list or mapping
+    (``[`` or ``{``), which is a mistake to report rather than a string to pass on.
+
+    Args:
+        text: The value.
+        label: What the value is, for messages: ``flag --experiment.loggers``, ``environment variable NAME``.
+
+    Raises:
+        ConfigError: If a list or mapping is malformed, a mapping names a key twice, the value has a YAML tag,
+            or it is past the limits of :func:`~enhtrain.config.loading.load_yaml_value`.
+    """
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
+        return load_yaml_value(text, label)
+    except YAMLSyntaxError as err:
+        if not text.lstrip().startswith(("[", "{")):
+            return text
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        line, _, column = err.location.lstrip(":").partition(":")
+        where = f" at line {line}, column {column}" if column else ""
+        raise ConfigError(
+            f"{label}: {shown!r} is not a valid YAML list or mapping ({err.problem}{where}); close its brackets, or "
+            "quote the whole value to pass it as text"
+        ) from err
 
 
 def env_var_layer(environ: Mapping[str, str]) -> Layer:
@@ -160,8 +210,86 @@ def env_var_layer(environ: Mapping[str, str]) -> Layer:
             continue
         path = tuple(part.lower() for part in name[len("ENHTRAIN_") :].split("__") if part)
         if path:
-            set_path(layer, path, parse_flag_value(environ[name]), f"environment variable {name}")
+            label = f"environment variable {name}"
+            set_path(layer, path, parse_flag_value(environ[name], label), label)
     return layer
+
+
+# Sections that hold options (a mapping), and sections that hold a class (its name, or a mapping with
+# class_path and init_args); each with a key to show in the fix.
+_OPTION_SECTIONS = {"trainer": ("max_epochs", "5")}
+_CLASS_SECTIONS = {
+    "model": ("class_path", "enhtrain.models.MLPClassifier"),
+    "data": ("class_path", "enhtrain.data.DatasetDataModule"),
+    "optimizer": ("class_path", "torch.optim.Adam"),
+    "lr_scheduler": ("class_path", "torch.optim.lr_scheduler.StepLR"),
+}
+
+
+def _example_setting(source: str, section: str, key: str, value: str) -> str:
+    """How to set ``section.key`` in the same kind of layer as ``source``."""
+    if source.startswith("environment variable "):
+        return f"set a key below it, such as ENHTRAIN_{section.upper()}__{key.upper()}={value}"
+    if source.startswith("flag "):
+        return f"set a key below it, such as --{section}.{key}={value}"
+    return f"write its keys below it, such as '{section}: {{{key}: {value}}}'"
+
+
+def _check_sections(composed: ComposedConfig) -> None:
+    """Refuse a Lightning section set to a value of the wrong shape, naming the layer that set it.
+
+    Raises:
+        ConfigError: If ``trainer`` is set to anything but a mapping, or ``model``, ``data``, ``optimizer`` or
+            ``lr_scheduler`` to anything but a class name, a mapping or null.
+    """
+    for section, (key, example) in {**_OPTION_SECTIONS, **_CLASS_SECTIONS}.items():
+        if section not in composed.data:
+            continue
+        value = composed.data[section]
+        if isinstance(value, dict) or (section in _CLASS_SECTIONS and (value is None or isinstance(value, str))):
+            continue
+        where = composed.source_of((section,)) or "config"
+        shown = json.dumps(value, default=str)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        wanted = (
+            "a mapping of options" if section in _OPTION_SECTIONS
+            else "a class name or a mapping with class_path and init_args"
+        )
+        raise ConfigError(
+            f"{where}: '{section}' must be {wanted}, got {shown}; {_example_setting(where, section, key, example)}"
+        )
+
+
+def _check_env_name(env: str, label: str) -> None:
+    """Refuse an environment name holding a newline or another control character.
+
+    Raises:
+        ConfigError: Naming ``label`` (``--env`` or ``environment variable ENHTRAIN_ENV``).
+    """
+    if any(ord(char) < 32 or ord(char) == 127 for char in env):
+        shown = repr(env) if len(env) <= 60 else repr(env[:57] + "...")
+        raise ConfigError(
+            f"{label}: {shown} contains a control character (such as a newline); give an environment name such "
+            "as dev, or the path of an overlay file"
+        )
+
+
+def _inline_layer(text: str) -> Layer:
+    """Read a YAML mapping given inline to ``--config``.
+
+    Raises:
+        ConfigError: If the text is invalid, or is YAML but not a mapping (``--config '[a, b]'``).
+    """
+    label = "--config (inline)"
+    value = load_yaml_value(text, label)
+    if value is not None and not isinstance(value, dict):
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        kind = "a list" if isinstance(value, list) else f"a {type(value).__name__}"
+        raise ConfigError(
+            f"--config {shown!r}: no such file, and as inline YAML it is {kind}: --config takes a YAML file or "
+            "an inline YAML mapping, such as --config '{trainer: {max_epochs: 3}}'"
+        )
+    return load_yaml_text(text, label)
 
 
 def _has_interpolation(obj: Any) -> bool:
@@ -225,10 +353,16 @@ def compose(
     inline = dict(inline_configs)
     for index, path in enumerate(config_files):
         if index in inline:
-            layers.append(load_yaml_text(inline[index], "--config (inline)"))
+            layers.append(_inline_layer(inline[index]))
         else:
             layers.append(load_with_extends(path, files=files))
-    env = env or environ.get("ENHTRAIN_ENV") or None
+    if env:
+        _check_env_name(env, "--env")
+    elif environ.get("ENHTRAIN_ENV"):
+        env = environ["ENHTRAIN_ENV"]
+        _check_env_name(env, "environment variable ENHTRAIN_ENV")
+    else:
+        env = None
     overlay_files: list[str] = []
     if env:
         first = next((p for i, p in enumerate(config_files) if i not in inline), None)
@@ -242,4 +376,6 @@ def compose(
     for dotted, value in flags:
         set_path(merged, tuple(dotted.split(".")), value, f"flag --{dotted}")
     data = resolve_interpolations(merged)
-    return ComposedConfig(data, merged.sources, files, env, overlay_files)
+    composed = ComposedConfig(data, merged.sources, files, env, overlay_files)
+    _check_sections(composed)
+    return composed

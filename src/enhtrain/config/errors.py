@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from enhtrain.config.compose import ComposedConfig
 
-__all__ = ["describe_parser_error"]
+__all__ = ["describe_parser_error", "where_set"]
 
 _UNKNOWN = (
     re.compile(r"does not accept option '([^']+)'"),
@@ -21,13 +21,41 @@ _CLASS = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
 
 
 def _where(key: str, composed: ComposedConfig | None, rest: Sequence[str]) -> str:
-    if any(arg in (f"--{key}", f"--{key}+") or arg.startswith(f"--{key}=") for arg in rest):
-        return f"flag --{key}"
+    """The flag or layer that set ``key``, one of its parents or something below it; never a sibling's."""
+    parts = key.split(".")
+    for size in range(len(parts), 0, -1):
+        flag = "--" + ".".join(parts[:size])
+        if any(arg in (flag, f"{flag}+") or arg.startswith((f"{flag}=", f"{flag}+=")) for arg in rest):
+            return f"flag {flag}"
     if composed is not None:
-        source = composed.source_of(key.split("."))
-        if source:
-            return source
+        path = tuple(parts)
+        for size in range(len(path), 0, -1):
+            if path[:size] in composed.sources:
+                return composed.sources[path[:size]]
+        below = [v for k, v in composed.sources.items() if k[: len(path)] == path]
+        if below:
+            return next((v for v in below if v != "default"), below[0])
     return "config"
+
+
+def _where_any(keys: Sequence[str], composed: ComposedConfig | None, rest: Sequence[str]) -> str:
+    """Where the first of ``keys`` that any layer set was set."""
+    for key in keys:
+        where = _where(key, composed, rest)
+        if where != "config":
+            return where
+    return "config"
+
+
+def where_set(key: str, composed: ComposedConfig | None, rest: Sequence[str] = ()) -> str:
+    """Say where a dotted key was set: ``flag --KEY``, ``file.yaml:LINE``, another layer, or ``config``.
+
+    Args:
+        key: The dotted key (``seed_everything``, ``data.init_args.dataset``).
+        composed: The composed config, for the file and line of the key.
+        rest: The command-line flags that were passed through to jsonargparse.
+    """
+    return _where(key, composed, rest)
 
 
 def _subtypes(text: str) -> str:
@@ -50,10 +78,44 @@ def _first_error(text: str) -> str:
     return ""
 
 
+_REQUIRED = re.compile(r"the following arguments are required: ([^\n]+)")
+_REQUIRED_BY_CLASS = re.compile(
+    r"Problem with given class_path '([^']+)':\s*\n\s*the following arguments are required: ([^\n]+)"
+)
 _NESTED = re.compile(
     r"Problem with given class_path '([^']+)':\s*\n\s*(?:Parser key \"([^\"]+)\":|Option '([^']+)' is not accepted)"
 )
 _PLAIN_EXPECTED = re.compile(r"Expected a <class '(?:[\w.]+\.)?(\w+)'>\. Got value: (.*)")
+
+
+_SUBCOMMAND_PREFIXES = ("fit.", "validate.", "test.", "predict.")
+
+
+def _required_error(text: str, composed: ComposedConfig | None, rest: Sequence[str]) -> str | None:
+    """Describe a required argument that no layer set: an ``init_args`` entry of a class, or a whole section."""
+    outer = _PARSER_KEY.search(text)
+    by_class = _REQUIRED_BY_CLASS.search(text)
+    if by_class and outer:
+        key, class_path = outer.group(1), by_class.group(1)
+        names = [name.strip() for name in by_class.group(2).split(",") if name.strip()]
+        where = _where_any([f"{key}.init_args.{names[0]}", f"{key}.class_path", key], composed, rest)
+        listed = ", ".join(f"'{name}'" for name in names)
+        one = len(names) == 1
+        return (
+            f"{where}: {key}: {class_path} requires init_args {listed}, which {'is' if one else 'are'} not set; "
+            f"add {'it' if one else 'them'} under {key}.init_args"
+        )
+    match = _REQUIRED.search(text)
+    if match is None or by_class is not None:
+        return None
+    keys = [name.strip() for name in match.group(1).split(",") if name.strip()]
+    keys = [name.split(".", 1)[1] if name.startswith(_SUBCOMMAND_PREFIXES) else name for name in keys]
+    key = keys[0]
+    more = f" (and {', '.join(keys[1:])})" if len(keys) > 1 else ""
+    return (
+        f"{_where(key, composed, rest)}: {key}: required, but not set (it is missing or null){more}; set it in a "
+        f"config or with --{key}"
+    )
 
 
 def _init_arg_error(text: str, outer: str, composed: ComposedConfig | None, rest: Sequence[str]) -> str | None:
@@ -76,6 +138,8 @@ def _init_arg_error(text: str, outer: str, composed: ComposedConfig | None, rest
     else:
         value = given.group(1).strip() if given else ""
         wanted = f": expected {expected}" if expected else ""
+    if plain and value == "None":
+        return f"{_where(key, composed, rest)}: {key}: required, but null: give a {plain.group(1)} for {class_path}"
     shown = f" '{value}'" if value and len(value) < 80 else ""
     return f"{_where(key, composed, rest)}: {key}: invalid value{shown}{wanted}"
 
@@ -88,6 +152,9 @@ def describe_parser_error(text: str, composed: ComposedConfig | None, rest: Sequ
         composed: The composed config, for the file and line of the key.
         rest: The command-line flags that were passed through to jsonargparse.
     """
+    required = _required_error(text, composed, rest)
+    if required:
+        return required
     outer = _PARSER_KEY.search(text)
     if outer:
         described = _init_arg_error(text, outer.group(1), composed, rest)

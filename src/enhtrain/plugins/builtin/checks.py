@@ -14,6 +14,12 @@ _REFERENCE_MODEL = "enhtrain.models.MLPClassifier"
 _CPU_ONLY_UNSUPPORTED_STRATEGIES = ("fsdp", "deepspeed")
 
 
+def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """The mapping of a section; ``{}`` when it is missing or not a mapping, which the parser reports itself."""
+    value = config.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def _init_args(config: dict[str, Any], section: str) -> dict[str, Any]:
     value = config.get(section)
     if not isinstance(value, dict):
@@ -43,7 +49,7 @@ def _manual_reference_model(config: dict[str, Any]) -> bool:
 def _check_manual_optimisation(config: dict[str, Any]) -> None:
     if not _manual_reference_model(config):
         return
-    trainer = config.get("trainer") or {}
+    trainer = _section(config, "trainer")
     if trainer.get("gradient_clip_val") not in (None, 0, 0.0):
         raise ConfigError(
             "trainer.gradient_clip_val does not apply to manual optimisation (the reference model's default): "
@@ -57,7 +63,7 @@ def _check_manual_optimisation(config: dict[str, Any]) -> None:
 
 
 def _check_devices(config: dict[str, Any]) -> None:
-    trainer = config.get("trainer") or {}
+    trainer = _section(config, "trainer")
     accelerator = str(trainer.get("accelerator") or "auto")
     strategy = trainer.get("strategy")
     strategy_name = strategy if isinstance(strategy, str) else ""
