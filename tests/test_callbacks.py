@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from enhtrain.callbacks import GradNormMonitor, MemoryMonitor, NaNGuard, RunSummary, StepThroughput
 from enhtrain.callbacks.throughput import _infer_batch_size
+from enhtrain.models import MLPClassifier
 
 IN_DIM = 6
 BATCH = 8
@@ -502,19 +503,15 @@ def test_run_summary_explicit_run_dir_and_quiet(tmp_path: Path, capsys: pytest.C
 # ----------------------------------------------------------------------------- all together, reference model
 
 
-def _mlp_or_fallback() -> tuple[type[pl.LightningModule], dict[str, Any]]:
-    try:
-        from enhtrain.models import MLPClassifier
-    except ImportError:
-        return ManualModule, {}
-    return MLPClassifier, {
-        "input_dim": IN_DIM,
-        "hidden_dims": [8],
-        "num_classes": 2,
-        "micro_batch_size": 3,
-        "manual_optimization": True,
-        "lr": 0.05,
-    }
+# The reference model with manual optimisation and micro-batches of 3 rows, for a 2-class problem.
+REFERENCE_KWARGS: dict[str, Any] = {
+    "input_dim": IN_DIM,
+    "hidden_dims": [8],
+    "num_classes": 2,
+    "micro_batch_size": 3,
+    "manual_optimization": True,
+    "lr": 0.05,
+}
 
 
 def _classification_dataset(n: int, seed: int, nan_rows: slice | None = None) -> TensorDataset:
@@ -536,7 +533,6 @@ def _full_batch_loss(module: pl.LightningModule, batch: list[torch.Tensor]) -> t
 def test_all_callbacks_together_with_reference_model(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model_cls, kwargs = _mlp_or_fallback()
     recorder = Recorder()
     callbacks = [
         StepThroughput(),
@@ -547,7 +543,7 @@ def test_all_callbacks_together_with_reference_model(
         recorder,
     ]
     trainer = _fit(
-        model_cls(**kwargs),
+        MLPClassifier(**REFERENCE_KWARGS),
         tmp_path,
         callbacks,
         max_steps=4,
@@ -561,7 +557,7 @@ def test_all_callbacks_together_with_reference_model(
 
     # Micro-batches of 3, 3 and 2 rows: the logged norm is that of the whole-batch gradient.
     for step in range(4):
-        reference = model_cls(**kwargs)
+        reference = MLPClassifier(**REFERENCE_KWARGS)
         reference.load_state_dict(recorder.weights[step])
         _full_batch_loss(reference, recorder.batches[step]).backward()
         expected = torch.linalg.vector_norm(torch.cat([p.grad.flatten() for p in reference.parameters()]))
@@ -574,12 +570,11 @@ def test_all_callbacks_together_with_reference_model(
 
 
 def test_nan_guard_skip_with_reference_model(tmp_path: Path) -> None:
-    model_cls, kwargs = _mlp_or_fallback()
     recorder = Recorder()
     guard = NaNGuard(action="skip")
     # Batch 2 (rows 16..23) holds NaN features: the model itself is untouched.
     train = _classification_dataset(N_SAMPLES, 0, nan_rows=slice(2 * BATCH, 3 * BATCH))
-    trainer = _fit(model_cls(**kwargs), tmp_path, [guard, recorder], max_steps=5, train_data=train)
+    trainer = _fit(MLPClassifier(**REFERENCE_KWARGS), tmp_path, [guard, recorder], max_steps=5, train_data=train)
     assert guard.skipped == 1
     assert trainer.global_step == 5
     assert _same(recorder.weights[2], recorder.weights[3])

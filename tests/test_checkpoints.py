@@ -24,6 +24,7 @@ from enhtrain.checkpoints.rng import collect_rng_states, restore_rng_states
 from enhtrain.checkpoints.safe_load import check_manifest, cli_model_hparams, safe_load
 from enhtrain.commands import main
 from enhtrain.errors import CheckpointError, ConfigError
+from enhtrain.testing import write_tiny_config
 
 
 class _Unpicklable:
@@ -272,21 +273,19 @@ def test_plan_prune_rejects_bad_input() -> None:
         plan_prune(_manifest(ENTRIES, monitor=None), keep_last=None, keep_best=1)
 
 
-TINY = """\
-seed_everything: 3
-trainer: {max_epochs: 3, limit_train_batches: 3, limit_val_batches: 2, accelerator: cpu, enable_model_summary: false}
-model:
-  class_path: enhtrain.models.MLPClassifier
-  init_args: {hidden_dims: [16], micro_batch_size: 8}
-data:
-  class_path: enhtrain.data.DatasetDataModule
-  init_args: {dataset: digits, batch_size: 16}
-experiment:
-  name: meta
-  description: ${oc.env:MY_SERVICE_API_KEY}
-  loggers: {tensorboard: null}
-  checkpoint: {monitor: val/acc, save_top_k: 2}
-"""
+# Three epochs keeping the best two checkpoints by validation accuracy; a secret in the run's description.
+TINY = {
+    "seed_everything": 3,
+    "trainer": {"max_epochs": 3, "limit_train_batches": 3, "limit_val_batches": 2},
+    "model": {"init_args": {"hidden_dims": [16], "micro_batch_size": 8}},
+    "data": {"init_args": {"batch_size": 16}},
+    "experiment": {
+        "name": "meta",
+        "description": "${oc.env:MY_SERVICE_API_KEY}",
+        "loggers": {"tensorboard": None},
+        "checkpoint": {"monitor": "val/acc", "save_top_k": 2},
+    },
+}
 
 
 def test_every_checkpoint_carries_metadata_and_the_manifest_matches_the_folder(
@@ -294,7 +293,7 @@ def test_every_checkpoint_carries_metadata_and_the_manifest_matches_the_folder(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MY_SERVICE_API_KEY", "hunter2-cafebabe")
-    (tmp_path / "tiny.yaml").write_text(TINY)
+    write_tiny_config(tmp_path / "tiny.yaml", TINY)
     assert main(["fit", "--config", "tiny.yaml"]) == 0, capsys.readouterr().err
     run = tmp_path / "runs/meta/version_0"
     ckpts = run / "checkpoints"

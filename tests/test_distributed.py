@@ -31,6 +31,7 @@ import yaml
 
 from enhtrain.checkpoints.manifest import Manifest
 from enhtrain.commands import main
+from enhtrain.testing import write_tiny_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -149,29 +150,20 @@ done
 exit $status
 """
 
-CONFIG = """\
-seed_everything: 3
-trainer:
-  max_epochs: 1
-  limit_train_batches: 8
-  limit_val_batches: 2
-  num_sanity_val_steps: 0
-  accelerator: cpu
-  log_every_n_steps: 1
-  enable_model_summary: false
-  callbacks:
-    - class_path: rank_probe.RankProbe
-model:
-  class_path: enhtrain.models.MLPClassifier
-  init_args: {hidden_dims: [16], micro_batch_size: 8}
-data:
-  class_path: enhtrain.data.DatasetDataModule
-  init_args: {dataset: digits, batch_size: 16}
-experiment:
-  name: ddp
-  checkpoint: {monitor: val/loss, save_top_k: 1}
-  profiler: simple
-"""
+# Eight steps on every rank, the rank probe as a callback, the best checkpoint and the simple profiler. The
+# launchers (Lightning's, torchrun, srun) choose the devices.
+CONFIG = {
+    "seed_everything": 3,
+    "trainer": {
+        "limit_train_batches": 8,
+        "limit_val_batches": 2,
+        "devices": "auto",
+        "callbacks": [{"class_path": "rank_probe.RankProbe"}],
+    },
+    "model": {"init_args": {"hidden_dims": [16], "micro_batch_size": 8}},
+    "data": {"init_args": {"batch_size": 16}},
+    "experiment": {"name": "ddp", "checkpoint": {"monitor": "val/loss", "save_top_k": 1}, "profiler": "simple"},
+}
 
 
 def free_port() -> int:
@@ -241,7 +233,7 @@ def probe(tmp_path: Path) -> Probe:
     out.mkdir()
     (code / "sitecustomize.py").write_text(SITECUSTOMIZE)
     (code / "rank_probe.py").write_text(RANK_PROBE)
-    (tmp_path / "ddp.yaml").write_text(CONFIG)
+    write_tiny_config(tmp_path / "ddp.yaml", CONFIG)
     return Probe(tmp_path, code, out)
 
 
@@ -305,7 +297,7 @@ def test_ddp_fit_has_one_run_and_one_writer(probe: Probe) -> None:
     assert "Traceback" not in err, err[-4000:]
     run = check_single_writer(probe, world_size=2)
     assert run == (probe.root / "ddp" / "version_0").resolve()
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "logs", "metadata.json",
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoints", "config.yaml", "logs", "metadata.json",
                                                       "profiler"]
     assert [p.name for p in (run / "profiler").iterdir()] == ["fit-simple-0.txt"]
     assert out.count("Run directory: runs/ddp/version_0") == 1
@@ -473,25 +465,16 @@ def test_torchrun_two_nodes_on_one_machine(probe: Probe) -> None:
     assert "".join(out for out, _ in outputs).count("Run directory: runs/ddp/version_0") == 1
 
 
-CONCURRENT = """\
-seed_everything: 1
-trainer: {max_epochs: 1, limit_train_batches: 1, limit_val_batches: 1, num_sanity_val_steps: 0,
-          accelerator: cpu, devices: 1, enable_model_summary: false, log_every_n_steps: 1}
-model:
-  class_path: enhtrain.models.MLPClassifier
-  init_args: {hidden_dims: [8]}
-data:
-  class_path: enhtrain.data.DatasetDataModule
-  init_args: {dataset: digits, batch_size: 32}
-experiment:
-  name: same
-  checkpoint: null
-  loggers: {csv: {}, tensorboard: null}
-"""
+# One training step, a CSV log and no checkpoint.
+CONCURRENT = {
+    "seed_everything": 1,
+    "trainer": {"limit_train_batches": 1},
+    "experiment": {"name": "same", "checkpoint": None, "loggers": {"csv": {}, "tensorboard": None}},
+}
 
 
 def test_eight_runs_started_at_once_get_eight_versions(tmp_path: Path) -> None:
-    (tmp_path / "tiny.yaml").write_text(CONCURRENT)
+    write_tiny_config(tmp_path / "tiny.yaml", CONCURRENT)
     env = {**os.environ, "ENHTRAIN_PLAIN_PROGRESS": "1"}
     env.pop("ENHTRAIN_RUN_DIR", None)
     started = time.monotonic()

@@ -1,8 +1,13 @@
-"""Every plugin hook is typed, has a docstring, is documented in docs/plugins.md and is used by a test."""
+"""Every plugin hook is typed, has a docstring, is documented in docs/plugins.md and is called by enhtrain.
+
+A recording plugin object that implements every hook is registered on the plugin manager while a real
+``enhtrain fit --env test`` runs; each hook must have been called on it, with the arguments its spec names.
+"""
 
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import sys
 import typing
@@ -14,7 +19,8 @@ import pytest
 import yaml
 
 from enhtrain.plugins import hookspecs
-from enhtrain.plugins.registry import KindRegistry
+from enhtrain.plugins.hookspecs import hookimpl
+from enhtrain.plugins.registry import KINDS, KindRegistry
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,7 +29,6 @@ else:  # pytest depends on tomli before Python 3.11
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs" / "plugins.md"
-TESTS = Path(__file__).resolve().parent
 HOOK_NAMES = sorted(name for name in dir(hookspecs) if name.startswith("enhtrain_"))
 
 
@@ -85,15 +90,94 @@ def test_hook_signature_is_in_the_docs(name: str, docs_text: str) -> None:
     assert f"### `{signature_line(name)}`" in docs_text, f"docs/plugins.md has no heading for {name}"
 
 
+class RecordingPlugin:
+    """Implements every hook, records each call with its arguments and changes nothing."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[dict[str, Any]]] = {}
+
+    def _record(self, hook_name: str, **arguments: Any) -> None:
+        self.calls.setdefault(hook_name, []).append(arguments)
+
+    @hookimpl
+    def enhtrain_register_callbacks(self, registry: KindRegistry) -> None:
+        self._record("enhtrain_register_callbacks", registry=registry)
+
+    @hookimpl
+    def enhtrain_register_loggers(self, registry: KindRegistry) -> None:
+        self._record("enhtrain_register_loggers", registry=registry)
+
+    @hookimpl
+    def enhtrain_register_profilers(self, registry: KindRegistry) -> None:
+        self._record("enhtrain_register_profilers", registry=registry)
+
+    @hookimpl
+    def enhtrain_register_templates(self, registry: KindRegistry) -> None:
+        self._record("enhtrain_register_templates", registry=registry)
+
+    @hookimpl
+    def enhtrain_validate_config(self, config: dict[str, Any]) -> None:
+        self._record("enhtrain_validate_config", config=config)
+
+    @hookimpl
+    def enhtrain_env_overlays(self, env: str) -> list[str] | None:
+        self._record("enhtrain_env_overlays", env=env)
+        return None
+
+
+def _registry_of(kind: str) -> Callable[[dict[str, Any]], bool]:
+    return lambda call: isinstance(call["registry"], KindRegistry) and call["registry"].kind == kind
+
+
+# What each hook must have been called with during the run of `hook_calls`.
+EXPECTED_CALLS: dict[str, Callable[[dict[str, Any]], bool]] = {
+    **{f"enhtrain_register_{kind}": _registry_of(kind) for kind in KINDS},
+    "enhtrain_validate_config": lambda call: call["config"]["experiment"]["name"] == "hooks"
+    and call["config"]["trainer"]["limit_train_batches"] == 4,  # from the `test` overlay
+    "enhtrain_env_overlays": lambda call: call == {"env": "test"},
+}
+
+
+@pytest.fixture(scope="module")
+def hook_calls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
+    """The calls that a real ``enhtrain fit --env test`` makes to a registered :class:`RecordingPlugin`."""
+    from enhtrain.commands import main
+    from enhtrain.testing import temporary_plugins, write_tiny_config
+
+    work = tmp_path_factory.mktemp("hooks")
+    write_tiny_config(work / "tiny.yaml", {"experiment": {"name": "hooks", "checkpoint": None}})
+    recorder = RecordingPlugin()
+    with pytest.MonkeyPatch.context() as patch, temporary_plugins() as manager:
+        patch.chdir(work)
+        patch.setattr(sys, "argv", ["enhtrain"])
+        patch.setenv("ENHTRAIN_PLAIN_PROGRESS", "1")
+        for variable in ("ENHTRAIN_RUN_DIR", "ENHTRAIN_ENV", "ENHTRAIN_DEBUG"):
+            patch.delenv(variable, raising=False)
+        manager.register(recorder, name="hook_recorder")
+        try:
+            code = main(["fit", "--config", "tiny.yaml", "--env", "test"])
+        finally:
+            os.environ.pop("ENHTRAIN_RUN_DIR", None)
+    assert code == 0
+    assert (work / "runs" / "hooks" / "version_0" / "metadata.json").is_file()
+    return recorder.calls
+
+
+def test_the_recording_plugin_implements_every_hook() -> None:
+    implemented = sorted(name for name in vars(RecordingPlugin) if name.startswith("enhtrain_"))
+    assert implemented == HOOK_NAMES, "add the new hook to RecordingPlugin and EXPECTED_CALLS"
+    assert sorted(EXPECTED_CALLS) == HOOK_NAMES
+
+
+def test_every_hook_is_called_on_a_registered_plugin(hook_calls: dict[str, list[dict[str, Any]]]) -> None:
+    assert sorted(hook_calls) == HOOK_NAMES
+
+
 @pytest.mark.parametrize("name", HOOK_NAMES)
-def test_hook_is_exercised_by_a_test(name: str) -> None:
-    me = Path(__file__).resolve()
-    users = [
-        path.name
-        for path in sorted(TESTS.rglob("*.py"))
-        if path.resolve() != me and name in path.read_text(encoding="utf-8")
-    ]
-    assert users, f"no test under tests/ uses {name}"
+def test_hook_is_exercised_by_a_test(name: str, hook_calls: dict[str, list[dict[str, Any]]]) -> None:
+    calls = hook_calls.get(name, [])
+    assert calls, f"`enhtrain fit --env test` did not call {name} on a registered plugin"
+    assert all(EXPECTED_CALLS[name](call) for call in calls), f"{name} was called with {calls}"
 
 
 def test_docs_headings_name_only_real_hooks(docs_text: str) -> None:

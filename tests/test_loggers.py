@@ -11,12 +11,11 @@ import json
 import os
 import pickle
 import re
+import shutil
 import socket
-import struct
 import subprocess
 import sys
 import zipfile
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,10 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from enhtrain.errors import ConfigError
-from enhtrain.loggers import factories as loggers
+from enhtrain.loggers.comet import CometOfflineLogger, CometOnlineLogger, comet_logger
+from enhtrain.loggers.csv import csv_logger
+from enhtrain.loggers.tensorboard import tensorboard_logger
+from enhtrain.loggers.wandb import wandb_logger
 from enhtrain.secrets import MASK
 
 NAME = "digits-mlp"
@@ -186,54 +188,23 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
 
 # --- reading the loggers' files back ---------------------------------------------------------------------
 
-_WANDB_BLOCK = 32768
-_WANDB_HEADER = 7
-_FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
+def _read_wandb_records(path: Path) -> list[dict[str, Any]]:
+    """Read a ``.wandb`` file with wandb's own reader, ``wandb leet inspect --json``: one record a line.
 
-
-def _read_wandb_records(path: Path) -> list[Any]:
-    """Parse a ``.wandb`` file into its ``wandb_internal_pb2.Record`` messages.
-
-    The file is a LevelDB-style log: a 7-byte header (``:W&B``, a magic number, a format version), then 32 KiB
-    blocks of chunks, each with a 7-byte header (CRC-32 of its type and data, little-endian length, type:
-    full, first, middle or last part of a record) and its data. Each record is a serialised protobuf
-    ``Record``.
+    Each record is the JSON form of a ``wandb_internal_pb2.Record``: ``{"num": ..., "type": "history",
+    "history": {"item": {"train/loss": 0.5, ...}, ...}}``.
     """
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:4] == b":W&B", f"not a .wandb file: {path}"
-    records, parts, pos = [], b"", _WANDB_HEADER
-    while pos + _WANDB_HEADER <= len(data):
-        left_in_block = _WANDB_BLOCK - pos % _WANDB_BLOCK
-        if left_in_block < _WANDB_HEADER:
-            pos += left_in_block  # a block's zero-filled trailer
-            continue
-        checksum, length, kind = struct.unpack("<IHB", data[pos : pos + _WANDB_HEADER])
-        if kind == 0:
-            break  # preallocated space after the last record
-        chunk = data[pos + _WANDB_HEADER : pos + _WANDB_HEADER + length]
-        assert zlib.crc32(bytes([kind]) + chunk) == checksum, f"corrupt chunk at byte {pos} of {path}"
-        pos += _WANDB_HEADER + length
-        if kind in (_FULL, _FIRST):
-            parts = chunk
-        else:
-            parts += chunk
-        if kind in (_FULL, _LAST):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(parts)
-            records.append(record)
-    return records
+    result = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(path)],
+        capture_output=True, text=True, timeout=60, check=False, env=os.environ,
+    )
+    assert result.returncode == 0, f"wandb cannot read {path}: {result.stderr[-2000:]}"
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
 
 
-def _wandb_history(records: list[Any], key: str) -> list[float]:
-    values = []
-    for record in records:
-        if record.WhichOneof("record_type") == "history":
-            for item in record.history.item:
-                if (item.key or "/".join(item.nested_key)) == key:
-                    values.append(json.loads(item.value_json))
-    return values
+def _wandb_history(records: list[dict[str, Any]], key: str) -> list[float]:
+    return [record["history"]["item"][key] for record in records
+            if record["type"] == "history" and key in record["history"]["item"]]
 
 
 def _comet_messages(archive: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -268,7 +239,7 @@ def _comet_others(messages: list[dict[str, Any]]) -> dict[str, Any]:
 
 def test_csv_logger_writes_in_log_dir(tmp_path: Path) -> None:
     log_dir = _log_dir(tmp_path, "csv")
-    logger = loggers.csv_logger(str(log_dir), NAME, VERSION)
+    logger = csv_logger(str(log_dir), NAME, VERSION)
     assert (logger.name, str(logger.version)) == (NAME, VERSION)
 
     module, trainer = _fit(logger, tmp_path, enable_checkpointing=True)
@@ -289,7 +260,7 @@ def test_tensorboard_logger_writes_in_log_dir(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     log_dir = _log_dir(tmp_path, "tensorboard")
-    logger = loggers.tensorboard_logger(str(log_dir), NAME, VERSION)
+    logger = tensorboard_logger(str(log_dir), NAME, VERSION)
     assert (logger.name, str(logger.version)) == (NAME, VERSION)
 
     module, trainer = _fit(logger, tmp_path)
@@ -311,7 +282,7 @@ def test_wandb_logger_writes_offline_run_file(tmp_path: Path) -> None:
     import wandb
 
     log_dir = _log_dir(tmp_path, "wandb")
-    logger = loggers.wandb_logger(str(log_dir), NAME, VERSION, project="enhtrain-tests")
+    logger = wandb_logger(str(log_dir), NAME, VERSION, project="enhtrain-tests")
     assert (logger.name, str(logger.version)) == (NAME, VERSION)
 
     module, _ = _fit(logger, tmp_path)
@@ -322,28 +293,52 @@ def test_wandb_logger_writes_offline_run_file(tmp_path: Path) -> None:
     assert len(run_files) == 1
     assert run_files[0].name == f"run-{logger.run_id}.wandb"
     records = _read_wandb_records(run_files[0])
-    kinds = [record.WhichOneof("record_type") for record in records]
+    kinds = [record["type"] for record in records]
     assert kinds[0] == "header"
     assert "exit" in kinds
-    run = next(record.run for record in records if record.WhichOneof("record_type") == "run")
-    assert (run.run_id, run.display_name, run.project) == (logger.run_id, NAME, "enhtrain-tests")
+    run = next(record["run"] for record in records if record["type"] == "run")
+    assert (run["run_id"], run["display_name"], run["project"]) == (logger.run_id, NAME, "enhtrain-tests")
     assert _wandb_history(records, "train/loss") == module.train_losses
     assert _wandb_history(records, "val/loss") == module.val_losses
-    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    config = dict(run["config"]["update"])
     config.update(
         {
-            item.key: json.loads(item.value_json)
+            key: value
             for record in records
-            if record.WhichOneof("record_type") == "config"
-            for item in record.config.update
+            if record["type"] == "config"
+            for key, value in record["config"]["update"].items()
         }
     )
     assert config["lr"] == 0.1
 
 
+def test_wandb_run_file_is_complete_when_finalize_returns(tmp_path: Path) -> None:
+    # wandb-core writes the end of a run's file after `run.finish()` returns (with wandb 0.31, in about half of
+    # the runs, a fraction of a millisecond later), so `finalize` waits for the exit record. Each file is copied
+    # the moment `finalize` returns and the copy is read back with wandb's reader.
+    statuses = {"success": 0, "finished": 0, "failed": 1}
+    snapshots = {}
+    for index, status in enumerate(statuses):
+        version = f"version_{index}"
+        logger = wandb_logger(str(tmp_path / "runs" / NAME / version / "logs" / "wandb"), NAME, version)
+        for step in range(5):
+            logger.log_metrics({"train/loss": 1.0 / (step + 1)}, step=step)
+        run_file = Path(logger.experiment.settings.sync_file)
+
+        logger.finalize(status)
+
+        snapshots[status] = tmp_path / f"{status}.wandb"
+        shutil.copyfile(run_file, snapshots[status])
+    for status, exit_code in statuses.items():
+        records = _read_wandb_records(snapshots[status])
+        assert records and records[-1]["type"] == "exit", f"{status}: the file ends with {records[-1:]}"
+        assert records[-1]["exit"].get("exit_code", 0) == exit_code
+        assert _wandb_history(records, "train/loss") == [1.0 / (step + 1) for step in range(5)]
+
+
 def test_comet_logger_writes_offline_archive(tmp_path: Path) -> None:
     log_dir = _log_dir(tmp_path, "comet")
-    logger = loggers.comet_logger(str(log_dir), NAME, VERSION, project="enhtrain-tests")
+    logger = comet_logger(str(log_dir), NAME, VERSION, project="enhtrain-tests")
     assert (logger.name, str(logger.version)) == (NAME, VERSION)
 
     module, trainer = _fit(logger, tmp_path)
@@ -371,10 +366,10 @@ def test_secrets_are_never_written(tmp_path: Path, sandbox_home: Path, monkeypat
     monkeypatch.setenv("WANDB_API_KEY", FAKE_WANDB_KEY)
     monkeypatch.setenv("COMET_API_KEY", FAKE_COMET_ENV_KEY)
     run_loggers = [
-        loggers.csv_logger(str(_log_dir(tmp_path, "csv")), NAME, VERSION),
-        loggers.tensorboard_logger(str(_log_dir(tmp_path, "tensorboard")), NAME, VERSION),
-        loggers.wandb_logger(str(_log_dir(tmp_path, "wandb")), NAME, VERSION, offline=True),
-        loggers.comet_logger(
+        csv_logger(str(_log_dir(tmp_path, "csv")), NAME, VERSION),
+        tensorboard_logger(str(_log_dir(tmp_path, "tensorboard")), NAME, VERSION),
+        wandb_logger(str(_log_dir(tmp_path, "wandb")), NAME, VERSION, offline=True),
+        comet_logger(
             str(_log_dir(tmp_path, "comet")), NAME, VERSION, offline=True, api_key=FAKE_COMET_OPTION_KEY
         ),
     ]
@@ -401,10 +396,10 @@ def test_secrets_are_never_written(tmp_path: Path, sandbox_home: Path, monkeypat
 # --- construction, options and errors --------------------------------------------------------------------
 
 _FACTORIES = {
-    "csv": loggers.csv_logger,
-    "tensorboard": loggers.tensorboard_logger,
-    "wandb": loggers.wandb_logger,
-    "comet": loggers.comet_logger,
+    "csv": csv_logger,
+    "tensorboard": tensorboard_logger,
+    "wandb": wandb_logger,
+    "comet": comet_logger,
 }
 
 
@@ -417,12 +412,12 @@ def test_factories_report_run_and_write_nothing_before_training(tmp_path: Path) 
 
 
 def test_run_root_outside_the_run_layout(tmp_path: Path) -> None:
-    inside = loggers.csv_logger(str(_log_dir(tmp_path, "csv")), NAME, VERSION)
+    inside = csv_logger(str(_log_dir(tmp_path, "csv")), NAME, VERSION)
     assert inside.save_dir == str(tmp_path / "runs")
     assert inside.root_dir == str(tmp_path / "runs" / NAME)
 
     elsewhere = tmp_path / "somewhere"
-    logger = loggers.csv_logger(str(elsewhere), NAME, VERSION)
+    logger = csv_logger(str(elsewhere), NAME, VERSION)
     assert logger.save_dir == logger.root_dir == logger.log_dir == str(elsewhere)
     logger.log_metrics({"train/loss": 0.5}, step=0)
     logger.finalize("success")
@@ -431,28 +426,26 @@ def test_run_root_outside_the_run_layout(tmp_path: Path) -> None:
 
 def test_wandb_run_id_is_stable_for_the_run(tmp_path: Path) -> None:
     log_dir = str(_log_dir(tmp_path, "wandb"))
-    first = loggers.wandb_logger(log_dir, NAME, VERSION)
-    again = loggers.wandb_logger(log_dir, NAME, VERSION)
-    other = loggers.wandb_logger(str(tmp_path / "runs" / NAME / "version_4" / "logs" / "wandb"), NAME, "version_4")
+    first = wandb_logger(log_dir, NAME, VERSION)
+    again = wandb_logger(log_dir, NAME, VERSION)
+    other = wandb_logger(str(tmp_path / "runs" / NAME / "version_4" / "logs" / "wandb"), NAME, "version_4")
     assert re.fullmatch(r"[a-z0-9]+", first.run_id)
     assert first.run_id == again.run_id != other.run_id
-    assert loggers.wandb_logger(log_dir, NAME, VERSION, id="chosen1").run_id == "chosen1"
+    assert wandb_logger(log_dir, NAME, VERSION, id="chosen1").run_id == "chosen1"
 
 
 def test_wandb_and_comet_go_online_only_with_an_api_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import comet_ml
 
-    from enhtrain.loggers.comet_offline import CometOfflineLogger, CometOnlineLogger
-
     wandb_dir, comet_dir = str(_log_dir(tmp_path, "wandb")), str(_log_dir(tmp_path, "comet"))
-    offline = loggers.wandb_logger(wandb_dir, NAME, VERSION)
+    offline = wandb_logger(wandb_dir, NAME, VERSION)
     assert offline._offline and offline._wandb_init["mode"] == "offline"
-    assert isinstance(loggers.comet_logger(comet_dir, NAME, VERSION), CometOfflineLogger)
+    assert isinstance(comet_logger(comet_dir, NAME, VERSION), CometOfflineLogger)
 
     monkeypatch.setenv("WANDB_API_KEY", FAKE_WANDB_KEY)
-    online = loggers.wandb_logger(wandb_dir, NAME, VERSION)
+    online = wandb_logger(wandb_dir, NAME, VERSION)
     assert not online._offline and "mode" not in online._wandb_init
-    assert loggers.wandb_logger(wandb_dir, NAME, VERSION, offline=True)._offline
+    assert wandb_logger(wandb_dir, NAME, VERSION, offline=True)._offline
 
     started: list[dict[str, Any]] = []
 
@@ -470,7 +463,7 @@ def test_wandb_and_comet_go_online_only_with_an_api_key(tmp_path: Path, monkeypa
         return _Experiment()
 
     monkeypatch.setattr(comet_ml, "start", fake_start)
-    comet = loggers.comet_logger(comet_dir, NAME, VERSION, offline=False, api_key=FAKE_COMET_OPTION_KEY)
+    comet = comet_logger(comet_dir, NAME, VERSION, offline=False, api_key=FAKE_COMET_OPTION_KEY)
     assert isinstance(comet, CometOnlineLogger)
     assert (comet.name, comet.version, comet.save_dir) == (NAME, VERSION, comet_dir)
     (kwargs,) = started
@@ -531,16 +524,14 @@ def test_bad_options_are_config_errors(
 
 
 def test_options_reach_the_lightning_logger(tmp_path: Path) -> None:
-    csv_logger = loggers.csv_logger(
-        str(_log_dir(tmp_path, "csv")), NAME, VERSION, prefix="p", flush_logs_every_n_steps=7
-    )
-    assert (csv_logger._prefix, csv_logger._flush_logs_every_n_steps) == ("p", 7)
-    tb_logger = loggers.tensorboard_logger(str(_log_dir(tmp_path, "tb")), NAME, VERSION, sub_dir="s", max_queue=3)
+    csv_logs = csv_logger(str(_log_dir(tmp_path, "csv")), NAME, VERSION, prefix="p", flush_logs_every_n_steps=7)
+    assert (csv_logs._prefix, csv_logs._flush_logs_every_n_steps) == ("p", 7)
+    tb_logger = tensorboard_logger(str(_log_dir(tmp_path, "tb")), NAME, VERSION, sub_dir="s", max_queue=3)
     assert tb_logger.log_dir == str(_log_dir(tmp_path, "tb") / "s")
     assert tb_logger._kwargs == {"max_queue": 3}
-    wandb_logger = loggers.wandb_logger(str(_log_dir(tmp_path, "wandb")), NAME, VERSION, tags=["a"], entity="me")
-    assert (wandb_logger._wandb_init["tags"], wandb_logger._wandb_init["entity"]) == (["a"], "me")
-    assert wandb_logger._wandb_init["dir"] == str(_log_dir(tmp_path, "wandb").parent)
+    wb_logger = wandb_logger(str(_log_dir(tmp_path, "wandb")), NAME, VERSION, tags=["a"], entity="me")
+    assert (wb_logger._wandb_init["tags"], wb_logger._wandb_init["entity"]) == (["a"], "me")
+    assert wb_logger._wandb_init["dir"] == str(_log_dir(tmp_path, "wandb").parent)
 
 
 def test_logger_classes_pickle(tmp_path: Path) -> None:
@@ -551,10 +542,20 @@ def test_logger_classes_pickle(tmp_path: Path) -> None:
         assert (copy.name, copy.version, copy.log_dir) == (NAME, VERSION, logger.log_dir)
 
 
-def test_importing_the_factories_stays_light() -> None:
-    code = (
-        "import sys, enhtrain.loggers.factories, enhtrain.secrets;"
+def test_importing_the_loggers_stays_light() -> None:
+    # The package imports no logger module; a logger module imports Lightning, as Lightning's own loggers do,
+    # but not its service's package, which only creating the logger imports.
+    package = (
+        "import sys, enhtrain.loggers, enhtrain.secrets;"
         "print(sorted(m for m in ('torch', 'lightning', 'wandb', 'comet_ml') if m in sys.modules))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ)
-    assert result.stdout.strip() == "[]"
+    modules = (
+        "import sys, enhtrain.loggers.csv, enhtrain.loggers.tensorboard;"
+        "import enhtrain.loggers.wandb, enhtrain.loggers.comet;"
+        "print(sorted(m for m in ('wandb', 'comet_ml', 'tensorboard', 'tensorboardX') if m in sys.modules))"
+    )
+    for code in (package, modules):
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=os.environ
+        )
+        assert result.stdout.strip() == "[]", code

@@ -22,7 +22,7 @@ import yaml
 
 from enhtrain import ConfigError, PluginError, hookimpl, plugins
 from enhtrain.plugins.registry import KindRegistry, snake_case
-from enhtrain.testing import tiny_config
+from enhtrain.testing import temporary_plugins, tiny_config
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -478,7 +478,13 @@ def test_registered_plugin_object_is_used_and_removed_after(enhtrain_plugin: Any
     assert registered["ghost_plugin"] == {"callbacks": ["ghost", "missing_class"]}
 
 
-def test_plugin_object_from_previous_test_is_gone() -> None:
+def test_plugin_object_registered_for_a_test_is_gone_after() -> None:
+    # `temporary_plugins` is what the `enhtrain_plugin_manager` fixture wraps around a test.
+    with temporary_plugins() as manager:
+        manager.register(GhostPlugin(), name="ghost_plugin")
+        assert "ghost" in plugins.get_registry().callbacks.names()
+        assert plugins.get_plugin_manager().get_plugin("ghost_plugin") is not None
+
     assert "ghost" not in plugins.get_registry().callbacks.names()
     assert plugins.get_plugin_manager().get_plugin("ghost_plugin") is None
 
@@ -628,7 +634,8 @@ def test_selecting_a_logger_imports_only_its_module() -> None:
     after_csv, after_jsonl = set(probe["after_csv"]), set(probe["after_jsonl"])
     assert probe["csv"] == "RunCSVLogger"
     assert probe["jsonl"] == "JsonlLogger"
-    assert "enhtrain.loggers.factories" in after_csv
+    assert "enhtrain.loggers.csv" in after_csv
+    assert not {"enhtrain.loggers.tensorboard", "enhtrain.loggers.wandb", "enhtrain.loggers.comet"} & after_csv
     assert not {"wandb", "comet_ml", "enhtrain_example.loggers"} & after_csv
     assert "enhtrain_example.loggers" in after_jsonl
     assert not {"wandb", "comet_ml", "enhtrain_example.callbacks", "enhtrain_example.profilers"} & after_jsonl

@@ -12,24 +12,22 @@ from lightning.pytorch.callbacks import RichProgressBar
 from enhtrain.callbacks.progress import PlainProgressBar, default_progress_callbacks
 from enhtrain.commands import main
 from enhtrain.profilers import WindowedPyTorchProfiler
+from enhtrain.testing import write_tiny_config
 
-TINY = """\
-seed_everything: 5
-trainer: {max_epochs: 1, limit_train_batches: 6, limit_val_batches: 2, accelerator: cpu, log_every_n_steps: 1}
-model:
-  class_path: enhtrain.models.MLPClassifier
-  init_args: {hidden_dims: [16], micro_batch_size: 8}
-data:
-  class_path: enhtrain.data.DatasetDataModule
-  init_args: {dataset: digits, batch_size: 16}
-experiment: {name: prof, checkpoint: null}
-"""
+# Six training steps, so that a profiler window and the progress lines have room; no checkpoints.
+TINY = {
+    "seed_everything": 5,
+    "trainer": {"limit_train_batches": 6, "limit_val_batches": 2},
+    "model": {"init_args": {"hidden_dims": [16], "micro_batch_size": 8}},
+    "data": {"init_args": {"batch_size": 16}},
+    "experiment": {"name": "prof", "checkpoint": None},
+}
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "tiny.yaml").write_text(TINY)
+    write_tiny_config(tmp_path / "tiny.yaml", TINY)
     return tmp_path
 
 

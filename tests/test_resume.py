@@ -22,44 +22,36 @@ import torch
 from enhtrain._io import TMP_PREFIX
 from enhtrain.checkpoints.manifest import Manifest, sha256_file
 from enhtrain.run.resume import newest_verified
+from enhtrain.testing import write_tiny_config
 
-# Micro-batching, an LR scheduler stepped per epoch, and dropout (so the random state matters too).
-EXACT = """\
-seed_everything: 11
-trainer: {max_epochs: 1, limit_train_batches: 6, limit_val_batches: 2, accelerator: cpu, log_every_n_steps: 1,
-          enable_model_summary: false}
-model:
-  class_path: enhtrain.models.MLPClassifier
-  init_args: {hidden_dims: [16], micro_batch_size: 4, dropout: 0.2}
-data:
-  class_path: enhtrain.data.DatasetDataModule
-  init_args: {dataset: digits, batch_size: 16}
-optimizer: {class_path: torch.optim.AdamW, init_args: {lr: 0.01}}
-lr_scheduler: {class_path: torch.optim.lr_scheduler.StepLR, init_args: {step_size: 1, gamma: 0.5}}
-experiment:
-  name: exact
-  loggers: {tensorboard: null}
-  checkpoint: {monitor: val/loss}
-"""
+# Micro-batching, an LR scheduler stepped per epoch, and dropout (so the random state matters too). The sanity
+# check, Lightning's default, draws random numbers before the resumed state is restored.
+EXACT = {
+    "seed_everything": 11,
+    "trainer": {"limit_train_batches": 6, "limit_val_batches": 2, "num_sanity_val_steps": 2},
+    "model": {"init_args": {"hidden_dims": [16], "micro_batch_size": 4, "dropout": 0.2}},
+    "data": {"init_args": {"batch_size": 16}},
+    "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01}},
+    "lr_scheduler": {"class_path": "torch.optim.lr_scheduler.StepLR", "init_args": {"step_size": 1, "gamma": 0.5}},
+    "experiment": {"name": "exact", "loggers": {"tensorboard": None}, "checkpoint": {"monitor": "val/loss"}},
+}
 
 # Full epochs of digits (79 batches each), a checkpoint every 10 steps.
 KILL_EPOCHS = 3
 KILL_STEPS = KILL_EPOCHS * 79
-KILL = f"""\
-seed_everything: 5
-trainer: {{max_epochs: {KILL_EPOCHS}, limit_val_batches: 2, accelerator: cpu, log_every_n_steps: 20,
-          enable_model_summary: false}}
-model:
-  class_path: enhtrain.models.MLPClassifier
-  init_args: {{hidden_dims: [16], micro_batch_size: 8}}
-data:
-  class_path: enhtrain.data.DatasetDataModule
-  init_args: {{dataset: digits, batch_size: 16}}
-experiment:
-  name: kill
-  loggers: {{tensorboard: null}}
-  checkpoint: {{every_n_train_steps: 10}}
-"""
+KILL = {
+    "seed_everything": 5,
+    "trainer": {
+        "max_epochs": KILL_EPOCHS,
+        "limit_train_batches": None,
+        "limit_val_batches": 2,
+        "num_sanity_val_steps": 2,
+        "log_every_n_steps": 20,
+    },
+    "model": {"init_args": {"hidden_dims": [16], "micro_batch_size": 8}},
+    "data": {"init_args": {"batch_size": 16}},
+    "experiment": {"name": "kill", "loggers": {"tensorboard": None}, "checkpoint": {"every_n_train_steps": 10}},
+}
 
 # A process that imports enhtrain, Lightning and torch once, then forks one fresh process per request: each is
 # a real process that can be killed, without paying the imports every time.
@@ -199,7 +191,7 @@ def _state(path: Path) -> dict[str, Any]:
 
 
 def test_exact_resume_matches_an_uninterrupted_run(tmp_path: Path) -> None:
-    (tmp_path / "exact.yaml").write_text(EXACT)
+    write_tiny_config(tmp_path / "exact.yaml", EXACT)
     base = ["fit", "--config", "exact.yaml"]
     first = _enhtrain(tmp_path, *base, "--experiment.version", "split")
     straight = _enhtrain(tmp_path, *base, "--experiment.version", "straight", "--trainer.max_epochs", "2")
@@ -253,7 +245,7 @@ def _temp_files(directory: Path) -> list[Path]:
 
 
 def test_sigterm_saves_marks_interrupted_and_resume_auto_continues(zygote: Zygote, tmp_path: Path) -> None:
-    (tmp_path / "kill.yaml").write_text(KILL)
+    write_tiny_config(tmp_path / "kill.yaml", KILL)
     run = tmp_path / "runs/kill/version_0"
     # Long enough never to end on its own before the signal, however fast the machine.
     zygote.start(tmp_path, ["fit", "--config", "kill.yaml", "--trainer.max_epochs", "50"], tmp_path / "first.log")
@@ -293,7 +285,7 @@ def _saved_step(checkpoints: Path) -> int:
 
 
 def test_kill_9_at_random_moments_always_resumes(zygote: Zygote, tmp_path: Path) -> None:
-    (tmp_path / "kill.yaml").write_text(KILL)
+    write_tiny_config(tmp_path / "kill.yaml", KILL)
     checkpoints = tmp_path / "runs/kill/version_0/checkpoints"
     argv = ["fit", "--config", "kill.yaml", "--experiment.resume", "auto"]
     rng = random.Random(1234)
@@ -431,25 +423,19 @@ def _bad_checkpoints(run_ckpts: Path, marker: Path) -> dict[str, Path]:
     return {"truncated": truncated, "tampered": tampered, "evil": evil}
 
 
-TINY = """\
-seed_everything: 3
-trainer: {max_epochs: 1, limit_train_batches: 2, limit_val_batches: 1, accelerator: cpu, enable_model_summary: false}
-model:
-  class_path: enhtrain.models.MLPClassifier
-  init_args: {hidden_dims: [16]}
-data:
-  class_path: enhtrain.data.DatasetDataModule
-  init_args: {dataset: digits, batch_size: 16}
-experiment:
-  name: bad
-  loggers: {tensorboard: null}
-"""
+# Two training steps and the checkpoints of its one epoch, to tamper with.
+TINY = {
+    "seed_everything": 3,
+    "model": {"init_args": {"hidden_dims": [16]}},
+    "data": {"init_args": {"batch_size": 16}},
+    "experiment": {"name": "bad", "loggers": {"tensorboard": None}},
+}
 
 
 @pytest.fixture(scope="module")
 def bad_run(zygote: Zygote, tmp_path_factory: pytest.TempPathFactory) -> Path:
     workdir = tmp_path_factory.mktemp("bad")
-    (workdir / "tiny.yaml").write_text(TINY)
+    write_tiny_config(workdir / "tiny.yaml", TINY)
     assert zygote.run(workdir, ["fit", "--config", "tiny.yaml"], workdir / "first.log") == 0
     return workdir
 

@@ -14,27 +14,22 @@ import yaml
 from enhtrain.checkpoints.manifest import Manifest
 from enhtrain.commands import main
 from enhtrain.run.directory import create_run_dir
+from enhtrain.testing import write_tiny_config
 
-TINY = """\
-seed_everything: 3
-trainer: {max_epochs: 1, limit_train_batches: 4, limit_val_batches: 2, accelerator: cpu, log_every_n_steps: 1}
-model:
-  class_path: enhtrain.models.MLPClassifier
-  init_args: {hidden_dims: [16], micro_batch_size: 8}
-data:
-  class_path: enhtrain.data.DatasetDataModule
-  init_args: {dataset: digits, batch_size: 16}
-experiment:
-  name: tiny
-  tags: [unit]
-  checkpoint: {monitor: val/loss}
-"""
+# Four training steps through micro-batches of 8 rows, checkpoints monitoring the validation loss.
+TINY = {
+    "seed_everything": 3,
+    "trainer": {"limit_train_batches": 4, "limit_val_batches": 2},
+    "model": {"init_args": {"hidden_dims": [16], "micro_batch_size": 8}},
+    "data": {"init_args": {"batch_size": 16}},
+    "experiment": {"name": "tiny", "tags": ["unit"], "checkpoint": {"monitor": "val/loss"}},
+}
 
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "tiny.yaml").write_text(TINY)
+    write_tiny_config(tmp_path / "tiny.yaml", TINY)
     return tmp_path
 
 
@@ -48,7 +43,7 @@ def test_fit_writes_a_complete_run(workdir: Path, capsys: pytest.CaptureFixture[
     code, out, err = fit(capsys)
     assert code == 0, err
     run = workdir / "runs" / "tiny" / "version_0"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "logs", "metadata.json",
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "checkpoints", "config.yaml", "logs", "metadata.json",
                                                       "profiler"]
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["experiment"]["name"] == "tiny"

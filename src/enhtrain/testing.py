@@ -27,7 +27,15 @@ from typing import Any
 
 import pytest
 
-__all__ = ["CliResult", "enhtrain_cli", "enhtrain_plugin", "enhtrain_plugin_manager", "tiny_config"]
+__all__ = [
+    "CliResult",
+    "enhtrain_cli",
+    "enhtrain_plugin",
+    "enhtrain_plugin_manager",
+    "temporary_plugins",
+    "tiny_config",
+    "write_tiny_config",
+]
 
 
 def tiny_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -70,6 +78,29 @@ def tiny_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     return _merged(base, overrides or {})
 
 
+def write_tiny_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Path:
+    """Write :func:`tiny_config` with ``overrides`` merged into it as a YAML file.
+
+    Args:
+        path: The file to write.
+        overrides: As for :func:`tiny_config`.
+
+    Returns:
+        The path of the file.
+
+    Example::
+
+        write_tiny_config(tmp_path / "tiny.yaml", {"experiment": {"name": "demo", "checkpoint": None}})
+        result = enhtrain_cli("fit", "--config", "tiny.yaml")
+
+    """
+    import yaml
+
+    path = Path(path)
+    path.write_text(yaml.safe_dump(tiny_config(overrides), sort_keys=False), encoding="utf-8")
+    return path
+
+
 def _merged(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in overrides.items():
@@ -102,16 +133,34 @@ class CliResult:
         return sorted(p for p in base.glob("*/*") if p.is_dir()) if base.is_dir() else []
 
 
-@pytest.fixture
-def enhtrain_plugin_manager() -> Iterator[Any]:
-    """The process's enhtrain ``pluggy.PluginManager``; plugins a test registers on it are removed after."""
+@contextlib.contextmanager
+def temporary_plugins() -> Iterator[Any]:
+    """Yield the process's enhtrain ``pluggy.PluginManager``; plugins registered on it in the block are removed after.
+
+    Example::
+
+        with temporary_plugins() as manager:
+            manager.register(MyPlugin(), name="my_plugin")
+            assert "my_callback" in plugins.get_registry().callbacks.names()
+        assert "my_callback" not in plugins.get_registry().callbacks.names()
+
+    """
     from enhtrain import plugins
 
     manager = plugins.get_plugin_manager()
     before = set(manager.get_plugins())
-    yield manager
-    for plugin in set(manager.get_plugins()) - before:
-        manager.unregister(plugin)
+    try:
+        yield manager
+    finally:
+        for plugin in set(manager.get_plugins()) - before:
+            manager.unregister(plugin)
+
+
+@pytest.fixture
+def enhtrain_plugin_manager() -> Iterator[Any]:
+    """The process's enhtrain ``pluggy.PluginManager``; plugins a test registers on it are removed after."""
+    with temporary_plugins() as manager:
+        yield manager
 
 
 @pytest.fixture

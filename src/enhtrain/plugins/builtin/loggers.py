@@ -6,10 +6,10 @@ from enhtrain.plugins.hookspecs import hookimpl
 from enhtrain.plugins.registry import KindRegistry
 
 BUILTIN_LOGGERS = {
-    "csv": "enhtrain.loggers.factories:csv_logger",
-    "tensorboard": "enhtrain.loggers.factories:tensorboard_logger",
-    "wandb": "enhtrain.loggers.factories:wandb_logger",
-    "comet": "enhtrain.loggers.factories:comet_logger",
+    "csv": "enhtrain.loggers.csv:csv_logger",
+    "tensorboard": "enhtrain.loggers.tensorboard:tensorboard_logger",
+    "wandb": "enhtrain.loggers.wandb:wandb_logger",
+    "comet": "enhtrain.loggers.comet:comet_logger",
 }
 
 

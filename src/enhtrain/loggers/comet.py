@@ -1,11 +1,17 @@
-"""Comet loggers that share the run's name and version.
+"""The run's Comet loggers.
+
+The ``comet`` factory is called as ``comet_logger(log_dir, name, version, **options)``: ``log_dir`` is the
+logger's own directory, ``<run>/logs/comet`` in a run ``runs/<name>/<version>/``. The logger reports the run's
+name and version and runs offline unless an API key is set (``COMET_API_KEY`` or an ``api_key`` option) or
+``offline: false`` is given.
 
 Lightning's ``CometLogger(online=False)`` creates a *disabled* experiment, which writes nothing at all.
-:class:`CometOfflineLogger` writes a real offline archive instead, ``<offline_directory>/<key>.zip``, which
-``comet upload`` sends to Comet later. :class:`CometOnlineLogger` is Lightning's ``CometLogger`` reporting the
-run's name and version.
+:class:`CometOfflineLogger` writes a real offline archive instead, ``<log_dir>/<experiment key>.zip``, which
+``comet upload`` sends to Comet later; nothing contacts Comet's servers. :class:`CometOnlineLogger` is
+Lightning's ``CometLogger`` reporting the run's name and version. Both mask secrets in the hyper-parameters
+(see :mod:`enhtrain.secrets`).
 
-``comet_ml`` is imported only when an experiment is created.
+Importing this module does not import ``comet_ml``; creating a logger does.
 """
 
 from __future__ import annotations
@@ -23,17 +29,25 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 from typing_extensions import override
 
+from enhtrain.loggers._common import _RUN_OPTIONS, _check_options, _offline, _parameters, _require
 from enhtrain.secrets import mask_secrets
 
 if TYPE_CHECKING:
     from comet_ml import OfflineExperiment
 
-__all__ = ["CometOfflineLogger", "CometOnlineLogger"]
+__all__ = ["CometOfflineLogger", "CometOnlineLogger", "comet_logger"]
 
+# Comet options that copy the command line, the source and the git patch, secrets included, into the experiment
+# (offline, CometOfflineLogger sets its own defaults).
+_COMET_ONLINE_DEFAULTS = {"log_code": False, "parse_args": False, "log_git_patch": False}
+# Options of the comet factory besides those of `comet_ml.ExperimentConfig`.
+_COMET_OWN_OPTIONS = ("api_key", "experiment_key", "offline", "online", "prefix", "project", "tags", "workspace")
+# The "Created from" other of an offline experiment.
 _CREATED_FROM = "enhtrain"
 
 
 def _import_comet_ml() -> Any:
+    """Import ``comet_ml`` with auto-logging and error tracking off."""
     # Read when comet_ml is first imported: auto-logging patches torch, Lightning and other frameworks, error
     # tracking reports to Comet's Sentry.
     os.environ.setdefault("COMET_DISABLE_AUTO_LOGGING", "1")
@@ -44,6 +58,7 @@ def _import_comet_ml() -> Any:
 
 
 def _accepted_kwargs(factory: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the items of ``kwargs`` that ``factory`` takes."""
     parameters = inspect.signature(factory).parameters
     return {key: value for key, value in kwargs.items() if key in parameters}
 
@@ -276,3 +291,47 @@ class CometOnlineLogger(CometLogger):
             params: The hyper-parameters.
         """
         super().log_hyperparams(mask_secrets(_convert_params(params)))
+
+
+def comet_logger(log_dir: str, name: str, version: str, **options: Any) -> CometOfflineLogger | CometOnlineLogger:
+    """Create the run's Comet logger.
+
+    Offline (the default unless ``offline: false`` is given or an API key is set, through ``COMET_API_KEY`` or
+    the ``api_key`` option), a :class:`CometOfflineLogger` writes ``<log_dir>/<experiment key>.zip`` for
+    ``comet upload``; the API key is never written into it, and options that would contact the network
+    (``log_env_details``) are off unless turned on. Online, a :class:`CometOnlineLogger` streams to Comet.
+    Either way ``log_code``, ``parse_args`` and ``log_git_patch`` are off unless turned on, since they copy the
+    command line and source into the experiment, secrets included.
+
+    Args:
+        log_dir: The logger's directory, ``<run>/logs/comet``.
+        name: The run's name.
+        version: The run's version.
+        **options: ``offline`` (or ``online``), ``api_key``, ``project``, ``workspace``, ``experiment_key``,
+            ``prefix``, ``tags`` and options of ``comet_ml.ExperimentConfig`` (``log_code``, ``log_graph``,
+            ``auto_output_logging``, ``display_summary_level``, ...).
+
+    Returns:
+        The Comet logger.
+
+    Raises:
+        ConfigError: If comet_ml is not installed, or an option is unknown, set by enhtrain or conflicting.
+    """
+    options = dict(options)
+    api_key = options.pop("api_key", None)
+    offline = _offline("comet", options, api_key, "COMET_API_KEY")
+    # comet_ml reads both when first imported: auto-logging patches frameworks, error tracking reports to
+    # Comet's Sentry.
+    os.environ.setdefault("COMET_DISABLE_AUTO_LOGGING", "1")
+    if offline:
+        os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
+    _require("comet", "comet_ml", "comet")
+    import comet_ml
+
+    config_options = _parameters(comet_ml.ExperimentConfig) - set(_RUN_OPTIONS)
+    _check_options("comet", options, config_options | set(_COMET_OWN_OPTIONS))
+    if offline:
+        # The key is for uploading later; an offline archive must not carry it.
+        return CometOfflineLogger(log_dir, name, version, **options)
+    options = {**_COMET_ONLINE_DEFAULTS, **options}
+    return CometOnlineLogger(log_dir, name, version, api_key=api_key, **options)

@@ -1,0 +1,92 @@
+"""The run's TensorBoard logger: ``<log_dir>/events.out.tfevents.*`` and ``<log_dir>/hparams.yaml``.
+
+The ``tensorboard`` factory is called as ``tensorboard_logger(log_dir, name, version, **options)``: ``log_dir``
+is the logger's own directory, ``<run>/logs/tensorboard`` in a run ``runs/<name>/<version>/``. The logger reports
+the run's name and version; ``logger.log_dir`` is ``log_dir`` (``<log_dir>/<sub_dir>`` with ``sub_dir``) and,
+inside a run directory, ``logger.save_dir`` is the runs root, as for the CSV logger
+(:mod:`enhtrain.loggers.csv`). Secrets in the hyper-parameters are masked (see :mod:`enhtrain.secrets`).
+"""
+
+from __future__ import annotations
+
+import os
+from argparse import Namespace
+from typing import Any
+
+from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
+from lightning.fabric.utilities.logger import _convert_params
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from typing_extensions import override
+
+from enhtrain.loggers._common import _check_options, _parameters, _RunLayout
+from enhtrain.secrets import mask_secrets
+
+__all__ = ["RunTensorBoardLogger", "tensorboard_logger"]
+
+
+class RunTensorBoardLogger(_RunLayout, TensorBoardLogger):
+    r"""Lightning's ``TensorBoardLogger`` writing its events and ``hparams.yaml`` directly in ``log_dir``.
+
+    Example::
+
+        logger = RunTensorBoardLogger("runs/mnist/version_0/logs/tensorboard", name="mnist", version="version_0")
+        trainer = Trainer(logger=logger)
+
+    Args:
+        log_dir: The logger's directory.
+        name: The run's name.
+        version: The run's version.
+        \**kwargs: Further arguments of ``TensorBoardLogger`` and of its ``SummaryWriter``.
+
+    """
+
+    @property
+    @override
+    def log_dir(self) -> str:
+        """The directory of the event files (``<log_dir>/<sub_dir>`` when ``sub_dir`` is given)."""
+        return self._run_log_dir if self.sub_dir is None else os.path.join(self._run_log_dir, self.sub_dir)
+
+    @override
+    @rank_zero_only
+    def log_hyperparams(
+        self, params: dict[str, Any] | Namespace, metrics: dict[str, Any] | None = None, step: int | None = None
+    ) -> None:
+        """Record hyper-parameters, secrets masked.
+
+        Args:
+            params: The hyper-parameters.
+            metrics: Metrics shown with the hyper-parameters.
+            step: The global step of ``metrics``.
+        """
+        super().log_hyperparams(mask_secrets(_convert_params(params)), metrics=metrics, step=step)
+
+
+def _summary_writer_parameters() -> set[str]:
+    """The options of the ``SummaryWriter`` that Lightning's ``TensorBoardLogger`` uses."""
+    if _TENSORBOARD_AVAILABLE:
+        from torch.utils.tensorboard import SummaryWriter
+    else:
+        from tensorboardX import SummaryWriter
+
+    return _parameters(SummaryWriter.__init__)
+
+
+def tensorboard_logger(log_dir: str, name: str, version: str, **options: Any) -> RunTensorBoardLogger:
+    """Create the run's TensorBoard logger, writing its event files and ``hparams.yaml`` in ``log_dir``.
+
+    Args:
+        log_dir: The logger's directory, ``<run>/logs/tensorboard``.
+        name: The run's name.
+        version: The run's version.
+        **options: Options of Lightning's ``TensorBoardLogger`` (``log_graph``, ``default_hp_metric``,
+            ``prefix``, ``sub_dir``) and of its ``SummaryWriter`` (``max_queue``, ``flush_secs``, ...).
+
+    Returns:
+        A :class:`RunTensorBoardLogger`.
+
+    Raises:
+        ConfigError: If an option is unknown or is set by enhtrain.
+    """
+    _check_options("tensorboard", options, _parameters(TensorBoardLogger.__init__) | _summary_writer_parameters())
+    return RunTensorBoardLogger(log_dir, name, version, **options)
