@@ -326,22 +326,39 @@ def test_no_secret_reaches_any_byte_of_a_run(tmp_path: Path) -> None:
                                    "init_args": {"api_key": PLANTED["API"]}}
     (tmp_path / "secret.yaml").write_text(yaml.safe_dump(config))
     env = {**os.environ, "ENHTRAIN_PLAIN_PROGRESS": "1", "DB_PASSWORD": PLANTED["DB"], "PYTHONPATH": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-m", "enhtrain", "fit", "--config", "secret.yaml"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    run = tmp_path / RUN
-    checkpoints = list((run / "checkpoints").glob("*.ckpt"))
+    commands = [["fit"]] + [[sub, "--ckpt_path", str(RUN / "checkpoints/last.ckpt"), "--experiment.checkpoint", "null"]
+                            for sub in ("validate", "test", "predict")]
+    outputs = []
+    for command in commands:
+        proc = subprocess.run([sys.executable, "-m", "enhtrain", *command, "--config", "secret.yaml"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outputs += [proc.stdout, proc.stderr]
+    # Every command wrote a run of its own: fit, validate, test and predict.
+    assert len(list((tmp_path / "runs/safe").iterdir())) == 4
+    checkpoints = list((tmp_path / RUN / "checkpoints").glob("*.ckpt"))
     assert len(checkpoints) >= 2
     saved = torch.load(checkpoints[0], weights_only=True)
     assert saved["datamodule_hyper_parameters"]["init_args"]["api_key"] == "**********"
-    files = [p for p in run.rglob("*") if p.is_file()]
+    files = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
     assert any(p.suffix == ".ckpt" for p in files) and any("tfevents" in p.name for p in files)
     for path in files:
         content = path.read_bytes()
         for secret in PLANTED.values():
             assert secret.encode() not in content, f"{secret} in {path}"
-    for stream in (proc.stdout, proc.stderr):
+    for stream in outputs:
         assert all(secret not in stream for secret in PLANTED.values())
+
+
+@pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
+def test_a_refused_evaluation_leaves_the_runs_alone(
+    subcommand: str, workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _pickled_last(workdir)
+    before = digests(workdir)
+    code, err = run_cli(capsys, subcommand, "--config", "base.yaml", "--ckpt_path", str(RUN / "checkpoints/last.ckpt"))
+    assert_refused(code, err, "needs pickled Python objects")
+    assert digests(workdir) == before and not (workdir / "pwned").exists()
 
 
 # --- exits and file modes ----------------------------------------------------------------------------------------

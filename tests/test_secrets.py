@@ -198,7 +198,8 @@ def test_mask_secrets_extra_values(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_short_secret_from_the_environment_is_masked_whatever_its_length(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DB_PASSWORD", "hu2")
-    assert mask_text("connect with hu2 to db; hu23 is another word") == f"connect with {MASK} to db; hu23 is another word"
+    masked = mask_text("connect with hu2 to db; hu23 is another word")
+    assert masked == f"connect with {MASK} to db; hu23 is another word"
 
 
 def test_mask_secrets_masks_the_longest_secret_whole() -> None:

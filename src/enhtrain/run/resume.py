@@ -17,7 +17,14 @@ from enhtrain.run.directory import list_versions
 if TYPE_CHECKING:
     from enhtrain.config.schema import ExperimentConfig
 
-__all__ = ["IGNORED_ON_RESUME", "ResumePoint", "check_config_change", "find_resume_point", "newest_verified"]
+__all__ = [
+    "IGNORED_ON_RESUME",
+    "ResumePoint",
+    "check_config_change",
+    "find_resume_point",
+    "newest_verified",
+    "read_saved_config",
+]
 
 IGNORED_ON_RESUME = ("resume", "allow_config_change", "version", "trust_checkpoint")
 """Keys of ``experiment`` that may differ between a run and its resumption."""
@@ -164,6 +171,22 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def read_saved_config(path: Path) -> dict[str, Any]:
+    """Read a run's ``config.yaml`` with the limits of every config.
+
+    Raises:
+        ConfigError: If it cannot be read, is not YAML within the limits, or is not a mapping.
+    """
+    from enhtrain.config.loading import load_yaml_value, read_config_text
+
+    saved = load_yaml_value(read_config_text(path), str(path))
+    if saved is None:
+        return {}
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{path}: the run's saved config is a {type(saved).__name__}, not a mapping")
+    return saved
+
+
 def check_config_change(saved_path: Path, config: dict[str, Any], *, allow: bool) -> None:
     """Refuse to resume when the config differs from the saved one, unless ``allow``.
 
@@ -173,9 +196,13 @@ def check_config_change(saved_path: Path, config: dict[str, Any], *, allow: bool
     if not saved_path.is_file():
         return
     try:
-        saved = yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
-        return
+        saved = read_saved_config(saved_path)
+    except ConfigError as err:
+        if allow:
+            warnings.warn(f"resuming without comparing configs: {err}", stacklevel=2)
+            return
+        raise ConfigError(f"{err}; cannot compare it with the config now: repair it, or pass "
+                          "--experiment.allow_config_change true") from err
     old = yaml.safe_dump(_comparable(saved), sort_keys=True).splitlines()
     new = yaml.safe_dump(_comparable(config), sort_keys=True).splitlines()
     if old == new:

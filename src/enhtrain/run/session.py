@@ -17,7 +17,7 @@ from enhtrain.run import metadata as run_metadata
 from enhtrain.run.components import build_callbacks, build_loggers, build_profiler
 from enhtrain.run.directory import RunDir, create_run_dir, open_existing
 from enhtrain.run.lock import RunLock
-from enhtrain.run.resume import ResumePoint, check_config_change, find_resume_point
+from enhtrain.run.resume import ResumePoint, check_config_change, find_resume_point, read_saved_config
 from enhtrain.secrets import mask_argv, mask_secrets, mask_text, secret_values
 from enhtrain.security import inside
 
@@ -201,7 +201,7 @@ class RunSession:
         text = yaml.safe_dump(self.masked_config, sort_keys=False)
         if point is None or not run.config_path.exists():
             atomic_write_text(inside(run.config_path, run.path, what="config file"), text)
-        elif yaml.safe_load(run.config_path.read_text(encoding="utf-8")) != self.masked_config:
+        elif _saved_config_or_none(run.config_path) != self.masked_config:
             previous = inside(run.path / f"config.before-resume-{int(time.time())}.yaml", run.path)
             self._restore[previous] = None
             with contextlib.suppress(OSError):
@@ -440,3 +440,11 @@ def _check_loads(checkpoint: str, trust: bool) -> int:
         raise CheckpointError(f"experiment.resume: {err}") from err
     step = loaded.get("global_step")
     return step if isinstance(step, int) else 0
+
+
+def _saved_config_or_none(path: Path) -> dict[str, Any] | None:
+    """The resumed run's saved config, or ``None`` when it cannot be read (it is then kept aside and rewritten)."""
+    try:
+        return read_saved_config(path)
+    except ConfigError:
+        return None
