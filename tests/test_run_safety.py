@@ -413,3 +413,22 @@ def test_a_failed_resume_setup_restores_the_resumed_runs_files(
     assert {k: v for k, v in after.items() if k.startswith(("config", "metadata"))} == {
         k: v for k, v in before.items() if k.startswith(("config", "metadata"))}
 
+
+
+def test_a_refused_config_ends_before_lightning_is_imported(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(_config()))
+    aliases = ['a: &a ["x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    aliases += [f"{n}: &{n} [{', '.join([f'*{p}'] * 9)}]" for p, n in zip("abcdefgh", "bcdefghi", strict=True)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(aliases) + "\n")
+    probe = (
+        "import sys, time\n"
+        "from enhtrain.commands import main\n"
+        "start = time.monotonic()\n"
+        "code = main(['fit', '--config', 'base.yaml', '--config', 'bomb.yaml'])\n"
+        "print(code, round(time.monotonic() - start, 3), 'lightning' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    code, elapsed, lightning, torch_loaded = proc.stdout.split()
+    assert_refused(int(code), proc.stderr, "bomb.yaml:", "YAML aliases expand to more than")
+    assert float(elapsed) < 2.0 and lightning == "False" and torch_loaded == "False"
+    assert not (tmp_path / "runs").exists()

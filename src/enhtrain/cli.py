@@ -43,18 +43,24 @@ class EnhancedCLI(LightningCLI):
         *args: Positional arguments of ``LightningCLI``.
         experiment_defaults: Switch the experiment on even when the config has no ``experiment`` section, as
             ``python -m enhtrain`` does.
+        prepared: The command line already composed by
+            :func:`~enhtrain.config.arguments.prepare_arguments` from ``args`` (``python -m enhtrain`` composes
+            it before Lightning is imported, so that a refused config ends at once).
         **kwargs: Keyword arguments of ``LightningCLI``.
     """
 
-    def __init__(self, *args: Any, experiment_defaults: bool = False, **kwargs: Any) -> None:
-        self.prepared: PreparedArgs | None = None
+    def __init__(
+        self, *args: Any, experiment_defaults: bool = False, prepared: PreparedArgs | None = None, **kwargs: Any
+    ) -> None:
+        self.prepared: PreparedArgs | None = prepared
         self.session: RunSession | None = None
         self._experiment_defaults = experiment_defaults
         cli_args = kwargs.get("args")
         if not isinstance(cli_args, (dict, Namespace)):
             argv = sys.argv[1:] if cli_args is None else [str(a) for a in cli_args]
             subcommands = tuple(self.subcommands()) if kwargs.get("run", True) else None
-            self.prepared = prepare_arguments(argv, force=experiment_defaults, subcommands=subcommands)
+            if self.prepared is None:
+                self.prepared = prepare_arguments(argv, force=experiment_defaults, subcommands=subcommands)
             if self.prepared is not None:
                 kwargs["args"] = self.prepared.argv
         super().__init__(*args, **kwargs)
@@ -322,8 +328,13 @@ def _raised_by_lightning(err: BaseException) -> bool:
     return module.startswith(("lightning.", "pytorch_lightning."))
 
 
-def run_training(argv: list[str]) -> None:
-    """Run a training subcommand (``fit``, ``validate``, ``test``, ``predict``) with enhtrain's defaults."""
+def run_training(argv: list[str], prepared: PreparedArgs | None = None) -> None:
+    """Run a training subcommand (``fit``, ``validate``, ``test``, ``predict``) with enhtrain's defaults.
+
+    Args:
+        argv: The arguments, without the program name.
+        prepared: ``argv`` already composed by :func:`~enhtrain.config.arguments.prepare_arguments`.
+    """
     parser_kwargs: dict[str, Any] = {"exit_on_error": False, "prog": "enhtrain", "formatter_class": _HelpFormatter}
     parser_kwargs.update(
         {
@@ -333,6 +344,7 @@ def run_training(argv: list[str]) -> None:
     )
     EnhancedCLI(
         experiment_defaults=True,
+        prepared=prepared,
         args=argv,
         parser_kwargs=parser_kwargs,
     )

@@ -298,7 +298,8 @@ def _apply_flags(data: dict[str, Any], rest: Sequence[str]) -> dict[tuple[str, .
         if candidate is not None and reads_files and candidate.is_file():
             from enhtrain.config.loading import read_config_text
 
-            value = _parse_flag_value(read_config_text(candidate), f"{label} ({text})")
+            label = f"{label} ({text})"
+            value = _parse_flag_value(read_config_text(candidate), label)
         else:
             value = _parse_flag_value(text, label)
         keys = tuple(key.split("."))

@@ -21,12 +21,17 @@ def format_parser_error(message: str) -> str:
 
 def run(argv: list[str]) -> int:
     """Run a training subcommand; jsonargparse errors become a :class:`ConfigError`."""
+    from enhtrain.config.arguments import prepare_arguments
+
+    # Composing and checking the config needs no torch: a refused config ends before Lightning is imported.
+    prepared = prepare_arguments(argv, force=True)
+
     from jsonargparse import ArgumentError
 
     from enhtrain.cli import run_training
 
     try:
-        run_training(argv)
+        run_training(argv, prepared)
     except ArgumentError as err:
         raise ConfigError(format_parser_error(str(err))) from err
     except SystemExit as exit_:
