@@ -89,15 +89,7 @@ def find_resume_point(experiment: ExperimentConfig, *, trust: bool = False) -> R
     name_dir = Path(experiment.root_dir) / experiment.name
     if resume == "auto":
         for run_dir in _ordered_runs(name_dir):
-            try:
-                found, skipped = newest_verified(run_dir / "checkpoints")
-            except ManifestError as err:
-                raise CheckpointError(
-                    f"experiment.resume auto: {err.detail}; repair it and resume again, or remove it and resume "
-                    "from one of its checkpoints with --experiment.resume PATH"
-                ) from None
-            for message in skipped:
-                warnings.warn(message, stacklevel=2)
+            found = _newest_of(run_dir, resume)
             if found is not None:
                 return ResumePoint(run_dir, found)
         return None
@@ -110,6 +102,14 @@ def find_resume_point(experiment: ExperimentConfig, *, trust: bool = False) -> R
         raise CheckpointError(
             f"experiment.resume: run version '{resume}' not found under '{name_dir}' (versions: {known})"
         )
+    found = _newest_of(run_dir, resume)
+    if found is None:
+        raise CheckpointError(f"experiment.resume: run '{run_dir}' has no checkpoint that verifies")
+    return ResumePoint(run_dir, found)
+
+
+def _newest_of(run_dir: Path, resume: str) -> str | None:
+    """The newest checkpoint of a run that verifies, warning about each one skipped; a bad manifest is refused."""
     try:
         found, skipped = newest_verified(run_dir / "checkpoints")
     except ManifestError as err:
@@ -118,10 +118,8 @@ def find_resume_point(experiment: ExperimentConfig, *, trust: bool = False) -> R
             "from one of its checkpoints with --experiment.resume PATH"
         ) from None
     for message in skipped:
-        warnings.warn(message, stacklevel=2)
-    if found is None:
-        raise CheckpointError(f"experiment.resume: run '{run_dir}' has no checkpoint that verifies")
-    return ResumePoint(run_dir, found)
+        warnings.warn(message, stacklevel=3)
+    return found
 
 
 def _run_of_checkpoint(path: Path) -> Path:
