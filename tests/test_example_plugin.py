@@ -1,6 +1,7 @@
 """Tests of the example third-party plugin in ``plugins/enhtrain-example``, installed into the environment.
 
-Install it with ``pip install -e plugins/enhtrain-example``.
+Install it with ``pip install -e plugins/enhtrain-example``. Its own tests, ``plugins/enhtrain-example/tests``, as
+``enhtrain plugins new`` writes them, run here too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import yaml
 
 from enhtrain import plugins
 from enhtrain.testing import tiny_config
+from installing import run_pytest
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -63,6 +65,16 @@ def config_file(tmp_path: Path) -> Path:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Read a JSON-lines file."""
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.slow
+def test_the_example_plugins_own_tests_pass() -> None:
+    folder = Path(__file__).resolve().parent.parent / "plugins" / "enhtrain-example"
+
+    result = run_pytest(folder)
+
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "7 passed" in result.stdout
 
 
 def test_example_distribution_is_installed() -> None:

@@ -203,3 +203,12 @@ def test_docs_code_blocks_parse(docs_text: str) -> None:
             assert isinstance(yaml.safe_load(body), dict), where
         elif lang == "toml":
             assert tomllib.loads(body), where
+
+
+def test_docs_start_from_plugins_new(docs_text: str) -> None:
+    first_section = re.search(r"^## (.+)$", docs_text, re.M)
+    first_block = re.search(r"^```(\w+)\n(.*?)^```", docs_text, re.S | re.M)
+
+    assert first_section is not None and first_section.group(1) == "Start with `enhtrain plugins new`"
+    assert first_block is not None and first_block.group(1) == "console"
+    assert first_block.group(2).startswith("$ enhtrain plugins new acme\n")

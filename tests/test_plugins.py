@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -651,3 +653,442 @@ def test_tiny_config_merges_overrides_into_a_fresh_copy() -> None:
     assert second["trainer"]["max_epochs"] == 1 and "experiment" not in second
     assert second["model"]["init_args"] == {"hidden_dims": [32]} and second["seed_everything"] == 5
     assert tiny_config()["model"]["init_args"]["hidden_dims"] == [8]
+
+
+# --- debug mode and broken plugins ---------------------------------------------------------------------------
+
+BAD_NAME = """
+from enhtrain import hookimpl
+
+@hookimpl
+def enhtrain_register_callbacks(registry):
+    registry.register("lightning.pytorch.callbacks:Timer", name="bad name!")
+"""
+
+
+def test_plugins_exits_1_when_a_plugin_failed(fake_site: FakeSite, enhtrain_cli: Any) -> None:
+    healthy = enhtrain_cli("plugins")
+    fake_site.add("broken-name", "1.0", {"bad_name": BAD_NAME})
+    plugins.reset()
+
+    listing = enhtrain_cli("plugins")
+    as_json = enhtrain_cli("plugins", "--json")
+
+    assert healthy.exit_code == 0, healthy.stdout
+    assert listing.exit_code == 1
+    assert as_json.exit_code == 1
+    assert "  FAILED: plugin bad_name (broken-name 1.0) failed at enhtrain_register_callbacks: ValueError: " \
+           "invalid callback name 'bad name!'" in listing.stdout
+    assert "Traceback" not in listing.stdout + listing.stderr
+
+
+def test_debug_prints_each_failed_plugins_own_traceback(
+    fake_site: FakeSite, enhtrain_cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_site.add("broken-name", "1.0", {"bad_name": BAD_NAME})
+    fake_site.add("broken-import", "1.0", {"bad_import": BROKEN_IMPORT})
+    monkeypatch.setenv("ENHTRAIN_DEBUG", "1")
+
+    result = enhtrain_cli("plugins")
+    rows = plugin_rows(enhtrain_cli("plugins", "--json").stdout)
+
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    start = lines.index("  FAILED: plugin bad_name (broken-name 1.0) failed at enhtrain_register_callbacks: "
+                        "ValueError: invalid callback name 'bad name!': use letters, digits, '_', '-', '.'")
+    shown = "\n".join(lines[start + 1:])
+    assert lines[start + 1] == "    Traceback (most recent call last):"
+    assert 'fake_bad_name.py", line 6, in enhtrain_register_callbacks' in shown
+    assert "registry.py" in shown
+    assert "    ValueError: invalid callback name 'bad name!'" in shown
+    assert "fake_bad_import.py" in shown and "    ImportError: No module named 'fancy_dependency'" in shown
+    assert rows["bad_name"]["traceback"].startswith("Traceback (most recent call last):")
+    assert rows["bad_import"]["traceback"].rstrip().endswith("ImportError: No module named 'fancy_dependency'")
+    assert rows["example"]["traceback"] is None
+
+
+def test_debug_keeps_exit_status_2_and_adds_the_traceback(
+    enhtrain_cli: Any, tiny_config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    quiet = enhtrain_cli("fit", "--config", str(tiny_config_file), "--trainer.precision", "16-mixed")
+    monkeypatch.setenv("ENHTRAIN_DEBUG", "1")
+    loud = enhtrain_cli("fit", "--config", str(tiny_config_file), "--trainer.precision", "16-mixed")
+    monkeypatch.setenv("ENHTRAIN_DEBUG", "off")
+    off = enhtrain_cli("fit", "--config", str(tiny_config_file), "--trainer.precision", "16-mixed")
+
+    assert quiet.exit_code == loud.exit_code == off.exit_code == 2
+    assert "Traceback" not in quiet.stderr and "Traceback" not in off.stderr
+    assert loud.stderr.startswith("Traceback (most recent call last):")
+    assert "enhtrain.errors.ConfigError: trainer.precision '16-mixed' is not supported on CPU" in loud.stderr
+    assert loud.stderr.splitlines()[-1] == quiet.stderr.strip()
+    assert quiet.stderr.strip().startswith("enhtrain: error: ")
+
+
+def test_fit_warns_once_per_broken_plugin(fake_site: FakeSite, enhtrain_cli: Any, tiny_config_file: Path) -> None:
+    for name, (distribution, source, _, _) in BROKEN.items():
+        fake_site.add(distribution, "1.0", {name: source})
+
+    result = enhtrain_cli("fit", "--config", str(tiny_config_file))
+
+    assert result.exit_code == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("enhtrain: warning: ")]
+    assert len(warnings) == len(BROKEN)
+    for name, (distribution, _, stage, _) in BROKEN.items():
+        assert [w for w in warnings if w.startswith(f"enhtrain: warning: plugin {name} ({distribution} 1.0) "
+                                                   f"failed at {stage}: ")]
+    assert result.stderr.index("enhtrain: warning: ") == 0
+
+
+def test_fit_without_broken_plugins_prints_no_warning(enhtrain_cli: Any, tiny_config_file: Path,
+                                                      fresh_plugins: None) -> None:
+    result = enhtrain_cli("fit", "--config", str(tiny_config_file))
+
+    assert result.exit_code == 0, result.stderr
+    assert "enhtrain: warning:" not in result.stderr
+
+
+# --- the allow and deny lists --------------------------------------------------------------------------------
+
+JSONL_PLUGIN = """
+from enhtrain import hookimpl
+
+@hookimpl
+def enhtrain_register_loggers(registry):
+    registry.register("lightning.pytorch.loggers:CSVLogger", name="acme_jsonl")
+"""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason", "fix"),
+    [
+        ("ENHTRAIN_DISABLED_PLUGINS", "acme-tools", "is disabled by ENHTRAIN_DISABLED_PLUGINS=acme-tools",
+         "remove it from ENHTRAIN_DISABLED_PLUGINS"),
+        ("ENHTRAIN_LOAD_PLUGINS", "bad_import", "is not loaded because ENHTRAIN_LOAD_PLUGINS=bad_import does not "
+         "name it", "add acme to ENHTRAIN_LOAD_PLUGINS"),
+        ("ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD", "yes", "is not loaded because ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD=yes",
+         "unset ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD"),
+    ],
+)
+def test_unknown_name_says_which_unloaded_plugin_provides_it(
+    fake_site: FakeSite, enhtrain_cli: Any, tiny_config_file: Path, monkeypatch: pytest.MonkeyPatch,
+    variable: str, value: str, reason: str, fix: str,
+) -> None:
+    fake_site.add("acme-tools", "1.0", {"acme": JSONL_PLUGIN})
+    fake_site.add("broken-import", "1.0", {"bad_import": BROKEN_IMPORT})
+    monkeypatch.setenv(variable, value)
+
+    result = enhtrain_cli("fit", "--config", str(tiny_config_file), "--experiment.loggers.acme_jsonl", "{}")
+    with pytest.raises(ConfigError) as shown:
+        plugins.get_registry().loggers.get("acme_jsonl")
+
+    assert result.exit_code == 2
+    [line] = result.stderr.splitlines()[-1:]
+    assert line.startswith("enhtrain: error: flag --experiment.loggers.acme_jsonl: unknown logger 'acme_jsonl'.")
+    assert line.endswith(f"(logger 'acme_jsonl' comes from plugin acme (acme-tools 1.0), which {reason}; {fix})")
+    assert "fix that plugin" not in line
+    assert f"which {reason}" in str(shown.value)
+    assert result.run_dirs() == []
+
+
+@pytest.mark.parametrize("selector", ["ACME_Tools", "acme.tools", "Acme-Tools", "ACME"])
+def test_plugin_names_are_normalised_as_pep_503_does(
+    fake_site: FakeSite, monkeypatch: pytest.MonkeyPatch, selector: str
+) -> None:
+    fake_site.add("acme-tools", "1.0", {"acme": JSONL_PLUGIN})
+    fake_site.add("dist-beta", "2.0", {"beta": TIMER_PLUGIN.format(name="beta_timer")})
+
+    monkeypatch.setenv("ENHTRAIN_DISABLED_PLUGINS", selector)
+    blocked = loaded_names()
+    monkeypatch.delenv("ENHTRAIN_DISABLED_PLUGINS")
+    monkeypatch.setenv("ENHTRAIN_LOAD_PLUGINS", selector)
+    allowed = loaded_names()
+
+    assert "acme" not in blocked and "beta" in blocked
+    assert "acme" in allowed and "beta" not in allowed
+    assert plugins.warnings() == []
+
+
+def test_names_matching_no_installed_plugin_are_warned_about(
+    fake_site: FakeSite, enhtrain_cli: Any, tiny_config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_site.add("acme-tools", "1.0", {"acme": JSONL_PLUGIN})
+    monkeypatch.setenv("ENHTRAIN_LOAD_PLUGINS", "acmee")
+    monkeypatch.setenv("ENHTRAIN_DISABLED_PLUGINS", "acme_broken,enhtrain.plugins.builtin.profilers")
+
+    listing = enhtrain_cli("plugins")
+    fit = enhtrain_cli("fit", "--config", str(tiny_config_file))
+
+    expected = [
+        "enhtrain: warning: ENHTRAIN_LOAD_PLUGINS: 'acmee' matches no installed plugin (installed plugins: ",
+        "enhtrain: warning: ENHTRAIN_DISABLED_PLUGINS: 'acme_broken' matches no installed plugin (installed "
+        "plugins: ",
+    ]
+    for result in (listing, fit):
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("enhtrain: warning: ")]
+        assert len(warnings) == 2, result.stderr
+        for line, start in zip(warnings, expected, strict=True):
+            assert line.startswith(start)
+            assert "acme" in line and "example" in line and line.endswith("); check the spelling")
+    assert fit.exit_code == 0, fit.stderr
+    assert "acme" not in loaded_names()
+    assert "enhtrain.plugins.builtin.profilers" not in loaded_names()
+
+
+@pytest.mark.parametrize(("value", "autoload"), [
+    ("", True), ("0", True), ("false", True), ("No", True), ("OFF", True), (" off ", True),
+    ("1", False), ("true", False), ("yes", False), ("on", False),
+])
+def test_disable_autoload_accepts_the_usual_false_values(
+    fake_site: FakeSite, monkeypatch: pytest.MonkeyPatch, value: str, autoload: bool
+) -> None:
+    fake_site.add("dist-alpha", "1.0", {"alpha": TIMER_PLUGIN.format(name="alpha_timer")})
+    monkeypatch.setenv("ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD", value)
+
+    assert ("alpha" in loaded_names()) is autoload
+    assert plugins.env_flag("ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD") is not autoload
+
+
+def test_changing_a_plugin_variable_rebuilds_the_manager(fake_site: FakeSite, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_site.add("dist-alpha", "1.0", {"alpha": TIMER_PLUGIN.format(name="alpha_timer")})
+    manager = plugins.get_plugin_manager()
+    manager.register(GhostPlugin(), name="ghost_plugin")
+    assert "alpha" in loaded_names()
+
+    monkeypatch.setenv("ENHTRAIN_DISABLED_PLUGINS", "alpha")
+
+    assert plugins.get_plugin_manager() is not manager
+    assert "alpha" not in loaded_names()
+    assert "ghost" in plugins.get_registry().callbacks.names()  # registered directly: kept
+
+
+# --- messages ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("where", "message", "expected"),
+    [
+        ("flag --a.b", "a.b: bad", "flag --a.b: bad"),
+        ("flag --a", "a.b: bad", "flag --a: a.b: bad"),
+        ("flag --a.b", "a.bc: bad", "flag --a.b: a.bc: bad"),
+        ("cfg.yaml:3", "a.b: bad", "cfg.yaml:3: a.b: bad"),
+        (None, "a.b: bad", "a.b: bad"),
+    ],
+)
+def test_located_says_the_key_once(where: str | None, message: str, expected: str) -> None:
+    from enhtrain.errors import located
+
+    assert located(where, message) == expected
+
+
+class PickyPlugin:
+    """A callback whose constructor rejects a value, and config checks that name their key, or not."""
+
+    @hookimpl
+    def enhtrain_register_callbacks(self, registry: KindRegistry) -> None:
+        registry.register(make_picky_callback, name="picky")
+
+    @hookimpl
+    def enhtrain_validate_config(self, config: dict[str, Any]) -> None:
+        trainer = config["trainer"]
+        if trainer["max_epochs"] is not None and trainer["max_epochs"] > 50:
+            raise ConfigError("at most 50 epochs on the shared cluster; lower it", key="trainer.max_epochs")
+        if trainer["max_steps"] == 7:
+            raise ConfigError("trainer.max_steps: 7 is unlucky; choose another")
+
+
+def make_picky_callback(every: int = 1) -> Any:
+    """A callback factory that refuses ``every < 1``."""
+    from lightning.pytorch.callbacks import Callback
+
+    if every < 1:
+        raise ValueError(f"every must be at least 1, got {every}")
+    return Callback()
+
+
+def test_a_value_error_from_a_flag_names_the_key_once(
+    enhtrain_plugin: Any, enhtrain_cli: Any, tiny_config_file: Path
+) -> None:
+    enhtrain_plugin(PickyPlugin(), name="picky_plugin")
+
+    result = enhtrain_cli("fit", "--config", str(tiny_config_file), "--experiment.callbacks.picky", "{every: 0}")
+    unknown = enhtrain_cli("fit", "--config", str(tiny_config_file), "--experiment.callbacks.pickyy", "{}")
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-1] == (
+        "enhtrain: error: flag --experiment.callbacks.picky: every must be at least 1, got 0"
+    )
+    assert unknown.stderr.startswith("enhtrain: error: flag --experiment.callbacks.pickyy: unknown callback 'pickyy'")
+    assert result.run_dirs() == []
+
+
+def test_plugin_config_error_gets_the_location_of_its_key_and_the_plugin_name(
+    enhtrain_plugin: Any, enhtrain_cli: Any, tiny_config_file: Path
+) -> None:
+    text = tiny_config_file.read_text(encoding="utf-8").replace("max_epochs: 1", "max_epochs: 60")
+    tiny_config_file.write_text(text, encoding="utf-8")
+    line = text.splitlines().index("  max_epochs: 60") + 1
+    registered = enhtrain_plugin(PickyPlugin(), name="picky")
+
+    from_file = enhtrain_cli("fit", "--config", str(tiny_config_file))
+    from_flag = enhtrain_cli("fit", "--config", str(tiny_config_file), "--trainer.max_epochs", "99")
+    unkeyed = enhtrain_cli("fit", "--config", str(tiny_config_file), "--trainer.max_epochs", "2",
+                           "--trainer.max_steps", "7")
+
+    assert registered == "picky"
+    assert from_file.exit_code == from_flag.exit_code == unkeyed.exit_code == 2
+    assert from_file.stderr == (
+        f"enhtrain: error: {tiny_config_file}:{line}: trainer.max_epochs: at most 50 epochs on the shared cluster; "
+        "lower it (from plugin picky)\n"
+    )
+    assert from_flag.stderr == (
+        "enhtrain: error: flag --trainer.max_epochs: at most 50 epochs on the shared cluster; lower it "
+        "(from plugin picky)\n"
+    )
+    assert unkeyed.stderr == "enhtrain: error: trainer.max_steps: 7 is unlucky; choose another (from plugin picky)\n"
+    assert not (tiny_config_file.parent / "runs").exists()
+
+
+def test_validate_config_passes_the_key_on() -> None:
+    with temporary_plugins() as manager:
+        manager.register(PickyPlugin(), name="picky")
+        with pytest.raises(ConfigError) as raised:
+            plugins.validate_config({"trainer": {"max_epochs": 51, "max_steps": -1}},
+                                    locate=lambda key: f"here.yaml:{len(key)}")
+
+    assert raised.value.key == "trainer.max_epochs"
+    assert str(raised.value) == ("here.yaml:18: trainer.max_epochs: at most 50 epochs on the shared cluster; "
+                                 "lower it (from plugin picky)")
+
+
+_SEED_PROBE = """
+import sys
+from enhtrain.commands import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_no_seed_line_before_a_refused_resume(tmp_path: Path) -> None:
+    from enhtrain.testing import write_tiny_config
+
+    write_tiny_config(tmp_path / "r.yaml", {"seed_everything": 42, "experiment": {"name": "r", "checkpoint": {}}})
+    command = [sys.executable, "-c", _SEED_PROBE, "fit", "--config", "r.yaml"]
+    env = {**os.environ, "ENHTRAIN_PLAIN_PROGRESS": "1"}
+    first = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    refused = subprocess.run([*command, "--experiment.resume", "auto", "--model.init_args.lr", "0.5"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+
+    assert first.returncode == 0, first.stderr
+    assert "Seed set to 42" in first.stdout + first.stderr
+    assert refused.returncode == 2
+    assert "the config differs from the resumed run's" in refused.stderr
+    assert "Seed set to" not in refused.stdout + refused.stderr
+    saved = yaml.safe_load((tmp_path / "runs" / "r" / "version_0" / "config.yaml").read_text(encoding="utf-8"))
+    assert saved["seed_everything"] == 42
+
+
+# --- Lightning's remaining loggers and profilers -------------------------------------------------------------
+
+
+def test_lightning_loggers_and_profilers_are_registered_by_import_path(fresh_plugins: None) -> None:
+    registry = plugins.get_registry()
+
+    assert registry.loggers.get("mlflow").target == "enhtrain.loggers.mlflow:mlflow_logger"
+    assert registry.loggers.get("neptune").target == "enhtrain.loggers.neptune:neptune_logger"
+    assert registry.profilers.get("xla").target == "enhtrain.profilers.xla:xla_profiler"
+    assert registry.profilers.get("passthrough").target == "lightning.pytorch.profilers:PassThroughProfiler"
+    assert registry.profilers.get("PassThroughProfiler").name == "passthrough"
+
+
+@pytest.mark.parametrize(
+    ("flags", "module", "message"),
+    [
+        (["--experiment.loggers.mlflow", "{}"], "mlflow",
+         "logger 'mlflow' needs the mlflow package: pip install 'enhtrain[mlflow]'"),
+        (["--experiment.loggers.mlflow", "{tags: {team: a}}"], "mlflow",
+         "logger 'mlflow' needs the mlflow package: pip install 'enhtrain[mlflow]'"),
+        (["--experiment.loggers.neptune", "{}"], "neptune",
+         "logger 'neptune' needs the neptune package: pip install neptune"),
+        (["--experiment.profiler", "xla"], "torch_xla",
+         "profiler 'xla' needs the torch_xla package (PyTorch/XLA, for TPUs): pip install torch_xla"),
+    ],
+    ids=["mlflow", "mlflow-with-options", "neptune", "xla"],
+)
+def test_missing_package_ends_with_exit_2_naming_it(
+    enhtrain_cli: Any, tiny_config_file: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugins: None,
+    flags: list[str], module: str, message: str,
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # found nowhere, as when it is not installed
+
+    result = enhtrain_cli("fit", "--config", str(tiny_config_file), *flags)
+
+    assert result.exit_code == 2
+    assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.run_dirs() == []
+
+
+def test_neptune_with_a_lightning_that_dropped_it_is_refused(
+    enhtrain_cli: Any, tiny_config_file: Path, monkeypatch: pytest.MonkeyPatch, fresh_plugins: None
+) -> None:
+    import importlib.machinery
+    import types
+
+    import lightning
+
+    installed = types.ModuleType("neptune")  # as if the neptune package were installed
+    installed.__spec__ = importlib.machinery.ModuleSpec("neptune", None)
+    monkeypatch.setitem(sys.modules, "neptune", installed)
+
+    result = enhtrain_cli("fit", "--config", str(tiny_config_file), "--experiment.loggers.neptune", "{}")
+
+    assert result.exit_code == 2
+    assert f"logger 'neptune': Lightning {lightning.__version__} no longer supports Neptune" in result.stderr
+    assert "choose another logger, such as mlflow or wandb" in result.stderr
+    assert result.run_dirs() == []
+
+
+def test_mlflow_logger_keeps_its_file_store_in_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    from enhtrain.loggers import mlflow as mlflow_module
+
+    calls: list[dict[str, Any]] = []  # the arguments Lightning's MLFlowLogger gets
+    monkeypatch.setattr(MLFlowLogger, "__init__", lambda self, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(mlflow_module, "_require", lambda *args: None)
+    log_dir = tmp_path / "runs" / "demo" / "version_3" / "logs" / "mlflow"
+
+    logger = mlflow_module.mlflow_logger(str(log_dir), "demo", "version_3", tags={"team": "a"})
+    remote = mlflow_module.mlflow_logger(str(log_dir), "demo", "version_3", tracking_uri="https://mlflow.example")
+
+    assert calls[0] == {
+        "experiment_name": "demo",
+        "run_name": "version_3",
+        "tracking_uri": f"file:{log_dir}",
+        "save_dir": str(log_dir),
+        "tags": {"team": "a"},
+    }
+    assert calls[1]["tracking_uri"] == "https://mlflow.example"
+    assert (logger.name, logger.version, logger.log_dir) == ("demo", "version_3", str(log_dir))
+    assert remote.name == "demo"
+    for options, text in [
+        ({"run_name": "x"}, "option 'run_name' is set by enhtrain from experiment.version"),
+        ({"artifact_location": "/tmp/a"}, "option 'artifact_location' is set by enhtrain from the run directory"),
+        ({"save_dir": "/tmp/a"}, "option 'save_dir' is set by enhtrain"),
+        ({"tracking_uri": "file:/tmp/elsewhere"}, "tracking_uri 'file:/tmp/elsewhere' is not an MLflow server"),
+        ({"tracking_uri": "sqlite:///m.db"}, "is not an MLflow server"),
+        ({"tagz": {}}, "logger 'mlflow' has no option 'tagz' (did you mean 'tags'?)"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(text)):
+            mlflow_module.mlflow_logger(str(log_dir), "demo", "version_3", **options)
+
+
+def test_passthrough_profiler_trains(enhtrain_cli: Any, tiny_config_file: Path, fresh_plugins: None) -> None:
+    result = enhtrain_cli("fit", "--config", str(tiny_config_file), "--experiment.profiler", "passthrough")
+
+    assert result.exit_code == 0, result.stderr
+    [run] = result.run_dirs()
+    assert json.loads((run / "metadata.json").read_text(encoding="utf-8"))["status"] == "completed"
+    # It profiles nothing: Lightning writes its empty report into the run's profiler/ folder.
+    assert [p.name for p in (run / "profiler").iterdir()] == ["fit-passthrough.txt"]
+    assert (run / "profiler" / "fit-passthrough.txt").read_text(encoding="utf-8").strip() == ""

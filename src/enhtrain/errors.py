@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["CheckpointError", "ConfigError", "EnhtrainError", "PluginError", "RunDirError", "located"]
+
 
 class EnhtrainError(Exception):
     """Base class of every error caused by the user's input rather than a bug.
@@ -14,7 +16,22 @@ class EnhtrainError(Exception):
 
 
 class ConfigError(EnhtrainError):
-    """A config is malformed or rejected. Plugins raise it from ``enhtrain_validate_config``."""
+    """A config is malformed or rejected. Plugins raise it from ``enhtrain_validate_config``.
+
+    Args:
+        message: What is wrong and what to do, on one line.
+        key: The dotted config key the message is about (``"trainer.max_epochs"``), if any. When a plugin's
+            ``enhtrain_validate_config`` raises it, enhtrain adds where the key was set (``file:line``, a flag or
+            a variable) and the plugin's name to the message.
+
+    Example::
+
+        raise ConfigError("at most 100 epochs on the shared cluster; lower it", key="trainer.max_epochs")
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class PluginError(EnhtrainError):
@@ -27,3 +44,22 @@ class CheckpointError(EnhtrainError):
 
 class RunDirError(EnhtrainError):
     """A run directory cannot be created or written."""
+
+
+def located(where: str | None, message: str) -> str:
+    """Put where a setting comes from in front of a message, without naming the key twice.
+
+    Args:
+        where: ``"file.yaml:LINE"``, ``"flag --KEY"``, another layer's description, or ``None`` when unknown.
+        message: The message, usually starting with ``"KEY: "``.
+
+    Returns:
+        ``"where: message"``; when ``where`` is the flag of the very key the message starts with, the key is
+        said once: ``located("flag --a.b", "a.b: bad")`` is ``"flag --a.b: bad"``.
+    """
+    if not where:
+        return message
+    flag = where.removeprefix("flag --")
+    if flag != where and message.startswith(f"{flag}:"):
+        return f"{where}{message[len(flag):]}"
+    return f"{where}: {message}"

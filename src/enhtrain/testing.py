@@ -1,5 +1,9 @@
 """Pytest fixtures for plugin authors (a ``pytest11`` plugin, active wherever enhtrain is installed).
 
+Each test that uses :func:`enhtrain_plugin`, :func:`enhtrain_plugin_manager` or :func:`enhtrain_plugins` gets a
+plugin manager of its own, with the built-in plugins and no installed plugin unless it asks for them, so it
+passes whether or not the plugin's distribution is installed; the process's manager is back after the test.
+
 Example::
 
     from enhtrain import hookimpl
@@ -13,6 +17,10 @@ Example::
         enhtrain_plugin(MyPlugin())
         result = enhtrain_cli("fit", "--config", "my.yaml", "--experiment.callbacks.my_callback", "{}")
         assert result.exit_code == 0, result.stderr
+
+    def test_installed_plugins_load(enhtrain_plugins, monkeypatch):
+        enhtrain_plugins(autoload=True)  # entry points load, as the environment variables allow
+        monkeypatch.setenv("ENHTRAIN_DISABLED_PLUGINS", "my-plugin")  # takes effect at once
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ __all__ = [
     "enhtrain_cli",
     "enhtrain_plugin",
     "enhtrain_plugin_manager",
+    "enhtrain_plugins",
+    "isolated_plugins",
     "temporary_plugins",
     "tiny_config",
     "write_tiny_config",
@@ -156,25 +166,77 @@ def temporary_plugins() -> Iterator[Any]:
             manager.unregister(plugin)
 
 
-@pytest.fixture
-def enhtrain_plugin_manager() -> Iterator[Any]:
-    """The process's enhtrain ``pluggy.PluginManager``; plugins a test registers on it are removed after."""
-    with temporary_plugins() as manager:
+@contextlib.contextmanager
+def isolated_plugins(autoload: bool = False) -> Iterator[Any]:
+    """Use a plugin manager of its own inside the block; the process's manager is back after it.
+
+    The manager holds the built-in plugins and, with ``autoload``, the installed plugins that the
+    ``ENHTRAIN_*PLUGIN*`` variables allow. It follows changes of those variables made inside the block (by
+    ``monkeypatch.setenv``, say), keeping the plugins registered on it directly. A plugin module that it already
+    loaded from its entry point can be registered again under another name with
+    :func:`enhtrain.plugins.register_plugin` (the :func:`enhtrain_plugin` fixture does).
+
+    Args:
+        autoload: Whether installed plugins load from their entry points.
+
+    Yields:
+        The new ``pluggy.PluginManager`` (:func:`enhtrain.plugins.get_plugin_manager` returns the current one,
+        also after a variable changed).
+
+    Example::
+
+        with isolated_plugins() as manager:
+            manager.register(MyPlugin(), name="my_plugin")
+            assert "my_callback" in plugins.get_registry().callbacks.names()
+        assert "my_plugin" not in [name for name, _ in plugins.get_plugin_manager().list_name_plugin()]
+
+    """
+    from enhtrain import plugins
+
+    with plugins.isolated(autoload=autoload) as manager:
         yield manager
+
+
+@pytest.fixture
+def enhtrain_plugins() -> Iterator[Callable[..., Any]]:
+    """Give the test a plugin manager of its own, with or without the installed plugins.
+
+    Returns:
+        A function ``isolate(autoload=False) -> pluggy.PluginManager``: each call starts a new manager for the
+        rest of the test (:func:`isolated_plugins`); the process's manager is back after the test.
+    """
+    with contextlib.ExitStack() as stack:
+
+        def isolate(autoload: bool = False) -> Any:
+            return stack.enter_context(isolated_plugins(autoload=autoload))
+
+        yield isolate
+
+
+@pytest.fixture
+def enhtrain_plugin_manager(enhtrain_plugins: Callable[..., Any]) -> Any:
+    """The test's own ``pluggy.PluginManager``: built-in plugins only, forgotten after the test.
+
+    Call ``enhtrain_plugins(autoload=True)`` for a manager that also loads the installed plugins.
+    """
+    return enhtrain_plugins(autoload=False)
 
 
 @pytest.fixture
 def enhtrain_plugin(enhtrain_plugin_manager: Any) -> Callable[..., str]:
     """Register a plugin object (a module, class instance or namespace with hook functions) for one test.
 
+    It registers on the test's own plugin manager (:func:`enhtrain_plugin_manager`, or the one the last
+    ``enhtrain_plugins(...)`` call made), so the same test passes with the plugin's distribution installed or
+    not. A module already loaded from its entry point is registered again under the new name.
+
     Returns:
-        A function ``register(obj, name=None) -> name``; every object it registered is unregistered after
-        the test.
+        A function ``register(obj, name=None) -> name``.
     """
+    from enhtrain import plugins
 
     def register(obj: Any, name: str | None = None) -> str:
-        registered = enhtrain_plugin_manager.register(obj, name=name)
-        return str(registered)
+        return plugins.register_plugin(obj, name=name)
 
     return register
 

@@ -1,16 +1,24 @@
 """The plugin manager: entry-point loading, allow and deny lists, the component registry, listing.
 
-One :class:`pluggy.PluginManager` per process, built lazily by :func:`get_plugin_manager`. Third-party
-plugins come from the ``enhtrain`` entry-point group; the built-in plugins in
-:mod:`enhtrain.plugins.builtin` are registered afterwards through the same hooks. A plugin that fails to
-import, declares an unknown hook, has a wrong hook signature or raises in a hook is recorded as a
-:class:`PluginFailure` and skipped: commands that do not need it keep working.
+One :class:`pluggy.PluginManager` per process, built lazily by :func:`get_plugin_manager` and rebuilt when one of
+the variables that choose plugins (``ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD``, ``ENHTRAIN_LOAD_PLUGINS``,
+``ENHTRAIN_DISABLED_PLUGINS``) changes. Third-party plugins come from the ``enhtrain`` entry-point group; the
+built-in plugins in :mod:`enhtrain.plugins.builtin` are registered afterwards through the same hooks. A plugin
+that fails to import, declares an unknown hook, has a wrong hook signature or raises in a hook is recorded as a
+:class:`PluginFailure`, with its traceback, and skipped: commands that do not need it keep working.
+
+Plugin names given in the variables are compared as PEP 503 normalises distribution names: case-insensitively,
+with runs of ``-``, ``_`` and ``.`` equal, so ``ACME_Tools``, ``acme-tools`` and ``acme.tools`` name one plugin.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import re
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -18,19 +26,29 @@ from typing import Any
 
 import pluggy
 
-from enhtrain.errors import ConfigError, PluginError
+from enhtrain.errors import ConfigError, PluginError, located
 from enhtrain.plugins import hookspecs
-from enhtrain.plugins.registry import KINDS, ComponentRegistry, PluginInfo
+from enhtrain.plugins.registry import _SINGULAR, KINDS, ComponentRegistry, KindRegistry, PluginInfo
 
 __all__ = [
     "BUILTIN_PLUGINS",
     "ENTRY_POINT_GROUP",
+    "SELECTION_VARIABLES",
     "PluginFailure",
     "PluginState",
+    "env_flag",
+    "env_overlays",
+    "failure_hint",
+    "failures",
     "get_plugin_manager",
     "get_registry",
+    "isolated",
     "list_plugins",
+    "normalize_name",
+    "register_plugin",
     "reset",
+    "validate_config",
+    "warnings",
 ]
 
 ENTRY_POINT_GROUP = "enhtrain"
@@ -46,7 +64,25 @@ BUILTIN_PLUGINS = (
 )
 """The modules of the built-in plugins, registered after the third-party ones."""
 
+SELECTION_VARIABLES = ("ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD", "ENHTRAIN_LOAD_PLUGINS", "ENHTRAIN_DISABLED_PLUGINS")
+"""The environment variables that choose which plugins load; the manager is rebuilt when one changes."""
+
 _HOOK_NAMES = {name for name in dir(hookspecs) if name.startswith("enhtrain_")}
+_FALSE_VALUES = ("", "0", "false", "no", "off")
+
+
+def env_flag(name: str) -> bool:
+    """Whether the switch ``name`` is on: unset, empty, ``0``, ``false``, ``no`` and ``off`` (any case) are off.
+
+    Args:
+        name: The environment variable.
+    """
+    return os.environ.get(name, "").strip().lower() not in _FALSE_VALUES
+
+
+def normalize_name(name: str) -> str:
+    """Normalise a plugin or distribution name as PEP 503 does: ``"ACME_Tools.x"`` -> ``"acme-tools-x"``."""
+    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 @dataclass(frozen=True)
@@ -57,15 +93,27 @@ class PluginFailure:
         plugin: Where it comes from.
         stage: ``"import"``, ``"register"`` or the name of the hook that raised.
         error: The error, one line.
+        traceback: The original traceback, shown by ``enhtrain plugins`` under ``ENHTRAIN_DEBUG=1``.
     """
 
     plugin: PluginInfo
     stage: str
     error: str
+    traceback: str = field(default="", compare=False)
 
     def message(self) -> str:
         """One line for users: which plugin, what failed, and why."""
         return f"plugin {self.plugin.describe()} failed at {self.stage}: {self.error}"
+
+
+@dataclass(frozen=True)
+class _Skipped:
+    """A plugin that is installed but was not loaded, why, and how to load it."""
+
+    plugin: PluginInfo
+    reason: str
+    fix: str
+    load: Callable[[], Any]
 
 
 @dataclass
@@ -76,6 +124,13 @@ class PluginState:
         manager: The pluggy plugin manager.
         infos: Plugin name to provenance, for every registered plugin.
         failures: Every plugin failure, in the order met.
+        registry: The component registry, once built.
+        registry_key: The plugins the registry was built from.
+        skipped: Installed plugins that the variables (or a test) left unloaded.
+        warnings: Lines about the plugin variables, such as a name that matches no installed plugin.
+        loaded: The names of the plugins loaded from entry points and built-ins (not registered directly).
+        env_key: The values of :data:`SELECTION_VARIABLES` the manager was built with.
+        autoload: Whether entry points could load (``False`` in an isolated test manager without autoload).
     """
 
     manager: pluggy.PluginManager
@@ -83,18 +138,32 @@ class PluginState:
     failures: list[PluginFailure] = field(default_factory=list)
     registry: ComponentRegistry | None = None
     registry_key: frozenset[int] = frozenset()
+    skipped: list[_Skipped] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    loaded: set[str] = field(default_factory=set)
+    env_key: tuple[str | None, ...] = ()
+    autoload: bool = True
 
 
 _state: PluginState | None = None
+_autoload = True
 
 
-def _env_list(name: str) -> set[str]:
-    return {item.strip() for item in os.environ.get(name, "").split(",") if item.strip()}
+def _env_key() -> tuple[str | None, ...]:
+    return tuple(os.environ.get(name) for name in SELECTION_VARIABLES)
+
+
+def _env_list(name: str) -> list[str]:
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _traceback(err: BaseException) -> str:
+    return "".join(traceback.format_exception(type(err), err, err.__traceback__))
 
 
 def _add_plugin(state: PluginState, obj: Any, info: PluginInfo) -> None:
@@ -112,30 +181,114 @@ def _add_plugin(state: PluginState, obj: Any, info: PluginInfo) -> None:
     try:
         state.manager.register(obj, name=info.name)
     except (pluggy.PluginValidationError, ValueError) as err:
-        state.failures.append(PluginFailure(info, "register", _one_line(err)))
+        state.failures.append(PluginFailure(info, "register", _one_line(err), _traceback(err)))
         return
     state.infos[info.name] = info
+    state.loaded.add(info.name)
+
+
+def _warn_unmatched(state: PluginState, entry_points: list[metadata.EntryPoint]) -> None:
+    """Warn about names in the allow and deny lists that match no installed plugin."""
+    third_party: dict[str, str] = {}
+    for ep in entry_points:
+        dist = getattr(ep, "dist", None)
+        third_party[normalize_name(ep.name)] = ep.name
+        if dist is not None:
+            third_party[normalize_name(dist.name)] = ep.name
+    builtin = {normalize_name(name) for name in BUILTIN_PLUGINS}
+    installed = ", ".join(sorted({ep.name for ep in entry_points})) or "none"
+    for variable, known in (("ENHTRAIN_LOAD_PLUGINS", set(third_party)),
+                            ("ENHTRAIN_DISABLED_PLUGINS", set(third_party) | builtin)):
+        for name in _env_list(variable):
+            if normalize_name(name) not in known:
+                state.warnings.append(
+                    f"{variable}: '{name}' matches no installed plugin (installed plugins: {installed}); "
+                    "check the spelling"
+                )
 
 
 def _load_entry_points(state: PluginState) -> None:
-    if os.environ.get("ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD", "").strip() not in ("", "0"):
-        return
-    allowed = _env_list("ENHTRAIN_LOAD_PLUGINS")
-    blocked = _env_list("ENHTRAIN_DISABLED_PLUGINS")
+    allowed_raw = os.environ.get("ENHTRAIN_LOAD_PLUGINS", "").strip()
+    blocked_raw = os.environ.get("ENHTRAIN_DISABLED_PLUGINS", "").strip()
+    allowed = {normalize_name(n) for n in _env_list("ENHTRAIN_LOAD_PLUGINS")}
+    blocked = {normalize_name(n) for n in _env_list("ENHTRAIN_DISABLED_PLUGINS")}
+    autoload_env = not env_flag("ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD")
+    entry_points = list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+    _warn_unmatched(state, entry_points)
     seen: set[str] = set()
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points:
         dist = getattr(ep, "dist", None)
         info = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None)
-        names = {ep.name, info.distribution}
-        if ep.name in seen or names & blocked or (allowed and not names & allowed):
+        if ep.name in seen:
             continue
         seen.add(ep.name)
+        names = {normalize_name(ep.name)} | ({normalize_name(info.distribution)} if info.distribution else set())
+        skipped: tuple[str, str] | None = None
+        if not state.autoload:
+            skipped = ("is not loaded because this test's plugin manager does not autoload plugins",
+                       "use enhtrain_plugins(autoload=True), or register the plugin with enhtrain_plugin")
+        elif not autoload_env:
+            value = os.environ.get("ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD", "").strip()
+            skipped = (f"is not loaded because ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD={value}",
+                       "unset ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD")
+        elif names & blocked:
+            skipped = (f"is disabled by ENHTRAIN_DISABLED_PLUGINS={blocked_raw}",
+                       "remove it from ENHTRAIN_DISABLED_PLUGINS")
+        elif allowed and not names & allowed:
+            skipped = (f"is not loaded because ENHTRAIN_LOAD_PLUGINS={allowed_raw} does not name it",
+                       f"add {ep.name} to ENHTRAIN_LOAD_PLUGINS")
+        if skipped is not None:
+            state.skipped.append(_Skipped(info, *skipped, load=ep.load))
+            continue
         try:
             obj = ep.load()
         except Exception as err:
-            state.failures.append(PluginFailure(info, "import", _one_line(err)))
+            state.failures.append(PluginFailure(info, "import", _one_line(err), _traceback(err)))
             continue
         _add_plugin(state, obj, info)
+
+
+def _build_state(autoload: bool) -> PluginState:
+    manager = pluggy.PluginManager("enhtrain")
+    manager.add_hookspecs(hookspecs)
+    state = PluginState(manager, env_key=_env_key(), autoload=autoload)
+    _load_entry_points(state)
+    blocked_raw = os.environ.get("ENHTRAIN_DISABLED_PLUGINS", "").strip()
+    blocked = {normalize_name(n) for n in _env_list("ENHTRAIN_DISABLED_PLUGINS")}
+    version = metadata.version("enhtrain")
+    for module_name in BUILTIN_PLUGINS:
+        info = PluginInfo(module_name, "enhtrain", version)
+        if normalize_name(module_name) in blocked:
+            state.skipped.append(
+                _Skipped(info, f"is disabled by ENHTRAIN_DISABLED_PLUGINS={blocked_raw}",
+                         "remove it from ENHTRAIN_DISABLED_PLUGINS",
+                         load=lambda name=module_name: importlib.import_module(name))
+            )
+            continue
+        _add_plugin(state, importlib.import_module(module_name), info)
+    return state
+
+
+def _carry_over(previous: PluginState, state: PluginState) -> None:
+    """Register on ``state`` the plugins that were registered directly (not loaded) on ``previous``."""
+    for name, plugin in previous.manager.list_name_plugin():
+        if plugin is None or name in previous.loaded or state.manager.is_registered(plugin):
+            continue
+        if state.manager.get_plugin(name) is not None:
+            continue
+        state.manager.register(plugin, name=name)
+        if name in previous.infos:
+            state.infos[name] = previous.infos[name]
+
+
+def _get_state() -> PluginState:
+    global _state
+    if _state is None or _state.env_key != _env_key():
+        previous = _state
+        _state = _build_state(_autoload)
+        if previous is not None:
+            _carry_over(previous, _state)
+    return _state
 
 
 def get_plugin_manager() -> pluggy.PluginManager:
@@ -143,27 +296,69 @@ def get_plugin_manager() -> pluggy.PluginManager:
     return _get_state().manager
 
 
-def _get_state() -> PluginState:
-    global _state
-    if _state is None:
-        manager = pluggy.PluginManager("enhtrain")
-        manager.add_hookspecs(hookspecs)
-        state = PluginState(manager)
-        _load_entry_points(state)
-        blocked = _env_list("ENHTRAIN_DISABLED_PLUGINS")
-        version = metadata.version("enhtrain")
-        for module_name in BUILTIN_PLUGINS:
-            if module_name in blocked:
-                continue
-            _add_plugin(state, importlib.import_module(module_name), PluginInfo(module_name, "enhtrain", version))
-        _state = state
-    return _state
-
-
 def reset() -> None:
     """Forget the plugin manager and registry, so the next use rebuilds them (used by tests)."""
     global _state
     _state = None
+
+
+@contextlib.contextmanager
+def isolated(*, autoload: bool = False) -> Iterator[pluggy.PluginManager]:
+    """Use a new plugin manager inside the block, and the process's own again after it.
+
+    The new manager is built like the process's (built-in plugins, and with ``autoload`` the entry points the
+    environment variables allow) and follows later changes of those variables. Plugins registered on it are
+    forgotten with it.
+
+    Args:
+        autoload: Whether installed plugins load from their entry points. ``False`` leaves them out, so that a
+            test sees only the built-ins and what it registers itself.
+
+    Yields:
+        The new plugin manager.
+    """
+    global _state, _autoload
+    saved = (_state, _autoload)
+    _state, _autoload = None, autoload
+    try:
+        yield get_plugin_manager()
+    finally:
+        _state, _autoload = saved
+
+
+def register_plugin(obj: Any, name: str | None = None) -> str:
+    """Register a plugin object or module on the current manager; a plugin already registered changes its name.
+
+    A module that the manager already loaded from its entry point (an installed plugin) is registered again
+    under ``name``, keeping its distribution and version, instead of failing with pluggy's "already
+    registered" error.
+
+    Args:
+        obj: A module, class instance or namespace with hook implementations.
+        name: The plugin's name; defaults to the entry-point name of an already registered plugin, or to
+            pluggy's canonical name (a module's ``__name__``).
+
+    Returns:
+        The name it is registered under.
+
+    Raises:
+        ValueError: If another plugin already uses ``name``, or pluggy rejects the object.
+    """
+    state = _get_state()
+    manager = state.manager
+    previous = manager.get_name(obj) if manager.is_registered(obj) else None
+    if previous is not None:
+        if name is None or name == previous:
+            return previous
+        info = state.infos.get(previous, PluginInfo(previous))
+        manager.unregister(obj)
+        state.loaded.discard(previous)
+        state.infos.pop(previous, None)
+        registered = manager.register(obj, name=name)
+        state.infos[str(registered)] = PluginInfo(str(registered), info.distribution, info.version)
+        return str(registered)
+    registered = manager.register(obj, name=name)
+    return str(registered)
 
 
 def get_registry() -> ComponentRegistry:
@@ -181,6 +376,7 @@ def get_registry() -> ComponentRegistry:
     registry = ComponentRegistry()
     for kind in KINDS:
         kind_registry = registry.kinds[kind]
+        kind_registry._hint = lambda name, kind=kind: failure_hint(name, kind)
         hook = getattr(state.manager.hook, f"enhtrain_register_{kind}")
         # get_hookimpls() lists implementations in registration order, so reversed puts the built-ins,
         # registered last, first: a third-party name then clashes with the built-in and is reported.
@@ -190,7 +386,7 @@ def get_registry() -> ComponentRegistry:
             try:
                 impl.function(registry=kind_registry)
             except Exception as err:
-                failure = PluginFailure(info, f"enhtrain_register_{kind}", _one_line(err))
+                failure = PluginFailure(info, f"enhtrain_register_{kind}", _one_line(err), _traceback(err))
                 state.failures.append(failure)
                 registry.failures[info.name] = failure.message()
     state.registry, state.registry_key = registry, key
@@ -203,28 +399,96 @@ def failures() -> list[PluginFailure]:
     return list(_get_state().failures)
 
 
-def failure_hint(name: str) -> str:
-    """Return a sentence naming the failed plugins, to append to an 'unknown component' message."""
+def warnings() -> list[str]:
+    """Return the warnings about the plugin variables, one line each (a name that matches no installed plugin)."""
+    return list(_get_state().warnings)
+
+
+def _skipped_provider(name: str, kind: str | None) -> tuple[_Skipped, str] | None:
+    """The unloaded plugin that would register ``name`` (of ``kind``, or of any kind), and the kind.
+
+    The plugin is imported and its registration hooks run on a scratch manager: this happens only when a
+    config names a component that no loaded plugin provides.
+    """
+    kinds = [kind] if kind else list(KINDS)
+    for skipped in _get_state().skipped:
+        scratch = pluggy.PluginManager("enhtrain")
+        scratch.add_hookspecs(hookspecs)
+        try:
+            scratch.register(skipped.load(), name=skipped.plugin.name)
+        except Exception:
+            continue
+        for each in kinds:
+            kind_registry = KindRegistry(each, _current=skipped.plugin)
+            for impl in getattr(scratch.hook, f"enhtrain_register_{each}").get_hookimpls():
+                with contextlib.suppress(Exception):
+                    impl.function(registry=kind_registry)
+            with contextlib.suppress(Exception):
+                if kind_registry.find(name) is not None:
+                    return skipped, each
+    return None
+
+
+def failure_hint(name: str, kind: str | None = None) -> str:
+    """Return why ``name`` may be unknown, to append to an 'unknown component' message.
+
+    When an installed plugin that is not loaded provides ``name``, the hint names that plugin and the variable
+    that left it out; otherwise it names the plugins that failed, if any.
+
+    Args:
+        name: The unknown component name.
+        kind: One of :data:`~enhtrain.plugins.registry.KINDS`, or ``None`` to look in every kind.
+
+    Returns:
+        ``" (...)"``, or ``""`` when there is nothing to add.
+    """
+    found = _skipped_provider(name, kind)
+    if found is not None:
+        skipped, each = found
+        return (
+            f" ({_SINGULAR[each]} '{name}' comes from plugin {skipped.plugin.describe()}, which {skipped.reason}; "
+            f"{skipped.fix})"
+        )
     failed = failures()
     if not failed:
         return ""
     return " (" + "; ".join(f.message() for f in failed) + f"; if '{name}' comes from it, fix that plugin)"
 
 
-def validate_config(config: dict[str, Any]) -> None:
+def _plugin_config_error(err: ConfigError, info: PluginInfo, locate: Callable[[str], str | None] | None) -> str:
+    message = " ".join(str(err).split())
+    if err.key:
+        if not message.startswith(f"{err.key}:"):
+            message = f"{err.key}: {message}"
+        where = locate(err.key) if locate is not None else None
+        message = located(where if where != "config" else None, message)
+    if info.name not in BUILTIN_PLUGINS:
+        message += f" (from plugin {info.describe()})"
+    return message
+
+
+def validate_config(config: dict[str, Any], locate: Callable[[str], str | None] | None = None) -> None:
     """Run every plugin's ``enhtrain_validate_config`` hook.
 
+    A plugin's :class:`~enhtrain.errors.ConfigError` is raised again with the plugin's name and, when it names its
+    ``key``, the key and where it was set.
+
+    Args:
+        config: The composed config of the subcommand, as plain data.
+        locate: Returns where a dotted key was set (``file.yaml:LINE``, ``flag --KEY``, ...), or ``None``.
+
     Raises:
-        ConfigError: As raised by a plugin, or wrapping any other exception a plugin raised.
+        ConfigError: As raised by a plugin, with its location and the plugin's name.
+        PluginError: Wrapping any other exception a plugin raised.
     """
     state = _get_state()
     for impl in reversed(state.manager.hook.enhtrain_validate_config.get_hookimpls()):
+        info = state.infos.get(impl.plugin_name, PluginInfo(impl.plugin_name))
         try:
             impl.function(config=config)
-        except ConfigError:
-            raise
+        except ConfigError as err:
+            raise ConfigError(_plugin_config_error(err, info, locate), key=err.key) from err
         except Exception as err:
-            info = state.infos.get(impl.plugin_name, PluginInfo(impl.plugin_name))
             raise PluginError(
                 f"plugin {info.describe()} failed in enhtrain_validate_config: {_one_line(err)}; fix that plugin"
             ) from err
@@ -254,16 +518,22 @@ def env_overlays(env: str) -> list[str]:
 
 
 def list_plugins() -> list[dict[str, Any]]:
-    """Describe every plugin for ``enhtrain plugins``: name, distribution, version, registrations, status."""
+    """Describe every plugin for ``enhtrain plugins``: name, distribution, version, registrations, status.
+
+    Each row has ``name``, ``distribution``, ``version``, ``builtin``, ``hooks``, ``registered`` (kind to names),
+    ``error`` (``None`` or one line) and ``traceback`` (``None`` or the failure's original traceback).
+    """
     registry = get_registry()
     state = _get_state()
     registered = registry.by_plugin()
+    tracebacks = {f.plugin.name: f.traceback or None for f in state.failures}
     rows: list[dict[str, Any]] = []
     # Every plugin the manager holds: entry points, built-ins, and objects registered directly (tests).
     for name, plugin in state.manager.list_name_plugin():
         if plugin is None:
             continue
         info = state.infos.get(name, PluginInfo(name))
+        error = registry.failures.get(name)
         rows.append(
             {
                 "name": name,
@@ -274,7 +544,8 @@ def list_plugins() -> list[dict[str, Any]]:
                     impl.name for impl in state.manager.get_hookcallers(state.manager.get_plugin(name)) or ()
                 ),
                 "registered": registered.get(name, {}),
-                "error": registry.failures.get(name),
+                "error": error,
+                "traceback": tracebacks.get(name) if error else None,
             }
         )
     for failure in state.failures:
@@ -288,6 +559,7 @@ def list_plugins() -> list[dict[str, Any]]:
                     "hooks": [],
                     "registered": {},
                     "error": failure.message(),
+                    "traceback": failure.traceback or None,
                 }
             )
     return rows

@@ -7,7 +7,7 @@ imported by :meth:`Registration.load` only when a config uses it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,7 @@ class KindRegistry:
     entries: dict[str, Registration] = field(default_factory=dict)
     conflicts: dict[str, list[PluginInfo]] = field(default_factory=dict)
     _current: PluginInfo = field(default_factory=lambda: PluginInfo("unknown"))
+    _hint: Callable[[str], str] | None = field(default=None, repr=False)
 
     def register(self, obj: Any, name: str | None = None) -> None:
         """Register a component.
@@ -172,9 +173,10 @@ class KindRegistry:
         found = self.find(name)
         if found is None:
             known = ", ".join(self.names()) or "none"
+            hint = self._hint(name) if self._hint is not None else ""
             raise ConfigError(
                 f"unknown {_SINGULAR[self.kind]} '{name}'. Known {self.kind}: {known}. "
-                "Install the plugin that provides it, or check `enhtrain plugins`"
+                "Install the plugin that provides it, or check `enhtrain plugins`" + hint
             )
         return found
 

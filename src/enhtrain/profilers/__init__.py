@@ -1,5 +1,6 @@
-"""Profiler adapters."""
+"""Profiler adapters: the windowed PyTorch profiler and the ``xla`` factory."""
 
 from enhtrain.profilers.windowed import WindowedPyTorchProfiler
+from enhtrain.profilers.xla import xla_profiler
 
-__all__ = ["WindowedPyTorchProfiler"]
+__all__ = ["WindowedPyTorchProfiler", "xla_profiler"]

@@ -54,12 +54,14 @@ def enhtrain_validate_config(config: dict[str, Any]) -> None:
     """Reject runs tagged ``forbidden``.
 
     Raises:
-        ConfigError: If ``experiment.tags`` contains ``forbidden``.
+        ConfigError: If ``experiment.tags`` contains ``forbidden``; enhtrain adds where the tags were set and
+            this plugin's name.
     """
     experiment = config.get("experiment") or {}
     tags = experiment.get("tags") or []
     if FORBIDDEN_TAG in tags:
         raise ConfigError(
-            f"experiment.tags: the tag '{FORBIDDEN_TAG}' is reserved by the enhtrain-example plugin; "
-            f"remove it from experiment.tags (now {list(tags)})"
+            f"the tag '{FORBIDDEN_TAG}' is reserved by the enhtrain-example plugin; remove it from experiment.tags "
+            f"(now {list(tags)})",
+            key="experiment.tags",
         )

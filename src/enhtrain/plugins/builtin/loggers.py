@@ -1,4 +1,4 @@
-"""Registers the built-in loggers: CSV, TensorBoard, Weights & Biases and Comet."""
+"""Registers the built-in loggers: CSV, TensorBoard, Weights & Biases, Comet, MLflow and Neptune."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ BUILTIN_LOGGERS = {
     "tensorboard": "enhtrain.loggers.tensorboard:tensorboard_logger",
     "wandb": "enhtrain.loggers.wandb:wandb_logger",
     "comet": "enhtrain.loggers.comet:comet_logger",
+    "mlflow": "enhtrain.loggers.mlflow:mlflow_logger",
+    "neptune": "enhtrain.loggers.neptune:neptune_logger",
 }
 
 

@@ -1,4 +1,4 @@
-"""Registers Lightning's profilers under short names."""
+"""Registers Lightning's profilers under short names: simple, advanced, pytorch, xla and passthrough."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ BUILTIN_PROFILERS = {
     "simple": "lightning.pytorch.profilers:SimpleProfiler",
     "advanced": "lightning.pytorch.profilers:AdvancedProfiler",
     "pytorch": "enhtrain.profilers.windowed:WindowedPyTorchProfiler",
+    "xla": "enhtrain.profilers.xla:xla_profiler",
+    "passthrough": "lightning.pytorch.profilers:PassThroughProfiler",
 }
 
 

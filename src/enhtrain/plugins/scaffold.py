@@ -1,0 +1,377 @@
+"""``enhtrain plugins new NAME``: write a new plugin distribution that installs, tests and lists at once.
+
+For the plugin ``acme`` it writes::
+
+    acme/
+      pyproject.toml                 the ``enhtrain`` entry point: acme = "enhtrain_acme.plugin"
+      README.md                      what it registers, and how to install and test it
+      src/enhtrain_acme/__init__.py
+      src/enhtrain_acme/plugin.py    the hook implementations; components named by import path
+      src/enhtrain_acme/callbacks.py BatchCounter, registered as acme_batch_counter
+      src/enhtrain_acme/loggers.py   JsonlLogger, registered as acme_jsonl
+      src/enhtrain_acme/profilers.py WallClockProfiler, registered as acme_wall_clock
+      src/enhtrain_acme/templates/acme.yaml, src/enhtrain_acme/envs/acme.yaml
+      src/enhtrain_acme/py.typed
+      tests/test_plugin.py           tests with enhtrain's fixtures (enhtrain.testing)
+
+with one small working example per chosen kind (:data:`KINDS`). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+from enhtrain.errors import ConfigError
+from enhtrain.plugins import _scaffold_files as files
+from enhtrain.plugins.manager import ENTRY_POINT_GROUP, normalize_name
+
+__all__ = ["KINDS", "PluginPlan", "new_plugin", "plan_plugin", "write_plugin"]
+
+KINDS = ("callback", "logger", "profiler", "template", "env", "check")
+"""The kinds of example ``plugins new`` can write, in the order of ``--kinds``."""
+
+_NAME = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
+_HOOK_PARTS = {
+    "callback": files.PLUGIN_CALLBACK,
+    "logger": files.PLUGIN_LOGGER,
+    "profiler": files.PLUGIN_PROFILER,
+    "template": files.PLUGIN_TEMPLATE,
+    "env": files.PLUGIN_ENV,
+    "check": files.PLUGIN_CHECK,
+}
+_COMPONENTS = {
+    "callback": ("callbacks", "@@ID@@_batch_counter", "`@@PACKAGE@@.callbacks.BatchCounter`: logs `train/batches`, "
+                 "the number of training batches so far, at the end of every epoch"),
+    "logger": ("loggers", "@@ID@@_jsonl", "`@@PACKAGE@@.loggers.JsonlLogger`: one JSON line per `log_metrics` "
+               "call in `<run>/logs/@@ID@@_jsonl/metrics.jsonl`"),
+    "profiler": ("profilers", "@@ID@@_wall_clock", "`@@PACKAGE@@.profilers.WallClockProfiler`: wall time per "
+                 "action, in `<run>/profiler/fit-@@ID@@_wall_clock.txt`"),
+    "template": ("templates", "@@ID@@", "an MLP on scikit-learn's digits for 2 epochs"),
+    "env": ("environments", "@@ID@@", "`--env @@ID@@`: one epoch of five batches"),
+    "check": ("config check", "", "refuses `trainer.max_epochs` above 1000"),
+}
+
+
+@dataclass(frozen=True)
+class PluginPlan:
+    """A plugin distribution to write.
+
+    Attributes:
+        name: The plugin's name: its entry-point name, which ``ENHTRAIN_LOAD_PLUGINS`` and
+            ``ENHTRAIN_DISABLED_PLUGINS`` take.
+        distribution: The distribution's name, ``enhtrain-<name>``.
+        package: The import package, ``enhtrain_<name>``.
+        kinds: The kinds of example it holds.
+        components: Kind to the name it registers (``{"callback": "acme_batch_counter", ...}``).
+        files: Path relative to the distribution's folder to the file's text.
+    """
+
+    name: str
+    distribution: str
+    package: str
+    kinds: tuple[str, ...]
+    components: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def _check_name(name: str) -> str:
+    plain = name.strip().lower()
+    for prefix in ("enhtrain-", "enhtrain_"):
+        plain = plain.removeprefix(prefix)
+    package = "enhtrain_" + plain.replace("-", "_")
+    if not _NAME.fullmatch(plain) or not package.isidentifier() or plain == "enhtrain":
+        raise ConfigError(
+            f"plugins new: '{name}' is not a valid plugin name: use lower-case letters, digits, '-' and '_', "
+            "starting with a letter (for example acme or acme-tools)"
+        )
+    return plain
+
+
+def _check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown or not kinds:
+        raise ConfigError(
+            f"plugins new: unknown kind '{unknown[0] if unknown else ''}' in --kinds: give a comma-separated list "
+            f"of {', '.join(KINDS)}"
+        )
+    return tuple(kind for kind in KINDS if kind in kinds)
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    for token, value in values.items():
+        text = text.replace(f"@@{token}@@", value)
+    return text
+
+
+def plan_plugin(name: str, kinds: Sequence[str] = KINDS) -> PluginPlan:
+    """Return the files of a new plugin distribution, checking the name's form but not what is installed.
+
+    Args:
+        name: The plugin's name (``acme``); a leading ``enhtrain-`` is dropped.
+        kinds: The kinds of example to include, from :data:`KINDS`.
+
+    Raises:
+        ConfigError: If the name is not a valid plugin name, or a kind is unknown.
+    """
+    plain = _check_name(name)
+    chosen = _check_kinds(kinds)
+    ident = plain.replace("-", "_")
+    values = {
+        "NAME": plain,
+        "ID": ident,
+        "DIST": f"enhtrain-{plain}",
+        "PACKAGE": f"enhtrain_{ident}",
+        "VERSIONS": _enhtrain_range(),
+    }
+    components = {kind: _fill(_COMPONENTS[kind][1], values) for kind in chosen if _COMPONENTS[kind][1]}
+    registered = {
+        _COMPONENTS[kind][0]: [components[kind]] for kind in chosen if kind in ("callback", "logger", "profiler",
+                                                                             "template")
+    }
+    values["REGISTERED"] = (
+        "{\n" + "".join(f"        {_py(kind)}: {_py(names)},\n" for kind, names in registered.items()) + "    }"
+    )
+    values["SUMMARY"] = ", ".join(_summary(kind) for kind in chosen)
+    data = ['"py.typed"'] + ['"templates/*.yaml"'] * ("template" in chosen) + ['"envs/*.yaml"'] * ("env" in chosen)
+    values["PACKAGE_DATA"] = ", ".join(data)
+    package_dir = f"src/{values['PACKAGE']}"
+    out: dict[str, str] = {
+        "pyproject.toml": _fill(files.PYPROJECT, values),
+        f"{package_dir}/__init__.py": _fill(files.PACKAGE_INIT, {**values, "BULLETS": _bullets(chosen, values)}),
+        f"{package_dir}/plugin.py": _plugin_module(chosen, values),
+        f"{package_dir}/py.typed": "",
+        "tests/test_plugin.py": _tests(chosen, values),
+    }
+    if "callback" in chosen:
+        out[f"{package_dir}/callbacks.py"] = _fill(files.CALLBACKS, values)
+    if "logger" in chosen:
+        out[f"{package_dir}/loggers.py"] = _fill(files.LOGGERS, values)
+    if "profiler" in chosen:
+        out[f"{package_dir}/profilers.py"] = _fill(files.PROFILERS, values)
+    if "template" in chosen:
+        out[f"{package_dir}/templates/{ident}.yaml"] = _template(chosen, values)
+    if "env" in chosen:
+        out[f"{package_dir}/envs/{ident}.yaml"] = _fill(files.ENV, values)
+    out["README.md"] = _readme(chosen, values, sorted(out))
+    return PluginPlan(plain, values["DIST"], values["PACKAGE"], chosen, components, dict(sorted(out.items())))
+
+
+def _enhtrain_range() -> str:
+    try:
+        major, minor = metadata.version("enhtrain").split(".")[:2]
+    except (metadata.PackageNotFoundError, ValueError):
+        return "enhtrain"
+    if not (major.isdigit() and minor.isdigit()):
+        return "enhtrain"
+    upper = f"{int(major)}.{int(minor) + 1}" if major == "0" else f"{int(major) + 1}"
+    return f"enhtrain>={major}.{minor},<{upper}"
+
+
+def _summary(kind: str) -> str:
+    return {"callback": "a callback", "logger": "a logger", "profiler": "a profiler", "template": "a template",
+            "env": "an environment overlay", "check": "a config check"}[kind]
+
+
+def _bullets(kinds: tuple[str, ...], values: dict[str, str]) -> str:
+    lines = {
+        "callback": "- the callback ``@@ID@@_batch_counter`` (:class:`~@@PACKAGE@@.callbacks.BatchCounter`),",
+        "logger": "- the logger ``@@ID@@_jsonl`` (:class:`~@@PACKAGE@@.loggers.JsonlLogger`),",
+        "profiler": "- the profiler ``@@ID@@_wall_clock`` (:class:`~@@PACKAGE@@.profilers.WallClockProfiler`),",
+        "template": "- the config template ``@@ID@@``,",
+        "env": "- an overlay for the environment ``@@ID@@``,",
+        "check": "- a config check that refuses more than 1000 epochs.",
+    }
+    return "\n".join(_fill(lines[kind], values) for kind in kinds)
+
+
+def _plugin_module(kinds: tuple[str, ...], values: dict[str, str]) -> str:
+    stdlib = []
+    if {"template", "env"} & set(kinds):
+        stdlib.append("from pathlib import Path\n")
+    if "check" in kinds:
+        stdlib.append("from typing import Any\n")
+    own = ["from enhtrain import ConfigError, hookimpl\n" if "check" in kinds else "from enhtrain import hookimpl\n"]
+    if {"callback", "logger", "profiler", "template"} & set(kinds):
+        own.append("from enhtrain.plugins.registry import KindRegistry\n")
+    constants = []
+    if {"template", "env"} & set(kinds):
+        constants.append("PACKAGE_DIR = Path(__file__).resolve().parent\n")
+    if "template" in kinds:
+        constants.append('TEMPLATE_DIR = PACKAGE_DIR / "templates"\n')
+    if "env" in kinds:
+        constants.append('ENV_DIR = PACKAGE_DIR / "envs"\n')
+    if "check" in kinds:
+        constants.append("MAX_EPOCHS = 1000\n")
+    blocks = ["".join(block) for block in (stdlib, own, constants) if block]
+    text = files.PLUGIN_HEAD + "\n".join(blocks) + "".join(_HOOK_PARTS[kind] for kind in kinds)
+    return _fill(text, values)
+
+
+def _py(value: object) -> str:
+    """Python source for a value made of dicts, lists, strings and ``None``, with double quotes."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_py(k)}: {_py(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_py(v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)
+
+
+def _template(kinds: tuple[str, ...], values: dict[str, str]) -> str:
+    experiment = []
+    used = []
+    if "logger" in kinds:
+        experiment.append("  loggers: {@@ID@@_jsonl: {}}")
+        used.append("logged as JSON lines")
+    if "callback" in kinds:
+        experiment.append("  callbacks: {@@ID@@_batch_counter: {}}")
+        used.append("counting batches")
+    if "profiler" in kinds:
+        experiment.append("  profiler: @@ID@@_wall_clock")
+        used.append("profiled by wall clock")
+    with_text = (", " + ", ".join(used)) if used else ""
+    body = _fill("".join(line + "\n" for line in experiment), values)
+    return _fill(files.TEMPLATE, {**values, "TEMPLATE_WITH": with_text, "TEMPLATE_EXPERIMENT": body})
+
+
+def _tests(kinds: tuple[str, ...], values: dict[str, str]) -> str:
+    text = files.TESTS_HEAD
+    runtime = [kind for kind in ("callback", "logger", "profiler") if kind in kinds]
+    if runtime:
+        experiment = {"name": "@@ID@@-test", "checkpoint": None}
+        loggers: dict[str, object] = {"tensorboard": None}
+        if "logger" in kinds:
+            loggers["@@ID@@_jsonl"] = {}
+        experiment["loggers"] = loggers
+        if "callback" in kinds:
+            experiment["callbacks"] = {"@@ID@@_batch_counter": {}}
+        if "profiler" in kinds:
+            experiment["profiler"] = "@@ID@@_wall_clock"
+        checks = {"callback": files.TESTS_FIT_CALLBACK, "logger": files.TESTS_FIT_LOGGER,
+                  "profiler": files.TESTS_FIT_PROFILER}
+        lines = "".join(f"        {_py(key)}: {_py(value)},\n" for key, value in experiment.items())
+        text += _fill(files.TESTS_FIT, {"FIT_EXPERIMENT": lines,
+                                        "FIT_CHECKS": "".join(checks[kind] for kind in runtime)})
+    extra = {"callback": files.TESTS_CALLBACK, "template": files.TESTS_TEMPLATE, "env": files.TESTS_ENV,
+             "check": files.TESTS_CHECK}
+    text += "".join(extra[kind] for kind in kinds if kind in extra)
+    testing_import = "from enhtrain.testing import write_tiny_config\n\n" if "write_tiny_config(" in text else "\n"
+    text = text.replace("@@TESTING_IMPORT@@\n", testing_import)
+    return _fill(text, values)
+
+
+def _readme(kinds: tuple[str, ...], values: dict[str, str], paths: list[str]) -> str:
+    rows = []
+    for kind in kinds:
+        _, name, what = _COMPONENTS[kind]
+        shown = f"`{_fill(name, values)}`" if name else ""
+        rows.append(f"| {'config check' if kind == 'check' else kind} | {shown} | {_fill(what, values)} |")
+    use = []
+    if "logger" in kinds:
+        use.append("  loggers:\n    @@ID@@_jsonl: {}")
+    if "callback" in kinds:
+        use.append("  callbacks:\n    @@ID@@_batch_counter: {}")
+    if "profiler" in kinds:
+        use.append("  profiler: @@ID@@_wall_clock")
+    use_text = ""
+    if use:
+        use_text = "## Use\n\n```yaml\nexperiment:\n" + "\n".join(use) + "\n```\n\n"
+    if "template" in kinds:
+        use_text += (
+            "Start from the template:\n\n```bash\npython -m enhtrain templates show @@ID@@ > @@ID@@.yaml\n"
+            "python -m enhtrain fit --config @@ID@@.yaml\n```\n\n"
+        )
+    layout = "\n".join(["README.md", *paths])
+    return _fill(files.README, {**values, "README_ROWS": "\n".join(rows), "README_USE": _fill(use_text, values),
+                                "README_LAYOUT": layout})
+
+
+def _installed_clash(plan: PluginPlan) -> str | None:
+    wanted = {normalize_name(plan.name), normalize_name(plan.distribution)}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist = getattr(ep, "dist", None)
+        names = {normalize_name(ep.name)} | ({normalize_name(dist.name)} if dist is not None else set())
+        if names & wanted:
+            where = f" ({dist.name} {dist.version})" if dist is not None else ""
+            return f"the installed plugin {ep.name}{where}"
+    try:
+        dist = metadata.distribution(plan.distribution)
+    except metadata.PackageNotFoundError:
+        dist = None
+    if dist is not None:
+        return f"the installed distribution {dist.metadata['Name']} {dist.version}"
+    if importlib.util.find_spec(plan.package) is not None:
+        return f"the installed package {plan.package}"
+    return None
+
+
+def _component_clash(plan: PluginPlan) -> str | None:
+    from enhtrain import plugins
+    from enhtrain.plugins.builtin.envs import builtin_envs
+
+    registry = plugins.get_registry()
+    names = {plan.name, plan.name.replace("-", "_"), *plan.components.values()}
+    for kind, kind_registry in registry.kinds.items():
+        for entry in kind_registry:
+            if entry.name in names:
+                return f"the {kind[:-1]} '{entry.name}' of plugin {entry.plugin.describe()}"
+    envs = set(builtin_envs()) & names
+    if envs:
+        return f"the built-in environment '{sorted(envs)[0]}'"
+    return None
+
+
+def new_plugin(name: str, kinds: Sequence[str] = KINDS) -> PluginPlan:
+    """Plan a new plugin distribution after checking that its names are free.
+
+    Args:
+        name: The plugin's name.
+        kinds: The kinds of example to include.
+
+    Raises:
+        ConfigError: If the name is not valid, a kind is unknown, or the plugin, its distribution, its package or
+            one of its component names is already taken.
+    """
+    plan = plan_plugin(name, kinds)
+    taken = _installed_clash(plan) or _component_clash(plan)
+    if taken is not None:
+        raise ConfigError(
+            f"plugins new: the name '{plan.name}' is already taken by {taken}: choose another name"
+        )
+    return plan
+
+
+def write_plugin(plan: PluginPlan, target: str | Path) -> list[Path]:
+    """Write the plan's files into ``target``, which must be missing or empty.
+
+    Args:
+        plan: What to write.
+        target: The distribution's folder.
+
+    Returns:
+        The files written, sorted.
+
+    Raises:
+        ConfigError: If ``target`` exists and is not an empty folder.
+    """
+    target = Path(target)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(
+            f"plugins new: '{target}' already exists and is not an empty folder: choose another --dir"
+        )
+    from enhtrain.security import inside
+
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for relative, text in plan.files.items():
+        path = inside(target / relative, target, what="plugin file")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(target / relative)
+    return sorted(written)
