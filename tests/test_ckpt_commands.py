@@ -72,8 +72,8 @@ def _make_run(
 def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "runs"
-    _make_run(root, "digits", "version_0")
-    _make_run(root, "digits", "version_1", status="running", pid=2**22 + 12345, duration_s=None)
+    _make_run(root, "digits", "version_0", subcommand="fit")
+    _make_run(root, "digits", "version_1", status="running", pid=2**22 + 12345, duration_s=None, subcommand="test")
     _make_run(root, "other", "v2", status="failed")
     return root
 
@@ -88,10 +88,12 @@ def test_runs_list(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "runs", "list")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["NAME", "VERSION", "STATUS", "START", "DURATION", "BEST"]
-    assert lines[1].split() == ["digits", "version_0", "completed", "2025-01-01T00:00:00Z", "1:02:03", "val/loss=0.4"]
-    assert lines[2].split()[:3] == ["digits", "version_1", "killed"]  # its process is gone
-    assert lines[3].split()[:3] == ["other", "v2", "failed"]
+    assert lines[0].split() == ["NAME", "VERSION", "STATUS", "SUBCOMMAND", "START", "DURATION", "BEST"]
+    assert lines[1].split() == [
+        "digits", "version_0", "completed", "fit", "2025-01-01T00:00:00Z", "1:02:03", "val/loss=0.4"
+    ]
+    assert lines[2].split()[:4] == ["digits", "version_1", "killed", "test"]  # its process is gone
+    assert lines[3].split()[:4] == ["other", "v2", "failed", "-"]  # a run that recorded no subcommand
     code, out, _ = _run(capsys, "runs", "list", str(runs), "--json")
     listed = json.loads(out)
     assert [(r["name"], r["version"]) for r in listed] == [
@@ -116,6 +118,42 @@ def test_runs_show(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     shown = json.loads(out)
     assert shown["metadata"]["config_hash"] == "f" * 64
     assert [c["file"] for c in shown["checkpoints"]] == [c[0] for c in CHECKPOINTS]
+
+
+def test_a_run_name_alone_means_its_latest_version(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # version_0 is the newest by its metadata, whatever the numbers say.
+    os.utime(runs / "digits/version_1/metadata.json", (1_000_000, 1_000_000))
+    code, out, _ = _run(capsys, "runs", "show", "digits")
+    assert code == 0 and out.startswith("Run:         digits/version_0 ")
+    os.utime(runs / "digits/version_0/metadata.json", (500_000, 500_000))
+    code, out, _ = _run(capsys, "runs", "show", "digits")
+    assert code == 0 and out.startswith("Run:         digits/version_1 ")
+    assert "Subcommand:  test" in out
+    code, by_name, _ = _run(capsys, "ckpt", "list", "digits")
+    code_v, by_version, _ = _run(capsys, "ckpt", "list", "digits/version_1")
+    assert code == code_v == 0 and by_name == by_version
+    code, out, _ = _run(capsys, "ckpt", "verify", str(runs / "other"))
+    assert code == 0 and "runs/other/v2/checkpoints/manifest.json" in out
+    code, _, err = _run(capsys, "runs", "show", "nothing-here")
+    assert code == 2 and "or a run name for its latest version" in err
+    code, out, _ = _run(capsys, "runs", "show", "digits", "--path")
+    assert code == 0 and out == "runs/digits/version_1\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["runs", "--help"], ["runs", "list", "--help"], ["runs", "show", "-h"],
+        ["ckpt", "--help"], ["ckpt", "list", "--help"], ["ckpt", "verify", "--help"], ["ckpt", "prune", "--help"],
+        ["templates", "--help"], ["templates", "list", "--help"], ["templates", "show", "--help"],
+        ["config", "--help"], ["config", "explain", "--help"],
+    ],
+    ids=" ".join,
+)
+def test_every_info_command_answers_help(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    code, out, err = _run(capsys, *args)
+    assert code == 0, err
+    assert out.startswith("usage: enhtrain " + args[0]) and err == ""
 
 
 @pytest.mark.parametrize(

@@ -103,12 +103,16 @@ def test_subprocess_has_no_traceback(workdir: Path) -> None:
     assert not (workdir / "runs").exists()
 
 
-def test_debug_shows_traceback(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_debug_shows_traceback(workdir: Path, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("ENHTRAIN_DEBUG", "1")
-    from enhtrain.errors import ConfigError
 
-    with pytest.raises(ConfigError):
-        main(["fit", "--config", "nowhere.yaml"])
+    code, _, err = run_main(["fit", "--config", "nowhere.yaml"], capsys)
+
+    assert code == 2
+    assert "Traceback (most recent call last)" in err
+    assert err.splitlines()[-1].startswith("enhtrain: error: ")
+    assert "nowhere.yaml" in err.splitlines()[-1]
 
 
 def test_unwritable_root_is_a_clear_error(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

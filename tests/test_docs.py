@@ -314,9 +314,11 @@ def run_command(command: str, cwd: Path) -> tuple[int, str]:
 
 
 def run_page(page: Path, sandbox: Path) -> None:
-    """Run the marked blocks of a page, in order, in ``sandbox``."""
+    """Run the marked blocks of a page, in order, in ``sandbox`` (given copies of ``configs/`` and ``examples/``
+    unless it has them, as when the pages run one after another in one folder)."""
     for name in SANDBOX_DIRS:
-        shutil.copytree(ROOT / name, sandbox / name, ignore=shutil.ignore_patterns("__pycache__"))
+        if not (sandbox / name).exists():
+            shutil.copytree(ROOT / name, sandbox / name, ignore=shutil.ignore_patterns("__pycache__"))
     for block in blocks(page):
         target = block.option("file")
         if target is not None:
@@ -362,6 +364,38 @@ def one_thread() -> Iterator[None]:
 @pytest.mark.parametrize("page", RUN_PAGES, ids=rel)
 def test_marked_blocks_run(page: Path, tmp_path: Path, one_thread: None) -> None:
     run_page(page, tmp_path)
+
+
+def reading_order() -> list[Path]:
+    """The pages of ``docs/`` as a reader meets them: ``docs/index.md``, then the pages it links to, in the order
+    of its links, then any other page of ``docs/`` (reached through those pages), by path."""
+    index = DOCS / "index.md"
+    order = [index]
+    for target in links(index.read_text(encoding="utf-8")):
+        path = target.partition("#")[0]
+        if not path or re.match(r"^[a-z][a-z0-9+.-]*:", path):
+            continue
+        page = (index.parent / path).resolve()
+        if page.suffix == ".md" and page.is_relative_to(DOCS) and page.is_file() and page not in order:
+            order.append(page)
+    return order + [p for p in sorted(DOCS.rglob("*.md")) if p.resolve() not in order]
+
+
+def test_reading_order_covers_every_page_that_runs() -> None:
+    order = reading_order()
+    assert order[:4] == [DOCS / "index.md", *(DOCS / "getting-started" / n for n in
+                                               ("installation.md", "first-run.md", "run-directory.md"))]
+    assert {p for p in RUN_PAGES if p.is_relative_to(DOCS)} <= set(order)
+    assert len(order) == len(set(order))
+
+
+@pytest.mark.slow
+def test_pages_run_one_after_another_in_one_folder(tmp_path: Path, one_thread: None) -> None:
+    # A reader follows the pages in order in one clone: each page meets the runs, files and versions the earlier
+    # pages left, so a block that assumes a fresh folder (a hard-coded version_0 of a name used before) fails.
+    for page in reading_order():
+        if page in RUN_PAGES:
+            run_page(page, tmp_path)
 
 
 # --- links ---------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Laziness: ``import enhtrain`` and the info commands import neither torch nor the optional logger packages."""
+"""Laziness: ``import enhtrain`` and the info commands import neither torch, optuna nor the optional logger packages."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("torch", "lightning", "wandb", "comet_ml", "tensorboard")
+HEAVY = ("torch", "lightning", "wandb", "comet_ml", "tensorboard", "optuna")
 
 PROBE = """
 import json, sys

@@ -142,3 +142,49 @@ def test_templates_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["templates", "show", "regression"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
     assert shown["model"]["init_args"]["task"] == "regression"
+
+
+def test_last_ckpt_holds_the_state_training_ended_with(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Checkpoints every second epoch: Lightning itself saves nothing at the end of the third one.
+    code, _, err = fit(capsys, "--trainer.max_epochs", "3", "--experiment.checkpoint",
+                       "{monitor: val/loss, every_n_epochs: 2}")
+    assert code == 0, err
+    run = workdir / "runs" / "tiny" / "version_0"
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["global_step"] == 12
+    manifest = Manifest(run / "checkpoints")
+    steps = {e["file"]: e["step"] for e in manifest.entries}
+    assert steps["last.ckpt"] == 12 and manifest.data["last"] == "last.ckpt"
+    assert manifest.verify("last.ckpt") is None
+    assert sorted(steps.values())[:-1] == [8]  # the one checkpoint of epoch 1, and last.ckpt
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["global_step"] == 12 and ckpt["enhtrain"]["global_step"] == 12
+    assert meta["last_checkpoint"].endswith("last.ckpt")
+
+
+def test_resuming_a_finished_run_trains_nothing(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert fit(capsys, "--trainer.max_epochs", "2")[0] == 0
+    run = workdir / "runs" / "tiny" / "version_0"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for resume in ("auto", "version_0", "runs/tiny/version_0/checkpoints/last.ckpt"):
+        code, out, err = fit(capsys, "--trainer.max_epochs", "2", "--experiment.resume", resume)
+        assert code == 0, err
+        assert out.splitlines() == [
+            "enhtrain: run 'runs/tiny/version_0' is finished (completed after 2 epoch(s), at step 8); nothing to "
+            "resume. To train it further, raise --trainer.max_epochs or --trainer.max_steps with "
+            "--experiment.allow_config_change true; to start a new run, leave out experiment.resume"
+        ]
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    # A lower limit trains nothing either; a changed config is still refused first.
+    code, out, _ = fit(capsys, "--trainer.max_epochs", "1", "--experiment.resume", "auto",
+                       "--experiment.allow_config_change", "true")
+    assert code == 0 and "is finished" in out
+    code, _, err = fit(capsys, "--trainer.max_epochs", "3", "--experiment.resume", "auto")
+    assert code == 2 and "allow_config_change" in err
+    # A raised limit trains on, in the same run.
+    code, _, err = fit(capsys, "--trainer.max_epochs", "3", "--experiment.resume", "auto",
+                       "--experiment.allow_config_change", "true")
+    assert code == 0, err
+    meta = json.loads((run / "metadata.json").read_text())
+    assert meta["status"] == "completed" and meta["global_step"] == 12 and len(meta["resumes"]) == 1
+    assert sorted(p.name for p in (workdir / "runs" / "tiny").iterdir()) == ["version_0"]

@@ -64,6 +64,9 @@ PRIVATE_API: tuple[PrivateName, ...] = (
     PrivateName(_CLI, "_parse_ckpt_path", "method", ("self",), "enhtrain.cli.EnhancedCLI._parse_ckpt_path"),
     PrivateName(_CLI, "_run_subcommand", "method", ("self", "subcommand"), "enhtrain.cli.EnhancedCLI._run_subcommand"),
     PrivateName(
+        _CLI, "_set_seed", "method", ("self",), "enhtrain.cli.EnhancedCLI._set_seed and before_instantiate_classes"
+    ),
+    PrivateName(
         _CLI,
         "_parser",
         "method",
@@ -94,7 +97,26 @@ PRIVATE_API: tuple[PrivateName, ...] = (
         ("self", "current", "trainer", "monitor_candidates"),
         f"{_RUN_CHECKPOINT}._update_best_and_save",
     ),
-    PrivateName(_CHECKPOINT, "_last_global_step_saved", "attribute", used_by=f"{_RUN_CHECKPOINT}.on_exception"),
+    PrivateName(
+        _CHECKPOINT,
+        "_last_global_step_saved",
+        "attribute",
+        used_by=f"{_RUN_CHECKPOINT}.on_exception and on_train_end",
+    ),
+    PrivateName(
+        _CHECKPOINT,
+        "_save_last_checkpoint",
+        "method",
+        ("self", "trainer", "monitor_candidates"),
+        f"{_RUN_CHECKPOINT}.on_train_end",
+    ),
+    PrivateName(
+        _CHECKPOINT,
+        "_monitor_candidates",
+        "method",
+        ("self", "trainer"),
+        f"{_RUN_CHECKPOINT}.on_train_end",
+    ),
     PrivateName(
         _CSV_WRITER,
         "_check_log_dir_exists",
@@ -152,7 +174,7 @@ PRIVATE_API: tuple[PrivateName, ...] = (
         "_convert_params",
         "function",
         ("params",),
-        "the log_hyperparams of enhtrain.loggers.csv, tensorboard, wandb and comet",
+        "the log_hyperparams of enhtrain.loggers.csv, tensorboard, wandb, comet and mlflow",
     ),
     PrivateName(
         _LOGGER_UTILITIES,

@@ -8,8 +8,11 @@ runs exactly as ``LightningCLI``. Otherwise enhtrain composes the config layers 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import io
 import sys
+import textwrap
 from typing import Any, TypeVar
 
 import yaml
@@ -24,7 +27,7 @@ from typing_extensions import override
 
 from enhtrain import plugins
 from enhtrain.callbacks.progress import default_progress_callbacks
-from enhtrain.config.arguments import PreparedArgs, prepare_arguments
+from enhtrain.config.arguments import KEYED_MERGE_RULE, PreparedArgs, annotate_printed_config, prepare_arguments
 from enhtrain.config.errors import describe_parser_error, where_set
 from enhtrain.errors import ConfigError, RunDirError
 from enhtrain.run.session import RunSession
@@ -78,7 +81,8 @@ class EnhancedCLI(LightningCLI):
                 "--experiment",
                 type=dict | None,
                 default=None,
-                help="enhtrain's experiment section: run directory, loggers, callbacks, checkpoint, profiler, resume.",
+                help="enhtrain's experiment section as a YAML mapping: name, root_dir, version, tags, loggers, "
+                "callbacks, checkpoint, profiler, resume, ...; `enhtrain fit --help` lists every key with its default",
             )
 
     def _dumped_config(self) -> dict[str, Any]:
@@ -99,7 +103,7 @@ class EnhancedCLI(LightningCLI):
             return
         # The arguments were rebuilt from sys.argv by enhtrain, so LightningCLI's warning does not apply.
         try:
-            self.config = parser.parse_args(args)
+            self.config = self._parse_or_print(parser, args)
         except ArgumentError as err:
             assert self.prepared is not None
             raise ConfigError(
@@ -115,7 +119,28 @@ class EnhancedCLI(LightningCLI):
                     f"{_SEED_MAX}, or true for a random seed"
                 )
             # Plugins see every value, defaults and command-line flags included, before anything is built.
-            plugins.validate_config(self._dumped_config())
+            prepared = self.prepared
+            plugins.validate_config(
+                self._dumped_config(), locate=lambda key: where_set(key, prepared.composed, prepared.split.rest)
+            )
+
+    def _parse_or_print(self, parser: LightningArgumentParser, args: Any) -> Namespace:
+        """Parse; for ``--print_config``, print the config with what enhtrain builds from it, then exit."""
+        assert self.prepared is not None
+        if not any(str(arg).startswith("--print_config") for arg in self.prepared.split.rest):
+            return parser.parse_args(args)
+        printed = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(printed):
+                config = parser.parse_args(args)
+        except SystemExit:
+            sys.stdout.write(annotate_printed_config(printed.getvalue(), self.prepared.experiment))
+            raise
+        except BaseException:
+            sys.stdout.write(printed.getvalue())
+            raise
+        sys.stdout.write(printed.getvalue())
+        return config
 
     @override
     def _parse_ckpt_path(self) -> None:
@@ -149,9 +174,18 @@ class EnhancedCLI(LightningCLI):
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
     @override
+    def _set_seed(self) -> None:
+        # With the experiment on, the seed is set once every check has passed (before_instantiate_classes), so
+        # that a refused command prints no "Seed set to" line before its error.
+        if not self.enhanced:
+            super()._set_seed()
+
+    @override
     def before_instantiate_classes(self) -> None:
         super().before_instantiate_classes()
         if not self.enhanced or self.subcommand is None:
+            if self.enhanced:
+                super()._set_seed()
             return
         assert self.prepared is not None
         parser = self._parser(self.subcommand)
@@ -161,6 +195,10 @@ class EnhancedCLI(LightningCLI):
             self.prepared, dumped, subcommand=self.subcommand, trust=self.prepared.experiment.trust_checkpoint
         )
         self.save_config_callback = None
+        super()._set_seed()
+        if "seed_everything" in self.session.masked_config:
+            # `seed_everything: true` has become the seed drawn: the run's config.yaml records that number.
+            self.session.masked_config["seed_everything"] = self.config[self.subcommand]["seed_everything"]
 
     @override
     def instantiate_classes(self) -> None:
@@ -198,6 +236,7 @@ class EnhancedCLI(LightningCLI):
             user_plugins=trainer_config.get("plugins"),
             has_checkpoint=has_checkpoint,
             checkpoint_io_cls=CheckpointIO,
+            enable_checkpointing=trainer_config.get("enable_checkpointing"),
         )
         callbacks: list[Callback] = [*user_callbacks, *extra.pop("callbacks")]
         wants_bar = trainer_config.get("enable_progress_bar") is not False
@@ -215,6 +254,7 @@ class EnhancedCLI(LightningCLI):
             return
         session = self.session
         if subcommand == "fit" and session.resume_ckpt is not None:
+            session.end_if_finished()
             self.config_init[subcommand]["ckpt_path"] = session.resume_ckpt
         session.commit()
         # The run's config is its hyper-parameters too; logged here rather than by a callback, which Lightning
@@ -255,22 +295,105 @@ class EnhancedCLI(LightningCLI):
             session.finish(self.trainer, error=err)
             raise
         session.finish(self.trainer)
+        if session.is_writer and not _summary_printed(self.trainer, subcommand):
+            sys.stdout.write(f"Run directory: {session.run.path}\n")
+            sys.stdout.flush()
 
 
 class _HelpFormatter(DefaultHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """jsonargparse's help, with the epilog kept as written."""
+    """jsonargparse's help, with the description and epilog kept as written."""
+
+    @override
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.dest == "experiment":
+            # A mapping whose keys the description lists; "type: dict | null" would say nothing.
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
-_ENHTRAIN_OPTIONS = """\
-enhtrain options (read before the options above):
-  --config FILE            a YAML config; repeatable; each may `extends: [other.yaml]`
-  --env NAME|FILE          environment overlay: dev, test, prod, env/NAME.yaml beside the first config, or a file
-  --experiment.KEY VALUE   the experiment section: name, root_dir, version, tags, loggers, callbacks,
-                           checkpoint, profiler, resume, allow_config_change
-  --trust_checkpoint       load checkpoints that need pickled objects (only from a trusted source)
-  --safe                   allow only registered components, torch and lightning as class paths
-  --allow_module NAME      with --safe, also allow classes from this package
-See `enhtrain config explain` for where each value comes from."""
+# The keys of the `experiment` section with their defaults, as `--help` shows them (tests/test_trainer_switches.py
+# checks them against the schema). Checkpoint keys are listed one by one under `checkpoint.`.
+_EXPERIMENT_HELP: tuple[tuple[str, str, Any, str], ...] = (
+    ("name", "NAME", "default", "the run's name: runs go to <root_dir>/<name>/<version>/"),
+    ("root_dir", "DIR", "runs", "where run folders are made (trainer.default_root_dir, when set alone)"),
+    ("version", "VERSION", None, "null takes the next free version_N"),
+    ("tags", "LIST", [], "labels saved in metadata.json"),
+    ("description", "TEXT", None, "a sentence saved in metadata.json"),
+    ("loggers", "MAPPING", {"csv": {}, "tensorboard": {}}, "logger name -> options"),
+    ("callbacks", "MAPPING", {"throughput": {}, "run_summary": {}}, "callback name -> options"),
+    ("checkpoint", "MAPPING|null", "(below)", "null: no checkpoints"),
+    ("checkpoint.monitor", "METRIC", None, "rank checkpoints by this metric; null keeps the newest"),
+    ("checkpoint.mode", "min|max", None, "null infers it from the metric's name"),
+    ("checkpoint.save_top_k", "K", 1, "keep the K best (-1: all)"),
+    ("checkpoint.keep_last", "N", None, "also keep the N newest"),
+    ("checkpoint.save_last", "BOOL", True, "last.ckpt: the state at the end of training"),
+    ("checkpoint.every_n_epochs", "N", None, ""),
+    ("checkpoint.every_n_train_steps", "N", None, ""),
+    ("checkpoint.filename", "PATTERN", "epoch={epoch}-step={step}", ""),
+    ("profiler", "NAME|MAPPING", None, "simple, advanced, pytorch, or {name: ..., <options>}"),
+    ("resume", "auto|VERSION|PATH", None, "continue a run in its own directory"),
+    ("allow_config_change", "BOOL", False, "resume even if the config changed"),
+    ("trust_checkpoint", "BOOL", False, "same as --trust_checkpoint"),
+    ("sweep", "MAPPING", None, "set by `enhtrain sweep` on each trial"),
+)
+
+
+_HELP_WIDTH = 110
+
+
+def _help_value(value: Any) -> str:
+    """A default as YAML flow text: ``null``, ``true``, ``[]``, ``{csv: {}, tensorboard: {}}``."""
+    if isinstance(value, str) and value == "(below)":
+        return "the keys below"
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000, sort_keys=False)
+    return text.strip().removesuffix("...").strip()
+
+
+def _enhtrain_help() -> str:
+    """enhtrain's options, the ``experiment`` keys with their defaults, and the keyed-merge rule."""
+    rows = [
+        ("-c, --config FILE", "a YAML config or an inline YAML mapping; repeatable, later ones override earlier "
+                              "ones; each may `extends: [other.yaml]`"),
+        ("--env NAME|FILE", "environment overlay: dev, test, prod, env/NAME.yaml beside the first config, a "
+                            "plugin's, or a YAML file (also ENHTRAIN_ENV)"),
+        ("--experiment.KEY VALUE", "a key of the experiment section (values are YAML), one of:"),
+    ]
+    keys = [
+        (f"  --experiment.{key} {metavar}", f"{note + ' ' if note else ''}(default: {_help_value(default)})")
+        for key, metavar, default, note in _EXPERIMENT_HELP
+    ]
+    rows += keys
+    rows += [
+        ("--safe", "allow only registered components, torch, lightning, enhtrain and torchmetrics as class paths"),
+        ("--allow_module NAME", "with --safe, also allow classes from this package"),
+        ("--trust_checkpoint", "load checkpoints that need pickled objects (only from a trusted source)"),
+        ("--print_config[=flags]", "print the composed config, with what enhtrain adds in comments, and exit"),
+    ]
+    width = max(len(left) for left, _ in rows) + 2
+    lines = ["enhtrain options (every option after these is LightningCLI's):"]
+    for left, right in rows:
+        wrapped = textwrap.wrap(right, width=_HELP_WIDTH - width - 2) or [""]
+        lines.append(f"  {left:<{width}}{wrapped[0]}".rstrip())
+        lines += [f"  {'':<{width}}{more}" for more in wrapped[1:]]
+    lines += [
+        "",
+        *textwrap.wrap("Keyed merge: " + KEYED_MERGE_RULE, width=_HELP_WIDTH),
+        *textwrap.wrap(
+            "Lightning's trainer.logger: false, trainer.enable_checkpointing: false and trainer.enable_progress_bar: "
+            "false switch enhtrain's loggers, checkpoints and progress display off. See `enhtrain config explain` "
+            "for where each value comes from.",
+            width=_HELP_WIDTH,
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def _usage(subcommand: str) -> str:
+    return (
+        f"enhtrain {subcommand} [-h] [-c CONFIG ...] [--env NAME|FILE] [--experiment.KEY VALUE ...] [--safe]\n"
+        f"       {' ' * len(subcommand)} [--allow_module NAME] [--trust_checkpoint] [--print_config[=flags]]\n"
+        f"       {' ' * len(subcommand)} [--trainer.KEY VALUE ...] [--model ...] [--data ...] [--SECTION.KEY VALUE ...]"
+    )
 
 
 _DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
@@ -318,6 +441,13 @@ def _mask_hyperparams(logger: Logger, values: set[str]) -> None:
     logger.log_hyperparams = masked  # type: ignore[method-assign]
 
 
+def _summary_printed(trainer: Trainer, subcommand: str) -> bool:
+    """Whether the ``run_summary`` callback printed the run directory (it does at the end of ``fit``)."""
+    from enhtrain.callbacks.run_summary import RunSummary
+
+    return subcommand == "fit" and any(isinstance(c, RunSummary) and c.print_summary for c in trainer.callbacks)
+
+
 def _raised_by_lightning(err: BaseException) -> bool:
     """Whether the innermost frame of ``err``'s traceback is Lightning's code."""
     tb = err.__traceback__
@@ -338,7 +468,12 @@ def run_training(argv: list[str], prepared: PreparedArgs | None = None) -> None:
     parser_kwargs: dict[str, Any] = {"exit_on_error": False, "prog": "enhtrain", "formatter_class": _HelpFormatter}
     parser_kwargs.update(
         {
-            name: {"exit_on_error": False, "epilog": _ENHTRAIN_OPTIONS, "formatter_class": _HelpFormatter}
+            name: {
+                "exit_on_error": False,
+                "usage": _usage(name),
+                "description": _enhtrain_help(),
+                "formatter_class": _HelpFormatter,
+            }
             for name in LightningCLI.subcommands()
         }
     )

@@ -29,6 +29,9 @@ def _format(metrics: dict[str, Any]) -> str:
 class PlainProgressBar(ProgressBar):
     """Prints one line every ``refresh_rate`` training steps and one per validation, for non-terminal output.
 
+    Each epoch ends with two lines: ``validation epoch N ...`` when validation runs, then ``epoch N done in
+    X.Xs ...`` with the epoch's wall time (for an epoch a resumed run joined midway, the time since it resumed).
+
     Args:
         refresh_rate: Print every N training steps; ``0`` prints only at epoch ends.
     """
@@ -61,6 +64,12 @@ class PlainProgressBar(ProgressBar):
         if self._enabled and self.trainer.is_global_zero:
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # A run resumed in the middle of an epoch gets no `on_train_epoch_start` for that epoch: its time counts
+        # from here.
+        self._epoch_start = time.monotonic()
 
     @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -82,6 +82,7 @@ class RunCheckpoint(ModelCheckpoint):
         self.run_info = dict(run_info or {})
         self._started = time.monotonic()
         self._rng_to_restore: dict[str, Any] | None = None
+        self._last_file_step: int | None = None
 
     @property
     def manifest(self) -> Manifest:
@@ -162,6 +163,8 @@ class RunCheckpoint(ModelCheckpoint):
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         self._guard(filepath)
         super()._save_checkpoint(trainer, filepath)
+        if Path(filepath).stem.startswith(self.CHECKPOINT_NAME_LAST):
+            self._last_file_step = trainer.global_step  # on every rank, so that all agree in on_train_end
         if not trainer.is_global_zero:
             return
         io = trainer.strategy.checkpoint_io
@@ -207,6 +210,19 @@ class RunCheckpoint(ModelCheckpoint):
             manifest = self.manifest
             manifest.data["best"] = Path(self.best_model_path).name
             manifest.save()
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning saves `last.ckpt` only at a step where it saves another checkpoint, so that, when the best
+        # checkpoint is from an earlier epoch or the final step falls between two saves, `last.ckpt` would hold
+        # an older state than the one training ended with. Save it once more, at the final step.
+        super().on_train_end(trainer, pl_module)
+        if not self.save_last or self.dirpath is None or trainer.fast_dev_run or trainer.global_step == 0:
+            return
+        if self._last_file_step == trainer.global_step:
+            return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._last_global_step_saved = trainer.global_step
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

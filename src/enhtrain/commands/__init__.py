@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 
 from enhtrain.errors import EnhtrainError
@@ -18,10 +19,12 @@ __all__ = ["INFO_COMMANDS", "main"]
 USAGE = """\
 usage: enhtrain {fit,validate,test,predict} [--config FILE ...] [--env NAME] [flags]
        enhtrain plugins [--json]
+       enhtrain plugins new NAME [--dir DIR] [--kinds callback,logger,profiler,template,env,check]
        enhtrain templates {list,show NAME}
        enhtrain config explain [--config FILE ...] [--env NAME] [flags]
        enhtrain runs {list [ROOT],show RUN}
        enhtrain ckpt {list RUN,verify RUN,prune RUN --keep-last N --keep-best K}
+       enhtrain sweep {run --sweep SPEC [--workers N] [--config FILE ...],worker,show NAME,best NAME,plots NAME}
        enhtrain --version
 
 Train any LightningModule/LightningDataModule with layered configs, plugins and one directory per run.
@@ -46,7 +49,6 @@ def _error(message: str) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``enhtrain`` and ``python -m enhtrain``; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    debug = os.environ.get("ENHTRAIN_DEBUG", "") not in ("", "0")
     if not args or args[0] in ("-h", "--help"):
         sys.stdout.write(USAGE)
         return 0 if args else 2
@@ -56,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(f"enhtrain {__version__}\n")
         return 0
     try:
-        if args[0] in INFO_COMMANDS:
+        if args[0] in INFO_COMMANDS or args[0] == "sweep":
             status = _load(args[0])(args[1:])
         else:
             from enhtrain.commands.train import run
@@ -65,8 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
         return status
     except EnhtrainError as err:
-        if debug:
-            raise
+        from enhtrain.plugins.manager import env_flag
+
+        if env_flag("ENHTRAIN_DEBUG"):
+            # The traceback for a bug report, and the same message and exit status as without debug.
+            traceback.print_exc(file=sys.stderr)
         return _error(str(err))
     except KeyboardInterrupt:
         return 130

@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from enhtrain.checkpoints.manifest import MANIFEST_NAME, Manifest
 from enhtrain.errors import ConfigError
+from enhtrain.run.directory import latest_version
 
 __all__ = ["DEFAULT_ROOT", "ArgParser", "checkpoint_rows", "format_checkpoints", "resolve_run", "run_status"]
 
@@ -38,12 +39,18 @@ class ArgParser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message}")
 
 
+def _is_run(path: Path) -> bool:
+    return path.is_dir() and any((path / name).exists() for name in ("metadata.json", "checkpoints", "config.yaml"))
+
+
 def resolve_run(spec: str, root: str | Path = DEFAULT_ROOT) -> Path:
     """Return the run directory that ``spec`` names.
 
     Args:
-        spec: A run directory, its ``checkpoints/`` folder, or ``name/version`` under ``root``.
-        root: Where ``name/version`` is looked up.
+        spec: A run directory, its ``checkpoints/`` folder, ``name/version`` under ``root``, or a run name
+            alone (``name`` under ``root``, or the folder of a name's versions), which means its latest version:
+            the one whose ``metadata.json`` changed last.
+        root: Where ``name/version`` and ``name`` are looked up.
 
     Raises:
         ConfigError: If no run directory matches.
@@ -52,9 +59,16 @@ def resolve_run(spec: str, root: str | Path = DEFAULT_ROOT) -> Path:
     for path in candidates:
         if path.name == "checkpoints" and (path / MANIFEST_NAME).is_file():
             path = path.parent
-        if path.is_dir() and any((path / name).exists() for name in ("metadata.json", "checkpoints", "config.yaml")):
+        if _is_run(path):
             return path
-    raise ConfigError(f"run '{spec}' not found: give a run directory, or name/version under ./{root}")
+    for path in candidates:
+        latest = latest_version(path) if path.is_dir() else None
+        if latest is not None and _is_run(path / latest):
+            return path / latest
+    raise ConfigError(
+        f"run '{spec}' not found: give a run directory, name/version under ./{root}, or a run name for its latest "
+        "version"
+    )
 
 
 def _alive(pid: Any) -> bool:

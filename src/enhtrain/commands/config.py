@@ -44,14 +44,25 @@ def _flag_pairs(rest: list[str]) -> list[tuple[str, Any]]:
 
 def explain(args: list[str]) -> list[dict[str, Any]]:
     """Return ``{"key", "value", "source"}`` for every leaf of the config composed from ``args``."""
-    from enhtrain.config.arguments import experiment_defaults_layer, split_arguments, validate_experiment
+    from enhtrain.config.arguments import (
+        check_components,
+        experiment_defaults_layer,
+        reconcile_root_dir,
+        split_arguments,
+        trainer_root_dir,
+        validate_experiment,
+    )
     from enhtrain.config.compose import compose
 
     split = split_arguments(args, subcommands=None)
     flags = [(f"experiment.{k}" if k else "experiment", v) for k, v in split.experiment_flags]
     flags += _flag_pairs([a for a in split.rest if a != "--json"])
     composed = compose(split.config_files, defaults=experiment_defaults_layer(), env=split.env, flags=flags)
-    composed.data["experiment"] = validate_experiment(composed).model_dump(mode="json")
+    experiment = validate_experiment(composed)
+    composed.data["experiment"] = experiment.model_dump(mode="json")
+    experiment = reconcile_root_dir(experiment, composed, *trainer_root_dir(composed))
+    # The same checks as `fit`: a config explained here is one that fit can build.
+    check_components(experiment, composed)
     from enhtrain.secrets import mask_secrets, secret_values
 
     data = mask_secrets(composed.data, secret_values())
@@ -63,11 +74,13 @@ def explain(args: list[str]) -> list[dict[str, Any]]:
 
 def run(args: list[str]) -> int:
     """Print the explanation as aligned text, or JSON with ``--json``."""
+    if args[:1] in (["-h"], ["--help"]) or (args[:1] == ["explain"] and any(a in ("-h", "--help") for a in args[1:])):
+        sys.stdout.write(_USAGE + "\n\nEvery value of the composed config, with the layer that set it. The config "
+                         "is checked as `fit` checks it (names and options of loggers, callbacks and the profiler "
+                         "included) but nothing is built or written.\n")
+        return 0
     if args[:1] != ["explain"]:
         raise ConfigError(_USAGE)
-    if any(a in ("-h", "--help") for a in args[1:]):
-        sys.stdout.write(_USAGE + "\n\nEvery value of the composed config, with the layer that set it.\n")
-        return 0
     rows = explain(args[1:])
     if "--json" in args:
         json.dump(rows, sys.stdout, indent=2, default=str)

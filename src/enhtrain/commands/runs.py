@@ -76,7 +76,7 @@ def _fmt_duration(seconds: float | None) -> str:
 
 
 def summarize(run_dir: Path) -> dict[str, Any]:
-    """Return a run's summary: name, version, status, start, duration, best metric and paths.
+    """Return a run's summary: name, version, subcommand, status, start, duration, best metric and paths.
 
     Raises:
         ManifestError: If the run's ``manifest.json`` is malformed.
@@ -87,6 +87,7 @@ def summarize(run_dir: Path) -> dict[str, Any]:
     return {
         "name": meta.get("name") or run_dir.parent.name,
         "version": meta.get("version") or run_dir.name,
+        "subcommand": meta.get("subcommand"),
         "status": run_status(meta) if meta else "unknown",
         "start_time": meta.get("first_start_time") or meta.get("start_time"),
         "end_time": meta.get("end_time"),
@@ -101,6 +102,7 @@ def _unreadable(run_dir: Path) -> dict[str, Any]:
     return {
         "name": run_dir.parent.name,
         "version": run_dir.name,
+        "subcommand": None,
         "status": UNREADABLE,
         "start_time": None,
         "end_time": None,
@@ -155,18 +157,22 @@ def _list(args: argparse.Namespace) -> int:
             s["name"],
             s["version"],
             s["status"],
+            s["subcommand"] or "-",
             (s["start_time"] or "-").replace("+00:00", "Z"),
             _fmt_duration(s["duration_s"]),
             f"{s['best_metric']}={_fmt_value(s['best_value'])}" if s["best_metric"] else "-",
         ]
         for s in summaries
     ]
-    sys.stdout.write(_table(rows, ["NAME", "VERSION", "STATUS", "START", "DURATION", "BEST"]))
+    sys.stdout.write(_table(rows, ["NAME", "VERSION", "STATUS", "SUBCOMMAND", "START", "DURATION", "BEST"]))
     return 0
 
 
 def _show(args: argparse.Namespace) -> int:
     run_dir = resolve_run(args.run)
+    if args.path:
+        sys.stdout.write(f"{run_dir}\n")
+        return 0
     meta = read_metadata(run_dir / "metadata.json")
     summary = summarize(run_dir)
     checkpoints = checkpoint_rows(run_dir / "checkpoints", verify=False)
@@ -180,6 +186,7 @@ def _show(args: argparse.Namespace) -> int:
     commit = git.get("commit")
     lines = [
         f"Run:         {summary['name']}/{summary['version']}  ({run_dir})",
+        f"Subcommand:  {summary['subcommand'] or '-'}",
         f"Status:      {summary['status']}",
         f"Started:     {summary['start_time'] or '-'}",
         f"Ended:       {summary['end_time'] or '-'}",
@@ -222,8 +229,9 @@ def run(args: list[str]) -> int:
     listing.add_argument("root", nargs="?", default=DEFAULT_ROOT, help=f"the runs root (default ./{DEFAULT_ROOT})")
     listing.add_argument("--json", action="store_true", help="print JSON")
     show = sub.add_parser("show", help="show one run: its metadata and checkpoints")
-    show.add_argument("run", help="a run directory, or name/version under ./runs")
+    show.add_argument("run", help="a run directory, name/version under ./runs, or a name for its latest version")
     show.add_argument("--json", action="store_true", help="print JSON")
+    show.add_argument("--path", action="store_true", help="print only the run directory, for scripts")
     try:
         parsed = parser.parse_args(args)
     except SystemExit as exit_:

@@ -17,7 +17,7 @@ import yaml
 from enhtrain.config.compose import ComposedConfig, compose, parse_flag_value
 from enhtrain.config.loading import Layer
 from enhtrain.config.merging import set_path
-from enhtrain.errors import ConfigError
+from enhtrain.errors import ConfigError, located
 from enhtrain.security import check_config_imports
 
 if TYPE_CHECKING:
@@ -25,20 +25,33 @@ if TYPE_CHECKING:
     from enhtrain.security import ImportPolicy
 
 __all__ = [
+    "KEYED_MERGE_RULE",
     "SUBCOMMANDS",
     "PreparedArgs",
+    "annotate_printed_config",
     "check_component_names",
+    "check_components",
     "check_reserved_options",
     "experiment_defaults_layer",
     "import_policy",
     "prepare_arguments",
+    "reconcile_root_dir",
     "resolve_registered_classes",
     "split_arguments",
+    "trainer_root_dir",
     "validate_experiment",
 ]
 
 SUBCOMMANDS = ("fit", "validate", "test", "predict")
 """The training subcommands of ``LightningCLI``."""
+
+
+KEYED_MERGE_RULE = (
+    "experiment.loggers and experiment.callbacks merge name by name over the lower layers, the defaults "
+    "included: a layer adds or changes only the names it gives and keeps the others, NAME: null removes one, "
+    "and an empty mapping {} (or a list of names, [csv]) replaces them all."
+)
+"""How the keyed sections of ``experiment`` merge across layers, in one sentence (shown in ``--help``)."""
 
 
 @dataclass
@@ -210,8 +223,8 @@ def check_component_names(experiment: ExperimentConfig, composed: ComposedConfig
         where = composed.source_of(path) or "config"
         known = ", ".join(kind_registry.names()) or "none"
         raise ConfigError(
-            f"{where}: {'.'.join(path)}: unknown {kind[:-1]} '{name}'. Known {kind}: {known}"
-            + plugins.failure_hint(name)
+            located(where, f"{'.'.join(path)}: unknown {kind[:-1]} '{name}'. Known {kind}: {known}")
+            + plugins.failure_hint(name, kind)
         )
 
 
@@ -284,6 +297,83 @@ def check_reserved_options(experiment: ExperimentConfig, composed: ComposedConfi
             f"its run directory; remove it (experiment.root_dir, experiment.name and experiment.version choose "
             "where the run directory is)"
         )
+
+
+def check_components(experiment: ExperimentConfig, composed: ComposedConfig) -> None:
+    """Check every logger, callback and profiler the experiment names: the name, then its options.
+
+    Every command that composes a config runs these checks (``fit``, ``validate``, ``test``, ``predict``,
+    ``--print_config`` and ``config explain``), so a config they accept is one that ``fit`` can build.
+
+    Raises:
+        ConfigError: Naming where the key was set, the key, and what is accepted.
+        PluginError: If two plugins registered a name, or a plugin's component cannot be imported.
+    """
+    from enhtrain.run.components import check_experiment_options
+
+    check_component_names(experiment, composed)
+    check_reserved_options(experiment, composed)
+    check_experiment_options(experiment, composed.source_of)
+
+
+def _last_flag(rest: Sequence[str], flag: str) -> tuple[bool, Any]:
+    """``(given, value)`` of the last ``--flag VALUE`` or ``--flag=VALUE`` among jsonargparse's flags."""
+    found: tuple[bool, Any] = (False, None)
+    for i, arg in enumerate(rest):
+        if arg.startswith(flag + "="):
+            found = (True, parse_flag_value(arg[len(flag) + 1 :], f"flag {flag}"))
+        elif arg == flag and i + 1 < len(rest):
+            found = (True, parse_flag_value(rest[i + 1], f"flag {flag}"))
+    return found
+
+
+def trainer_root_dir(composed: ComposedConfig, rest: Sequence[str] = ()) -> tuple[Any, str]:
+    """``trainer.default_root_dir`` as the layers and jsonargparse's flags set it, and where it was set."""
+    given, value = _last_flag(rest, "--trainer.default_root_dir")
+    if given:
+        return value, "flag --trainer.default_root_dir"
+    trainer = composed.data.get("trainer")
+    value = trainer.get("default_root_dir") if isinstance(trainer, dict) else None
+    return value, composed.source_of(("trainer", "default_root_dir")) or "config"
+
+
+def reconcile_root_dir(
+    experiment: ExperimentConfig, composed: ComposedConfig, default_root_dir: Any, where: str
+) -> ExperimentConfig:
+    """Honour Lightning's ``trainer.default_root_dir``: it is the runs root unless ``experiment.root_dir`` is set.
+
+    Runs go to ``<experiment.root_dir>/<name>/<version>/`` and Lightning's ``default_root_dir`` is set to that
+    run directory. A ``trainer.default_root_dir`` given by the user takes the place of ``experiment.root_dir``
+    when no layer set the latter, and the composed config then records it there (with its source).
+
+    Args:
+        experiment: The validated experiment section.
+        composed: The composed config; its ``experiment.root_dir`` is updated.
+        default_root_dir: The value of ``trainer.default_root_dir`` (``None`` when not set).
+        where: Where ``trainer.default_root_dir`` was set, for messages.
+
+    Returns:
+        The experiment section with its ``root_dir`` settled.
+
+    Raises:
+        ConfigError: If both are set, to different folders.
+    """
+    if default_root_dir is None or default_root_dir == "":
+        return experiment
+    root = str(default_root_dir)
+    source = composed.sources.get(("experiment", "root_dir"), "default")
+    if source == "default":
+        section = composed.data.get("experiment")
+        if isinstance(section, dict):
+            section["root_dir"] = root
+        composed.sources[("experiment", "root_dir")] = f"{where} (trainer.default_root_dir)"
+        return experiment.model_copy(update={"root_dir": root})
+    if os.path.normpath(root) == os.path.normpath(experiment.root_dir):
+        return experiment
+    raise ConfigError(
+        f"{where}: trainer.default_root_dir '{root}' differs from experiment.root_dir '{experiment.root_dir}' "
+        f"({source}); runs go to <experiment.root_dir>/<experiment.name>/<version>: set experiment.root_dir only"
+    )
 
 
 def import_policy(split: SplitArguments, environ: Mapping[str, str]) -> ImportPolicy:
@@ -373,8 +463,8 @@ def prepare_arguments(
     )
     experiment = validate_experiment(composed)
     composed.data["experiment"] = experiment.model_dump(mode="json")
-    check_component_names(experiment, composed)
-    check_reserved_options(experiment, composed)
+    experiment = reconcile_root_dir(experiment, composed, *trainer_root_dir(composed, split.rest))
+    check_components(experiment, composed)
     resolve_registered_classes(composed.data)
     policy = import_policy(split, environ)
     check_config_imports(composed.data, composed.source_of, split.rest, policy=policy)
@@ -387,3 +477,82 @@ def prepare_arguments(
     text = yaml.safe_dump(data, sort_keys=False)
     head = [*split.head, split.subcommand] if split.subcommand else list(split.head)
     return PreparedArgs([*head, "--config", text, *split.rest], composed, experiment, split, list(argv), policy)
+
+
+def _component_names(names: Sequence[str]) -> str:
+    return ", ".join(names) if names else "none"
+
+
+def _trainer_notes(experiment: ExperimentConfig, values: Mapping[str, str]) -> dict[str, str]:
+    """What enhtrain builds for each of Lightning's trainer settings it shares with ``experiment``."""
+    run = f"{experiment.root_dir}/{experiment.name}/{experiment.version or '<version>'}"
+    loggers = _component_names(list(experiment.active_loggers()))
+    notes: dict[str, str] = {}
+    logger = values.get("logger", "")
+    if logger == "false":
+        notes["logger"] = "Lightning's switch: no loggers at all (experiment.loggers is not used)"
+    elif logger in ("null", "true"):
+        notes["logger"] = f"enhtrain adds experiment.loggers: {loggers}, each writing into {run}/logs/<name>/"
+    else:
+        notes["logger"] = f"these first, then experiment.loggers: {loggers}"
+    checkpointing = values.get("enable_checkpointing", "")
+    ckpt = experiment.checkpoint
+    if checkpointing == "false":
+        notes["enable_checkpointing"] = "Lightning's switch: no checkpoints (experiment.checkpoint is not used)"
+    elif ckpt is None:
+        notes["enable_checkpointing"] = "experiment.checkpoint: null, so no checkpoints"
+    else:
+        notes["enable_checkpointing"] = (
+            f"enhtrain saves experiment.checkpoint's checkpoints into {run}/checkpoints/ with manifest.json"
+        )
+    added = list(experiment.active_callbacks())
+    if checkpointing != "false" and ckpt is not None:
+        added.append("RunCheckpoint (experiment.checkpoint, unless a ModelCheckpoint is given here)")
+    if values.get("enable_progress_bar", "") != "false":
+        added.append("a progress display")
+    notes["callbacks"] = f"enhtrain adds experiment.callbacks: {_component_names(added)}"
+    notes["default_root_dir"] = (
+        f"enhtrain sets it to the run directory, {run}; a value given here is the runs root "
+        "(experiment.root_dir) unless experiment.root_dir is set"
+    )
+    spec = experiment.profiler_spec()
+    if spec is not None and values.get("profiler", "") == "null":
+        notes["profiler"] = f"enhtrain adds experiment.profiler: {spec[0]}, reporting into {run}/profiler/"
+    return notes
+
+
+def annotate_printed_config(text: str, experiment: ExperimentConfig) -> str:
+    """Add a comment to the ``trainer`` settings that enhtrain fills in, in a config printed by ``--print_config``.
+
+    The values stay as they are, so the printed config loads back to the same run; the comments say what
+    enhtrain builds for them: the loggers, callbacks, checkpoints, profiler and run directory of the
+    ``experiment`` section.
+
+    Args:
+        text: The YAML that jsonargparse printed.
+        experiment: The validated experiment section.
+
+    Returns:
+        The same YAML, with comments.
+    """
+    lines = text.splitlines(keepends=True)
+    block: list[tuple[int, str, str]] = []
+    inside_trainer = False
+    for index, line in enumerate(lines):
+        if line.rstrip("\n") == "trainer:":
+            inside_trainer = True
+            continue
+        if inside_trainer and line.strip() and not line.startswith(" "):
+            break
+        if inside_trainer and line.startswith("  ") and not line.startswith("   "):
+            key, sep, value = line.strip().partition(":")
+            if sep:
+                block.append((index, key, value.split(" #")[0].strip()))
+    values = {key: value for _, key, value in block}
+    notes = _trainer_notes(experiment, values)
+    for index, key, _ in block:
+        if key in notes:
+            line = lines[index]
+            ending = "\n" if line.endswith("\n") else ""
+            lines[index] = f"{line.rstrip()}  # {notes[key]}{ending}"
+    return "".join(lines)

@@ -126,6 +126,8 @@ class ExperimentConfig(_Strict):
         resume: ``auto``, a checkpoint path or a run version.
         allow_config_change: Resume even if the config differs from the resumed run's.
         trust_checkpoint: Load checkpoints that need pickled objects (``weights_only=False``).
+        sweep: Set by ``enhtrain sweep`` on a trial's layer: the study, the trial's number, the metric and the
+            sampled values (``None`` for a run outside a sweep).
     """
 
     name: str = "default"
@@ -144,6 +146,7 @@ class ExperimentConfig(_Strict):
     resume: str | None = None
     allow_config_change: bool = False
     trust_checkpoint: bool = False
+    sweep: dict[str, Any] | None = None
 
     @field_validator("name")
     @classmethod

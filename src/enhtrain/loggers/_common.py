@@ -7,7 +7,7 @@ import importlib
 import inspect
 import os
 from collections.abc import Callable, Collection, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from enhtrain.errors import ConfigError
 
@@ -54,10 +54,28 @@ def _check_options(logger: str, options: Mapping[str, Any], accepted: Collection
                 f"logger {logger!r}: option {key!r} is set by enhtrain from {_RUN_OPTIONS[key]}; remove it"
             )
         if key not in accepted:
-            close = difflib.get_close_matches(key, accepted, n=1)
+            # The options enhtrain sets itself are refused above, so they are not offered either.
+            offered = sorted(set(accepted) - set(_RUN_OPTIONS))
+            close = difflib.get_close_matches(key, offered, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            accepted_list = ", ".join(sorted(accepted))
-            raise ConfigError(f"logger {logger!r} has no option {key!r}{hint}; accepted: {accepted_list}")
+            raise ConfigError(f"logger {logger!r} has no option {key!r}{hint}; accepted: {', '.join(offered)}")
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _checked_by(check: Callable[[Mapping[str, Any]], None]) -> Callable[[_F], _F]:
+    """Attach ``check`` to a logger factory as its ``check_options``, for checking a config before a run starts.
+
+    :func:`enhtrain.run.components.check_options` calls it when the config is composed, so that an unknown
+    option is refused before anything is built; the factory calls the same check when it creates the logger.
+    """
+
+    def attach(factory: _F) -> _F:
+        factory.check_options = check  # type: ignore[attr-defined]
+        return factory
+
+    return attach
 
 
 def _require(logger: str, module: str, extra: str) -> None:

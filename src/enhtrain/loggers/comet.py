@@ -29,7 +29,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 from typing_extensions import override
 
-from enhtrain.loggers._common import _RUN_OPTIONS, _check_options, _offline, _parameters, _require
+from enhtrain.loggers._common import _RUN_OPTIONS, _check_options, _checked_by, _offline, _parameters, _require
 from enhtrain.secrets import mask_secrets
 
 if TYPE_CHECKING:
@@ -293,6 +293,38 @@ class CometOnlineLogger(CometLogger):
         super().log_hyperparams(mask_secrets(_convert_params(params)))
 
 
+def _comet_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, bool]:
+    """Check the comet logger's options; return the rest, the API key and whether to log offline.
+
+    Raises:
+        ConfigError: If comet_ml is not installed, or an option is unknown, set by enhtrain or conflicting.
+    """
+    options = dict(options)
+    api_key = options.pop("api_key", None)
+    offline = _offline("comet", options, api_key, "COMET_API_KEY")
+    # comet_ml reads both when first imported: auto-logging patches frameworks, error tracking reports to
+    # Comet's Sentry.
+    os.environ.setdefault("COMET_DISABLE_AUTO_LOGGING", "1")
+    if offline:
+        os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
+    _require("comet", "comet_ml", "comet")
+    import comet_ml
+
+    config_options = _parameters(comet_ml.ExperimentConfig) - set(_RUN_OPTIONS)
+    _check_options("comet", options, config_options | set(_COMET_OWN_OPTIONS))
+    return options, api_key, offline
+
+
+def _check_comet_options(options: Mapping[str, Any]) -> None:
+    """Refuse what :func:`comet_logger` would refuse, without creating a logger.
+
+    Raises:
+        ConfigError: If comet_ml is not installed, or an option is unknown, set by enhtrain or conflicting.
+    """
+    _comet_options(options)
+
+
+@_checked_by(_check_comet_options)
 def comet_logger(log_dir: str, name: str, version: str, **options: Any) -> CometOfflineLogger | CometOnlineLogger:
     """Create the run's Comet logger.
 
@@ -317,19 +349,7 @@ def comet_logger(log_dir: str, name: str, version: str, **options: Any) -> Comet
     Raises:
         ConfigError: If comet_ml is not installed, or an option is unknown, set by enhtrain or conflicting.
     """
-    options = dict(options)
-    api_key = options.pop("api_key", None)
-    offline = _offline("comet", options, api_key, "COMET_API_KEY")
-    # comet_ml reads both when first imported: auto-logging patches frameworks, error tracking reports to
-    # Comet's Sentry.
-    os.environ.setdefault("COMET_DISABLE_AUTO_LOGGING", "1")
-    if offline:
-        os.environ.setdefault("COMET_ERROR_TRACKING_ENABLE", "false")
-    _require("comet", "comet_ml", "comet")
-    import comet_ml
-
-    config_options = _parameters(comet_ml.ExperimentConfig) - set(_RUN_OPTIONS)
-    _check_options("comet", options, config_options | set(_COMET_OWN_OPTIONS))
+    options, api_key, offline = _comet_options(options)
     if offline:
         # The key is for uploading later; an offline archive must not carry it.
         return CometOfflineLogger(log_dir, name, version, **options)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import os
 from argparse import Namespace
+from collections.abc import Mapping
 from typing import Any
 
 from lightning.fabric.utilities.logger import _convert_params
@@ -24,7 +25,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from typing_extensions import override
 
-from enhtrain.loggers._common import _check_options, _parameters, _RunLayout
+from enhtrain.loggers._common import _check_options, _checked_by, _parameters, _RunLayout
 from enhtrain.secrets import mask_secrets
 
 __all__ = ["RunCSVLogger", "csv_logger"]
@@ -87,6 +88,16 @@ class RunCSVLogger(_RunLayout, CSVLogger):
         super().log_hyperparams(mask_secrets(_convert_params(params)))
 
 
+def _check_csv_options(options: Mapping[str, Any]) -> None:
+    """Refuse an option that Lightning's ``CSVLogger`` does not take, or that enhtrain sets.
+
+    Raises:
+        ConfigError: Naming the option and the accepted ones.
+    """
+    _check_options("csv", options, _parameters(CSVLogger.__init__))
+
+
+@_checked_by(_check_csv_options)
 def csv_logger(log_dir: str, name: str, version: str, **options: Any) -> RunCSVLogger:
     """Create the run's CSV logger, writing ``<log_dir>/metrics.csv`` and ``<log_dir>/hparams.yaml``.
 
@@ -102,5 +113,5 @@ def csv_logger(log_dir: str, name: str, version: str, **options: Any) -> RunCSVL
     Raises:
         ConfigError: If an option is unknown or is set by enhtrain.
     """
-    _check_options("csv", options, _parameters(CSVLogger.__init__))
+    _check_csv_options(options)
     return RunCSVLogger(log_dir, name, version, **options)

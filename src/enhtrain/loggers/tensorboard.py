@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from argparse import Namespace
+from collections.abc import Mapping
 from typing import Any
 
 from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
@@ -19,7 +20,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from typing_extensions import override
 
-from enhtrain.loggers._common import _check_options, _parameters, _RunLayout
+from enhtrain.loggers._common import _check_options, _checked_by, _parameters, _RunLayout
 from enhtrain.secrets import mask_secrets
 
 __all__ = ["RunTensorBoardLogger", "tensorboard_logger"]
@@ -72,6 +73,16 @@ def _summary_writer_parameters() -> set[str]:
     return _parameters(SummaryWriter.__init__)
 
 
+def _check_tensorboard_options(options: Mapping[str, Any]) -> None:
+    """Refuse an option that neither Lightning's ``TensorBoardLogger`` nor its ``SummaryWriter`` takes.
+
+    Raises:
+        ConfigError: Naming the option and the accepted ones.
+    """
+    _check_options("tensorboard", options, _parameters(TensorBoardLogger.__init__) | _summary_writer_parameters())
+
+
+@_checked_by(_check_tensorboard_options)
 def tensorboard_logger(log_dir: str, name: str, version: str, **options: Any) -> RunTensorBoardLogger:
     """Create the run's TensorBoard logger, writing its event files and ``hparams.yaml`` in ``log_dir``.
 
@@ -88,5 +99,5 @@ def tensorboard_logger(log_dir: str, name: str, version: str, **options: Any) ->
     Raises:
         ConfigError: If an option is unknown or is set by enhtrain.
     """
-    _check_options("tensorboard", options, _parameters(TensorBoardLogger.__init__) | _summary_writer_parameters())
+    _check_tensorboard_options(options)
     return RunTensorBoardLogger(log_dir, name, version, **options)

@@ -34,7 +34,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_debug, rank_zero_onl
 from typing_extensions import override
 
 from enhtrain.errors import ConfigError
-from enhtrain.loggers._common import _check_options, _offline, _parameters, _require
+from enhtrain.loggers._common import _check_options, _checked_by, _offline, _parameters, _require
 from enhtrain.secrets import mask_argv, mask_secrets
 
 __all__ = ["RunWandbLogger", "wandb_logger"]
@@ -250,6 +250,34 @@ def _wait_for_exit_record(run_file: str, timeout: float) -> bool | None:
         time.sleep(0.02)
 
 
+def _wandb_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, bool]:
+    """Check the wandb logger's options; return the rest, the API key and whether to log offline.
+
+    Raises:
+        ConfigError: If wandb is not installed, or an option is unknown, set by enhtrain or conflicting.
+    """
+    _require("wandb", "wandb", "wandb")
+    import wandb
+
+    options = dict(options)
+    api_key = options.pop("api_key", None)
+    offline = _offline("wandb", options, api_key, "WANDB_API_KEY")
+    _check_options("wandb", options, _parameters(WandbLogger.__init__, wandb.init))
+    if offline and options.get("log_model"):
+        raise ConfigError("logger 'wandb': log_model uploads checkpoints, which needs offline: false")
+    return options, api_key, offline
+
+
+def _check_wandb_options(options: Mapping[str, Any]) -> None:
+    """Refuse what :func:`wandb_logger` would refuse, without creating a logger.
+
+    Raises:
+        ConfigError: If wandb is not installed, or an option is unknown, set by enhtrain or conflicting.
+    """
+    _wandb_options(options)
+
+
+@_checked_by(_check_wandb_options)
 def wandb_logger(log_dir: str, name: str, version: str, **options: Any) -> RunWandbLogger:
     """Create the run's Weights & Biases logger.
 
@@ -271,15 +299,7 @@ def wandb_logger(log_dir: str, name: str, version: str, **options: Any) -> RunWa
     Raises:
         ConfigError: If wandb is not installed, or an option is unknown, set by enhtrain or conflicting.
     """
-    _require("wandb", "wandb", "wandb")
-    import wandb
-
-    options = dict(options)
-    api_key = options.pop("api_key", None)
-    offline = _offline("wandb", options, api_key, "WANDB_API_KEY")
-    _check_options("wandb", options, _parameters(WandbLogger.__init__, wandb.init))
-    if offline and options.get("log_model"):
-        raise ConfigError("logger 'wandb': log_model uploads checkpoints, which needs offline: false")
+    options, api_key, offline = _wandb_options(options)
     if api_key and not offline:
         settings = options.get("settings") or {}
         if isinstance(settings, Mapping):

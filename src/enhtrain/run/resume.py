@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ __all__ = [
     "ResumePoint",
     "check_config_change",
     "find_resume_point",
+    "finished_run",
     "newest_verified",
     "read_saved_config",
 ]
@@ -215,4 +217,47 @@ def check_config_change(saved_path: Path, config: dict[str, Any], *, allow: bool
     raise ConfigError(
         f"the config differs from the resumed run's {saved_path}:\n{shown}\n"
         "Resume with the same config, or pass --experiment.allow_config_change true"
+    )
+
+
+def _limit(value: Any) -> float:
+    """A training limit (``max_epochs``, ``max_steps``) as a number; unset or ``-1`` is no limit."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        return math.inf
+    return float(value)
+
+
+def finished_run(run_dir: Path, checkpoint_step: int, config: dict[str, Any]) -> str | None:
+    """Say why resuming ``run_dir`` would train nothing, or return ``None`` when there is more to train.
+
+    A run is finished when its ``metadata.json`` says ``completed``, the checkpoint to resume from holds the
+    step at which it completed (``last.ckpt`` is saved at the end of training), and ``config`` raises neither
+    ``trainer.max_epochs`` nor ``trainer.max_steps`` above the run's saved config.
+
+    Args:
+        run_dir: The run to resume.
+        checkpoint_step: The global step of the checkpoint to resume from.
+        config: The config of the command that resumes it.
+
+    Returns:
+        A one-line message for the user, or ``None``.
+    """
+    from enhtrain.run.metadata import MetadataError, read_metadata
+
+    try:
+        meta = read_metadata(run_dir / "metadata.json")
+        saved = read_saved_config(run_dir / "config.yaml")
+    except (MetadataError, ConfigError):
+        return None
+    if meta.get("status") != "completed" or meta.get("global_step") != checkpoint_step:
+        return None
+    old = saved.get("trainer") if isinstance(saved.get("trainer"), dict) else {}
+    new = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+    for key in ("max_epochs", "max_steps"):
+        if _limit(new.get(key)) > _limit(old.get(key)):
+            return None
+    return (
+        f"run '{run_dir}' is finished (completed after {meta.get('epoch')} epoch(s), at step {checkpoint_step}); "
+        "nothing to resume. To train it further, raise --trainer.max_epochs or --trainer.max_steps with "
+        "--experiment.allow_config_change true; to start a new run, leave out experiment.resume"
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,12 +13,18 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from enhtrain._io import atomic_write_bytes, atomic_write_text
-from enhtrain.errors import CheckpointError, ConfigError, RunDirError
+from enhtrain.errors import CheckpointError, ConfigError, RunDirError, located
 from enhtrain.run import metadata as run_metadata
 from enhtrain.run.components import build_callbacks, build_loggers, build_profiler
 from enhtrain.run.directory import RunDir, create_run_dir, open_existing
 from enhtrain.run.lock import RunLock
-from enhtrain.run.resume import ResumePoint, check_config_change, find_resume_point, read_saved_config
+from enhtrain.run.resume import (
+    ResumePoint,
+    check_config_change,
+    find_resume_point,
+    finished_run,
+    read_saved_config,
+)
 from enhtrain.secrets import mask_argv, mask_secrets, mask_text, secret_values
 from enhtrain.security import inside
 
@@ -109,11 +116,21 @@ class RunSession:
             trust: Whether checkpoints may need pickled objects.
 
         Raises:
-            ConfigError: On a refused resume (config drift).
+            ConfigError: On a refused resume (config drift), or a ``trainer.default_root_dir`` that differs from
+                the ``experiment.root_dir`` a layer set.
             CheckpointError: If the checkpoint to resume from is missing, corrupt or unsafe.
             RunLockedError: If another process writes the run to resume.
         """
-        experiment = prepared.experiment
+        from enhtrain.config.arguments import reconcile_root_dir
+        from enhtrain.config.errors import where_set
+
+        trainer = config.get("trainer")
+        default_root_dir = trainer.get("default_root_dir") if isinstance(trainer, dict) else None
+        where = where_set("trainer.default_root_dir", prepared.composed, prepared.split.rest)
+        experiment = reconcile_root_dir(prepared.experiment, prepared.composed, default_root_dir, where)
+        if isinstance(config.get("experiment"), dict):
+            config["experiment"]["root_dir"] = experiment.root_dir
+        prepared.experiment = experiment
         values = secret_values()
         masked = mask_secrets(config, values)
         is_writer = global_rank() == 0
@@ -137,6 +154,26 @@ class RunSession:
             session._lock = lock
         session.point, session.resume_ckpt, session._run = point, point.checkpoint, run
         return session
+
+    def end_if_finished(self) -> None:
+        """End the command if the run it resumes is finished: say so, and leave the run exactly as it was.
+
+        Called once the model, the data module and the Trainer are built (so the config is checked) and before
+        anything is written. Every rank reads the same files and so ends alike.
+
+        Raises:
+            SystemExit: With status 0, when there is nothing to train (see :func:`~enhtrain.run.resume.finished_run`).
+        """
+        if self.point is None:
+            return
+        finished = finished_run(self.point.run_dir, self.resume_step, self.masked_config)
+        if finished is None:
+            return
+        self.release()
+        if self.is_writer:
+            sys.stdout.write(f"enhtrain: {finished}\n")
+            sys.stdout.flush()
+        raise SystemExit(0)
 
     def open(self) -> RunDir:
         """Create the new run directory (or join the resumed one, or the one rank 0 made) and hold its lock.
@@ -247,7 +284,7 @@ class RunSession:
             key = str(err).split(":", 1)[0]
             where = self.composed.source_of(key.split(".")) if self.composed and key.startswith("experiment.") else None
             if where:
-                raise ConfigError(f"{where}: {err}") from err
+                raise ConfigError(located(where, str(err))) from err
             raise
 
     def _build_trainer_kwargs(
@@ -258,19 +295,26 @@ class RunSession:
         user_plugins: Any,
         has_checkpoint: bool,
         checkpoint_io_cls: type,
+        enable_checkpointing: bool | None = None,
     ) -> dict[str, Any]:
-        """Return the Trainer arguments the experiment adds: loggers, callbacks, profiler, root dir, IO plugin."""
+        """Return the Trainer arguments the experiment adds: loggers, callbacks, profiler, root dir, IO plugin.
+
+        Lightning's own switches win: ``trainer.logger: false`` means no logger at all, and
+        ``trainer.enable_checkpointing: false`` no checkpoint (so no manifest either).
+        """
         from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO
         from enhtrain.checkpoints.run_checkpoint import RunCheckpoint
 
         exp = self.experiment
         kwargs: dict[str, Any] = {"default_root_dir": str(self.run.path)}
-        loggers = build_loggers(exp.active_loggers(), self.run)
+        loggers = [] if user_logger is False else build_loggers(exp.active_loggers(), self.run)
         if user_logger not in (None, True, False):
             loggers = [*(user_logger if isinstance(user_logger, list) else [user_logger]), *loggers]
         kwargs["logger"] = loggers if loggers else False
         callbacks = build_callbacks(exp.active_callbacks(), self.run)
-        if exp.checkpoint is not None and not has_checkpoint:
+        if enable_checkpointing is False:
+            pass
+        elif exp.checkpoint is not None and not has_checkpoint:
             ckpt = exp.checkpoint
             callbacks.append(
                 RunCheckpoint(
