@@ -127,7 +127,7 @@ class ExperimentConfig(_Strict):
         allow_config_change: Resume even if the config differs from the resumed run's.
         trust_checkpoint: Load checkpoints that need pickled objects (``weights_only=False``).
         sweep: Set by ``enhtrain sweep`` on a trial's layer: the study, the trial's number, the metric and the
-            sampled values (``None`` for a run outside a sweep).
+            sampled values. Unset outside a sweep, and then left out of the saved config.
     """
 
     name: str = "default"
@@ -146,7 +146,8 @@ class ExperimentConfig(_Strict):
     resume: str | None = None
     allow_config_change: bool = False
     trust_checkpoint: bool = False
-    sweep: dict[str, Any] | None = None
+    # Left out of the dumped section when unset, so that a run outside a sweep saves the same config as before.
+    sweep: dict[str, Any] | None = Field(default=None, exclude_if=lambda value: value is None)
 
     @field_validator("name")
     @classmethod

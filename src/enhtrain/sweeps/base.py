@@ -1,0 +1,144 @@
+"""The base config of a sweep: composed once, checked against the spec, and stored in the study.
+
+The base config is what ``enhtrain fit <the same arguments> --print_config`` prints: every layer composed (config
+files, environment overlay, ``ENHTRAIN_*`` variables, flags) and every default filled in. It is computed in a
+child process, exactly as a trial will see it, so that the parent process never imports torch. Every trial runs
+this config plus one layer of its own, and workers on other machines read it from the study.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+from enhtrain.config.compose import RESERVED_ENV_VARS
+from enhtrain.errors import ConfigError
+from enhtrain.secrets import MASK
+from enhtrain.sweeps.spec import Param
+
+__all__ = ["check_params", "compose_base", "config_keys", "first_difference", "trial_environment"]
+
+
+def trial_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a trial's process: ``environ`` without what the base config already holds.
+
+    ``ENHTRAIN_ENV`` and the ``ENHTRAIN_<SECTION>__<KEY>`` variables are composed into the base config; applied
+    again, they would sit above the trial's layer and hide the sampled values.
+    """
+    keep = (set(RESERVED_ENV_VARS) - {"ENHTRAIN_ENV", "ENHTRAIN_RUN_DIR"}) | {"ENHTRAIN_ALLOWED_MODULES"}
+    return {k: v for k, v in environ.items() if not k.startswith("ENHTRAIN_") or k in keep}
+
+
+def compose_base(args: Sequence[str], environ: Mapping[str, str] | None = None, timeout: float = 600) -> dict[str, Any]:
+    """Compose the base config of ``enhtrain fit ARGS`` with every default, as ``--print_config`` prints it.
+
+    Args:
+        args: The training arguments: ``--config`` files, ``--env``, flags.
+        environ: The environment (defaults to ``os.environ``).
+        timeout: Seconds to wait for the child process.
+
+    Raises:
+        ConfigError: With the one-line message ``enhtrain fit`` gives for a bad config, or when the config holds a
+            secret (a sweep stores its base config in the study, for every worker to read).
+    """
+    env = dict(os.environ if environ is None else environ)
+    env.pop("ENHTRAIN_DEBUG", None)
+    command = [sys.executable, "-m", "enhtrain", "fit", *args, "--print_config"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout,
+                              stdin=subprocess.DEVNULL, check=False)
+    except subprocess.TimeoutExpired as err:
+        raise ConfigError(f"composing the base config took over {timeout:.0f} s: check the config files") from err
+    if done.returncode != 0:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        message = next((line.removeprefix("enhtrain: error: ") for line in reversed(lines)
+                        if line.startswith("enhtrain: error: ")), None)
+        if message is None:
+            tail = lines[-1] if lines else f"exit status {done.returncode}"
+            message = f"cannot compose the base config (enhtrain fit ... --print_config failed: {tail})"
+        raise ConfigError(message)
+    try:
+        data = yaml.safe_load(done.stdout)
+    except yaml.YAMLError as err:  # pragma: no cover - Lightning prints valid YAML
+        raise ConfigError(f"cannot read the composed base config: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError("the composed base config is empty: give a config with --config")
+    secret = _find_mask(data)
+    if secret is not None:
+        raise ConfigError(
+            f"{secret}: the base config holds a secret, and a sweep stores its base config in the study for every "
+            "worker to read; remove the key and let the logger read its own environment variable (such as "
+            "WANDB_API_KEY)"
+        )
+    return data
+
+
+def _find_mask(obj: Any, path: tuple[str, ...] = ()) -> str | None:
+    """The dotted key of the first value that ``--print_config`` masked as a secret."""
+    if isinstance(obj, dict):
+        items: Any = obj.items()
+    elif isinstance(obj, list):
+        items = ((str(i), v) for i, v in enumerate(obj))
+    else:
+        return ".".join(path) if isinstance(obj, str) and MASK in obj else None
+    for key, item in items:
+        found = _find_mask(item, (*path, str(key)))
+        if found is not None:
+            return found
+    return None
+
+
+def config_keys(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[str]:
+    """Every dotted key of a config, mappings and leaves alike (lists are leaves)."""
+    out = []
+    for key, value in data.items():
+        path = (*prefix, str(key))
+        out.append(".".join(path))
+        if isinstance(value, Mapping):
+            out.extend(config_keys(value, path))
+    return out
+
+
+def check_params(params: Sequence[Param], base: Mapping[str, Any], where: Mapping[str, str]) -> None:
+    """Refuse a parameter whose key is not in the composed base config, suggesting the closest key.
+
+    Args:
+        params: The spec's parameters.
+        base: The composed base config, defaults included.
+        where: Parameter key to the spec's ``file:line`` that names it.
+
+    Raises:
+        ConfigError: Naming the spec's line, the key, and the closest key of the config.
+    """
+    keys = config_keys(base)
+    known = set(keys)
+    for param in params:
+        if param.key in known:
+            continue
+        parent = param.key.rsplit(".", 1)[0] if "." in param.key else ""
+        siblings = [k for k in keys if k.rsplit(".", 1)[0] == parent] if parent in known else []
+        close = difflib.get_close_matches(param.key, siblings or keys, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else "; `enhtrain fit ... --print_config` lists every key"
+        raise ConfigError(
+            f"{where.get(param.key, 'sweep spec')}: sweep.params: unknown key '{param.key}': the composed config has "
+            f"no such key{hint}"
+        )
+
+
+def first_difference(old: Any, new: Any, path: tuple[str, ...] = ()) -> str | None:
+    """The first dotted key at which two configs differ, or ``None`` when they are equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in [*old, *(k for k in new if k not in old)]:
+            if key not in old or key not in new:
+                return ".".join((*path, str(key)))
+            found = first_difference(old[key], new[key], (*path, str(key)))
+            if found is not None:
+                return found
+        return None
+    return None if old == new else (".".join(path) or "(the whole config)")

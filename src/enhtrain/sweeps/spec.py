@@ -1,0 +1,483 @@
+"""The sweep spec: a YAML file with one ``sweep`` section, validated by a Pydantic model.
+
+Example::
+
+    sweep:
+      name: lr-search
+      metric: val/acc
+      trials: 20
+      params:
+        model.init_args.lr: {float: [1.0e-4, 1.0e-1], log: true}
+        model.init_args.hidden_dims: {choice: [[64], [128, 64]]}
+
+Nothing here imports optuna until a distribution, sampler or pruner is built.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from enhtrain.config.compose import ComposedConfig
+from enhtrain.config.loading import Layer, load_yaml_file
+from enhtrain.config.schema import infer_mode
+from enhtrain.errors import ConfigError
+
+__all__ = [
+    "PRUNERS",
+    "RESERVED_PARAMS",
+    "SAMPLERS",
+    "Param",
+    "SweepSpec",
+    "build_pruner",
+    "build_sampler",
+    "load_spec",
+    "param_locations",
+    "parse_param",
+]
+
+SAMPLERS = {
+    "tpe": "TPESampler",
+    "random": "RandomSampler",
+    "grid": "GridSampler",
+    "cmaes": "CmaEsSampler",
+    "qmc": "QMCSampler",
+}
+"""Sampler names of a spec and the ``optuna.samplers`` classes they stand for."""
+
+PRUNERS = {
+    "median": "MedianPruner",
+    "hyperband": "HyperbandPruner",
+    "successive_halving": "SuccessiveHalvingPruner",
+    "none": "NopPruner",
+}
+"""Pruner names of a spec and the ``optuna.pruners`` classes they stand for."""
+
+RESERVED_PARAMS = ("experiment.name", "experiment.version", "experiment.root_dir", "experiment.resume",
+                   "experiment.sweep", "trainer.callbacks", "ckpt_path")
+"""Keys a sweep sets on every trial itself, which a spec may not sample."""
+
+_KINDS = ("float", "int", "choice")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One sampled key of the config and its distribution.
+
+    Attributes:
+        key: The dotted config key (``model.init_args.lr``).
+        kind: ``float``, ``int`` or ``choice``.
+        low: The lower bound of a range.
+        high: The upper bound of a range.
+        log: Whether a range is sampled on a log scale.
+        step: The step of a range, if any.
+        choices: The values of a ``choice``.
+        encoded: Whether the choices are handed to Optuna as JSON text (lists and mappings are).
+    """
+
+    key: str
+    kind: Literal["float", "int", "choice"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Any, ...] = ()
+    encoded: bool = False
+
+    def distribution(self) -> Any:
+        """Return the Optuna distribution of this parameter."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.kind == "float":
+            return FloatDistribution(float(self.low), float(self.high), log=self.log, step=self.step)  # type: ignore[arg-type]
+        if self.kind == "int":
+            return IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))  # type: ignore[arg-type]
+        return CategoricalDistribution(self.optuna_choices())
+
+    def optuna_choices(self) -> list[Any]:
+        """The choices as Optuna stores them: JSON text when any of them is a list or a mapping."""
+        return [json.dumps(c) for c in self.choices] if self.encoded else list(self.choices)
+
+    def encode(self, value: Any) -> Any:
+        """Turn a config value into what Optuna stores for this parameter.
+
+        Raises:
+            ValueError: If the value is not one of the choices, or lies outside the range.
+        """
+        if self.kind == "choice":
+            for choice, stored in zip(self.choices, self.optuna_choices(), strict=True):
+                if choice == value and type(choice) is type(value):
+                    return stored
+            raise ValueError(f"{json.dumps(value, default=str)} is not one of the choices")
+        if not _number(value) or (self.kind == "int" and not float(value).is_integer()):
+            raise ValueError(f"{value!r} is not {'a whole number' if self.kind == 'int' else 'a number'}")
+        if not float(self.low) <= value <= float(self.high):  # type: ignore[arg-type]
+            raise ValueError(f"{value} is outside [{self.low}, {self.high}]")
+        return int(value) if self.kind == "int" else float(value)
+
+    def decode(self, value: Any) -> Any:
+        """Turn a value Optuna sampled back into the config value."""
+        if self.encoded and isinstance(value, str):
+            return json.loads(value)
+        if self.kind == "int" and isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value
+
+    def grid(self) -> list[Any]:
+        """The values a grid search tries.
+
+        Raises:
+            ValueError: For a float range without a ``step``.
+        """
+        if self.kind == "choice":
+            return self.optuna_choices()
+        if self.step is None and self.kind == "float":
+            raise ValueError("the grid sampler needs a step for a float range (or use choice)")
+        step = self.step or 1
+        count = math.floor((float(self.high) - float(self.low)) / step + 1e-9) + 1  # type: ignore[arg-type]
+        values = [float(self.low) + i * step for i in range(count)]  # type: ignore[arg-type]
+        return [round(v) for v in values] if self.kind == "int" else [round(v, 12) for v in values]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def parse_param(key: str, raw: Any) -> Param:
+    """Read one entry of ``params``.
+
+    Args:
+        key: The dotted config key.
+        raw: Its value in the spec: ``{float: [lo, hi], log: bool, step: x}``, ``{int: [lo, hi], step: n,
+            log: bool}`` or ``{choice: [a, b, ...]}``.
+
+    Raises:
+        ValueError: Saying what is wrong with the distribution and how to write it.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError(
+            f"bad distribution {json.dumps(raw, default=str)}: write {{float: [low, high]}}, {{int: [low, high]}} "
+            "or {choice: [a, b]}"
+        )
+    kinds = [k for k in _KINDS if k in raw]
+    unknown = [k for k in raw if k not in (*_KINDS, "log", "step")]
+    if unknown or len(kinds) != 1:
+        what = f"unknown key '{unknown[0]}'" if unknown else (
+            "no kind" if not kinds else f"two kinds ({', '.join(kinds)})")
+        raise ValueError(
+            f"bad distribution ({what}): give exactly one of float: [low, high], int: [low, high] or choice: [...], "
+            "with log: true or step: N for a range"
+        )
+    kind = kinds[0]
+    if kind == "choice":
+        choices = raw["choice"]
+        if set(raw) != {"choice"}:
+            raise ValueError("bad distribution: log and step apply to a float or int range, not to choice")
+        if not isinstance(choices, list) or not choices:
+            raise ValueError("empty choice: give a non-empty list of values, such as choice: [32, 64]")
+        texts = [json.dumps(c, sort_keys=True) for c in choices]
+        if len(set(texts)) != len(texts):
+            raise ValueError("choice lists a value twice: give each value once")
+        encoded = any(isinstance(c, (list, dict)) for c in choices)
+        return Param(key, "choice", choices=tuple(choices), encoded=encoded)
+    bounds = raw[kind]
+    if not (isinstance(bounds, list) and len(bounds) == 2 and all(_number(b) for b in bounds)):
+        shown = json.dumps(bounds, default=str)
+        raise ValueError(f"bad distribution: {kind} takes two numbers [low, high], got {shown}")
+    low, high = bounds
+    log = raw.get("log", False)
+    step = raw.get("step")
+    if not isinstance(log, bool):
+        raise ValueError("bad distribution: log must be true or false")
+    if step is not None and (not _number(step) or step <= 0):
+        raise ValueError(f"bad distribution: step must be a positive number, got {step!r}")
+    if kind == "int" and not all(float(v).is_integer() for v in (low, high, step or 1)):
+        raise ValueError(f"bad distribution: an int range takes whole numbers, got {bounds} (use float for others)")
+    if low >= high:
+        raise ValueError(f"empty range [{low}, {high}]: the first number must be below the second")
+    if log and low <= 0:
+        raise ValueError(f"bad distribution: a log range must be above 0, got [{low}, {high}]")
+    if log and step is not None and kind == "float":
+        raise ValueError("bad distribution: a float range takes log or step, not both")
+    if log and step not in (None, 1) and kind == "int":
+        raise ValueError("bad distribution: a log int range takes no step")
+    if step is not None and step > high - low:
+        raise ValueError(f"empty range: step {step} is wider than [{low}, {high}]")
+    if kind == "int":
+        return Param(key, "int", int(low), int(high), log, int(step) if step is not None else None)
+    return Param(key, "float", float(low), float(high), log, float(step) if step is not None else None)
+
+
+class _Component(BaseModel):
+    """A sampler or pruner by name, with its options as extra keys."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SweepSpec(BaseModel):
+    """The ``sweep`` section of a sweep spec.
+
+    Attributes:
+        name: The study's name; trials run in ``<root_dir>/<name>/trial_<n>/``.
+        metric: The metric to optimise, as the model logs it (``val/acc``).
+        mode: ``min`` or ``max``; inferred from the metric's name when left out, as for checkpoints.
+        trials: How many trials to finish (complete, pruned or failed); a worker stops once the study has them.
+        sampler: ``tpe``, ``random``, ``grid``, ``cmaes`` or ``qmc``, or a mapping with ``name`` and the sampler's
+            options (``{name: tpe, seed: 0}``).
+        pruner: ``median``, ``hyperband``, ``successive_halving`` or ``none``, or a mapping with ``name`` and
+            options.
+        storage: ``None`` for the embedded store in the sweep's directory, or a database URL.
+        heartbeat_interval: Seconds between a running trial's heartbeats in the store.
+        grace_period: Seconds without a heartbeat after which a trial counts as dead (default twice the interval).
+        max_retry: How many times a trial whose worker died is queued again with the same values (``None``:
+            always).
+        params: Dotted config keys to their distributions.
+        enqueue: Values to try first, before the sampler takes over: one mapping of parameter keys to values per
+            trial (a known good config, say); keys left out are sampled.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    metric: str
+    mode: Literal["min", "max"] | None = None
+    trials: int = Field(default=20, ge=1)
+    sampler: str | _Component = "tpe"
+    pruner: str | _Component = "median"
+    storage: str | None = None
+    heartbeat_interval: int = Field(default=10, ge=1)
+    grace_period: int | None = Field(default=None, ge=1)
+    max_retry: int | None = Field(default=3, ge=0)
+    params: dict[str, Any]
+    enqueue: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not value or not set(value) <= _NAME_CHARS or value[0] in ".-_" or len(value.encode()) > 200:
+            raise ValueError(f"'{value}' is not a valid sweep name: use letters, digits, '_', '-' and '.'")
+        return value
+
+    @field_validator("sampler", "pruner", mode="before")
+    @classmethod
+    def _component(cls, value: Any) -> Any:
+        return value.get("name") if isinstance(value, dict) and set(value) == {"name"} else value
+
+    @field_validator("sampler")
+    @classmethod
+    def _check_sampler(cls, value: Any) -> Any:
+        name = value if isinstance(value, str) else value.name
+        if name not in SAMPLERS:
+            raise ValueError(f"unknown sampler '{name}'; use one of {', '.join(SAMPLERS)}")
+        return value
+
+    @field_validator("pruner")
+    @classmethod
+    def _check_pruner(cls, value: Any) -> Any:
+        name = value if isinstance(value, str) else value.name
+        if name not in PRUNERS:
+            raise ValueError(f"unknown pruner '{name}'; use one of {', '.join(PRUNERS)}")
+        return value
+
+    @field_validator("params")
+    @classmethod
+    def _check_params(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not value:
+            raise ValueError("no params: name at least one config key to sample, such as model.init_args.lr")
+        return value
+
+    @model_validator(mode="after")
+    def _infer_mode(self) -> SweepSpec:
+        if self.mode is None:
+            mode = infer_mode(self.metric)
+            if mode is None:
+                raise ValueError(f"cannot tell whether '{self.metric}' should be minimised or maximised: set mode")
+            self.mode = mode
+        return self
+
+    @property
+    def direction(self) -> str:
+        """``minimize`` or ``maximize``."""
+        return "maximize" if self.mode == "max" else "minimize"
+
+    @property
+    def sampler_name(self) -> str:
+        """The sampler's name."""
+        return self.sampler if isinstance(self.sampler, str) else self.sampler.name
+
+    @property
+    def pruner_name(self) -> str:
+        """The pruner's name."""
+        return self.pruner if isinstance(self.pruner, str) else self.pruner.name
+
+    def parsed_params(self) -> list[Param]:
+        """The parameters, in the spec's order (already checked by :func:`load_spec`)."""
+        return [parse_param(key, raw) for key, raw in self.params.items()]
+
+    def stored(self) -> dict[str, Any]:
+        """The spec as the study stores it: everything but the storage URL, which may hold a password."""
+        return self.model_dump(mode="json", exclude={"storage"})
+
+
+def _where(layer: Layer, path: tuple[str, ...], fallback: str) -> str:
+    return ComposedConfig(layer.data, layer.sources).source_of(path) or fallback
+
+
+def param_locations(path: str | Path) -> dict[str, str]:
+    """Each parameter key of a spec file and the ``file:line`` that names it, for messages."""
+    layer = load_yaml_file(path)
+    params = (layer.data.get("sweep") or {}).get("params") or {}
+    return {key: _where(layer, ("sweep", "params", key), str(path)) for key in params}
+
+
+def load_spec(path: str | Path, *, trials: int | None = None, storage: str | None = None) -> SweepSpec:
+    """Read and check a sweep spec file.
+
+    Args:
+        path: The YAML file, with a top-level ``sweep`` section.
+        trials: Overrides ``sweep.trials`` (``--trials``).
+        storage: Overrides ``sweep.storage`` (``--storage``).
+
+    Raises:
+        ConfigError: Naming the file, line and key, and the fix.
+    """
+    layer = load_yaml_file(path)
+    section = layer.data.get("sweep")
+    if set(layer.data) != {"sweep"} or not isinstance(section, dict):
+        extra = sorted(k for k in layer.data if k != "sweep")
+        detail = f"unknown top-level key '{extra[0]}'" if extra else "no 'sweep' mapping"
+        raise ConfigError(f"{path}: {detail}: a sweep spec holds one section, 'sweep:', with name, metric and params")
+    data = dict(section)
+    if trials is not None:
+        data["trials"] = trials
+    if storage is not None:
+        data["storage"] = storage
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = tuple(str(p) for p in first["loc"] if not (isinstance(p, str) and (p[:1].isupper() or p == "str")))
+        where = _where(layer, ("sweep", *loc), str(path))
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = f"unknown key '{loc[-1]}'; allowed keys: {', '.join(SweepSpec.model_fields)}"
+        elif first["type"] == "missing":
+            message = f"'{loc[-1]}' is missing: a sweep needs name, metric and params"
+        raise ConfigError(f"{where}: sweep.{'.'.join(loc)}: {message}") from err
+    for key, raw in spec.params.items():
+        where = _where(layer, ("sweep", "params", key), str(path))
+        if not key or any(not part for part in key.split(".")):
+            raise ConfigError(f"{where}: sweep.params: '{key}' is not a dotted config key such as model.init_args.lr")
+        reserved = next((r for r in RESERVED_PARAMS if key == r or key.startswith(r + ".")), None)
+        if reserved is not None:
+            raise ConfigError(f"{where}: sweep.params.{key}: '{reserved}' is set by the sweep on every trial; "
+                              "sample another key")
+        try:
+            parse_param(key, raw)
+        except ValueError as err:
+            raise ConfigError(f"{where}: sweep.params.{key}: {err}") from err
+    params = {p.key: p for p in spec.parsed_params()}
+    if len(spec.enqueue) > spec.trials:
+        where = _where(layer, ("sweep", "enqueue"), str(path))
+        raise ConfigError(f"{where}: sweep.enqueue: {len(spec.enqueue)} entries, but trials is {spec.trials}: "
+                          "enqueue at most as many as the sweep runs")
+    for index, values in enumerate(spec.enqueue):
+        where = _where(layer, ("sweep", "enqueue", str(index)), str(path))
+        for key, value in values.items():
+            if key not in params:
+                raise ConfigError(f"{where}: sweep.enqueue[{index}]: '{key}' is not one of sweep.params: "
+                                  f"{', '.join(params)}")
+            try:
+                params[key].encode(value)
+            except ValueError as err:
+                raise ConfigError(f"{where}: sweep.enqueue[{index}].{key}: {err}") from err
+    for kind, component, table in (("sampler", spec.sampler, SAMPLERS), ("pruner", spec.pruner, PRUNERS)):
+        options = component.options() if isinstance(component, _Component) else {}
+        name = component if isinstance(component, str) else component.name
+        where = _where(layer, ("sweep", kind), str(path))
+        try:
+            _check_options(kind, name, table, options, spec)
+        except ValueError as err:
+            raise ConfigError(f"{where}: sweep.{kind}: {err}") from err
+    return spec
+
+
+def _optuna_class(kind: str, name: str, table: dict[str, str]) -> Any:
+    import optuna
+
+    module = optuna.samplers if kind == "sampler" else optuna.pruners
+    return getattr(module, table[name])
+
+
+_SET_BY_SWEEP = {"search_space"}
+
+
+def _check_options(kind: str, name: str, table: dict[str, str], options: dict[str, Any], spec: SweepSpec) -> None:
+    cls = _optuna_class(kind, name, table)
+    params = inspect.signature(cls.__init__).parameters
+    accepted = [p for p in params if p not in ("self", *_SET_BY_SWEEP) and params[p].kind not in
+                (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)]
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        raise ValueError(f"{name} has no option '{unknown[0]}'; its options: {', '.join(accepted) or 'none'}")
+    if kind == "sampler" and name == "grid":
+        for param in spec.parsed_params():
+            try:
+                param.grid()
+            except ValueError as err:
+                raise ValueError(f"{param.key}: {err}") from err
+
+
+def _build(kind: str, name: str, table: dict[str, str], options: dict[str, Any], extra: dict[str, Any]) -> Any:
+    from enhtrain.sweeps.study import quiet_optuna
+
+    quiet_optuna()
+    cls = _optuna_class(kind, name, table)
+    try:
+        return cls(**extra, **options)
+    except (TypeError, ValueError, ImportError) as err:
+        hint = "; install it with pip install cmaes" if isinstance(err, ImportError) else ""
+        raise ConfigError(f"sweep.{kind}: {name}: {' '.join(str(err).split())}{hint}") from err
+
+
+def build_sampler(spec: SweepSpec, seed_offset: int = 0) -> Any:
+    """Build the spec's Optuna sampler.
+
+    Args:
+        spec: The sweep spec.
+        seed_offset: Added to a ``seed`` option, so that workers of one study do not draw the same values.
+
+    Raises:
+        ConfigError: If the sampler rejects its options.
+    """
+    sampler = spec.sampler
+    options = sampler.options() if isinstance(sampler, _Component) else {}
+    if isinstance(options.get("seed"), int):
+        options["seed"] += seed_offset
+    extra: dict[str, Any] = {}
+    if spec.sampler_name == "grid":
+        extra["search_space"] = {p.key: p.grid() for p in spec.parsed_params()}
+    return _build("sampler", spec.sampler_name, SAMPLERS, options, extra)
+
+
+def build_pruner(spec: SweepSpec) -> Any:
+    """Build the spec's Optuna pruner.
+
+    Raises:
+        ConfigError: If the pruner rejects its options.
+    """
+    pruner = spec.pruner
+    options = pruner.options() if isinstance(pruner, _Component) else {}
+    return _build("pruner", spec.pruner_name, PRUNERS, options, {})

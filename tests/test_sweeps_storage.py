@@ -1,0 +1,198 @@
+"""Many workers on one study, and a worker killed with SIGKILL, on the embedded store and on a real PostgreSQL.
+
+The PostgreSQL server is a throwaway instance from Debian's packages (``.ci/run`` installs them), started in a
+temporary directory on a free localhost port and stopped when the module's tests end. PostgreSQL refuses to run
+as root, so under root the server runs as the unprivileged user ``nobody``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from enhtrain.testing import write_tiny_config
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(420)]
+
+
+def _pg_binary(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        candidate = os.path.join(folder, name)
+        if os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server of its own, for this module's tests: yields its SQLAlchemy URL."""
+    initdb, pg_ctl = _pg_binary("initdb"), _pg_binary("pg_ctl")
+    assert initdb and pg_ctl, ("PostgreSQL's server programs (initdb, pg_ctl) are not installed: "
+                               "apt-get install postgresql, as .ci/run does")
+    folder = Path(tempfile.mkdtemp(prefix="enhtrain-postgres-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        nobody = pwd.getpwnam("nobody")
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+        as_user = ["runuser", "-u", "nobody", "--"]
+    data, log, port = folder / "data", folder / "server.log", _free_port()
+    subprocess.run([*as_user, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"],
+                   cwd=folder, check=True, capture_output=True, timeout=120)
+    options = f"-p {port} -h 127.0.0.1 -k {folder} -F"
+    subprocess.run([*as_user, pg_ctl, "-D", str(data), "-l", str(log), "-o", options, "-w", "-t", "60", "start"],
+                   cwd=folder, check=True, capture_output=True, timeout=120)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, pg_ctl, "-D", str(data), "-m", "fast", "-w", "stop"], cwd=folder,
+                       capture_output=True, timeout=120, check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENHTRAIN_")}
+    env.update(ENHTRAIN_PLAIN_PROGRESS="1", OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    return env
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([sys.executable, "-m", "enhtrain", *args], cwd=cwd, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(process: subprocess.Popen[str], timeout: float = 300) -> tuple[int, str]:
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out + err
+
+
+def _wait_for(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):  # not there yet: a missing file, study or table
+            value = check()
+            if value:
+                return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _study(url: str, name: str) -> Any:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=name, storage=url)
+
+
+def _setup(tmp_path: Path, store: str, request: pytest.FixtureRequest, name: str, **spec: Any) -> tuple[Path, str]:
+    """A project folder with a tiny config and a spec; returns it and the storage URL the workers share."""
+    project = tmp_path / "machine-a"
+    project.mkdir()
+    write_tiny_config(project / "tiny.yaml", {"experiment": {"name": "base", "checkpoint": None},
+                                              "trainer": spec.pop("trainer", {})})
+    url = request.getfixturevalue("postgres") if store == "postgres" else \
+        f"sqlite:///{project / 'runs' / name / 'study.db'}"
+    sweep = {"name": name, "metric": "val/acc", "sampler": {"name": "random", "seed": 1},
+             "params": {"model.init_args.lr": {"float": [1.0e-3, 1.0e-1], "log": True},
+                        "model.init_args.hidden_dims": {"choice": [[8], [16]]}}, **spec}
+    if store == "postgres":
+        sweep["storage"] = url
+    (project / "spec.yaml").write_text(yaml.safe_dump({"sweep": sweep}, sort_keys=False))
+    return project, url
+
+
+STORES = ["embedded", "postgres"]
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_two_worker_processes_share_one_study(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
+    name = f"two-{store}"
+    project, url = _setup(tmp_path, store, request, name, trials=3)
+    first = _start(["sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml", "--workers", "2"], project)
+    database = project / "runs" / name / "study.db"
+    _wait_for(lambda: (store == "postgres" or database.is_file()) and _study(url, name).user_attrs, 120, "the study")
+    # A second machine: another folder, nothing but the code and the storage URL.
+    other = tmp_path / "machine-b"
+    second = _start(["sweep", "worker", "--storage", url, "--study", name], other)
+    status_a, out_a = _finish(first)
+    status_b, out_b = _finish(second)
+    assert status_a == 0, out_a
+    assert status_b == 0, out_b
+    study = _study(url, name)
+    trials = study.get_trials()
+    assert sorted(t.number for t in trials) == [0, 1, 2]
+    assert all(t.state.name == "COMPLETE" for t in trials), [(t.number, t.state.name) for t in trials]
+    workers = {t.user_attrs["enhtrain_worker"].rsplit(":", 1)[0] for t in trials}
+    assert len(workers) == 2, workers  # both processes ran trials
+    by_b = [t.number for t in trials if f"trial {t.number} complete" in out_b]
+    assert by_b and all(f"trial {n} complete" not in out_a for n in by_b)
+    for trial in trials:
+        home = other if trial.number in by_b else project
+        meta = json.loads((home / "runs" / name / f"trial_{trial.number}" / "metadata.json").read_text())
+        assert meta["status"] == "completed" and meta["sweep"]["trial"] == trial.number
+        assert meta["metrics"]["val/acc"] == pytest.approx(trial.value)
+    assert (other / "runs" / name / "sweep-base.yaml").read_text() == \
+        (project / "runs" / name / "sweep-base.yaml").read_text()
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_a_killed_worker_s_trial_is_failed_and_run_again(tmp_path: Path, store: str,
+                                                        request: pytest.FixtureRequest) -> None:
+    name = f"kill-{store}"
+    project, url = _setup(tmp_path, store, request, name, trials=1, heartbeat_interval=1, grace_period=2,
+                          trainer={"max_epochs": 40})
+    worker = _start(["sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml"], project)
+    run = project / "runs" / name / "trial_0"
+    _wait_for(lambda: (run / "metadata.json").is_file(), 180, "trial 0 to start training")
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.communicate(timeout=60)
+    # The trial's process notices that its worker is gone, and ends like any run stopped by SIGTERM.
+    _wait_for(lambda: json.loads((run / "metadata.json").read_text())["status"] == "interrupted", 120,
+              "the orphaned trial to stop")
+    assert _study(url, name).get_trials()[0].state.name == "RUNNING"  # left running in the store
+    # Continue: the same command on this machine, or a worker that joins from elsewhere.
+    if store == "embedded":
+        again = _start(["sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml"], project)
+    else:
+        again = _start(["sweep", "worker", "--storage", url, "--study", name], project)
+    status, out = _finish(again)
+    assert status == 0, out
+    trials = {t.number: t for t in _study(url, name).get_trials()}
+    assert sorted(trials) == [0, 1]
+    assert trials[0].state.name == "FAIL" and trials[1].state.name == "COMPLETE"
+    assert trials[1].system_attrs["retry_history"] == [0]
+    assert trials[1].params == trials[0].params  # the same values, run to completion once
+    assert "trial 0 " not in out and "trial 1 complete" in out
+    shown = json.loads(subprocess.run([sys.executable, "-m", "enhtrain", "sweep", "show", name, "--json",
+                                       *(["--storage", url] if store == "postgres" else [])],
+                                      cwd=project, env=_env(), capture_output=True, text=True, timeout=120).stdout)
+    rows = {row["trial"]: row for row in shown["trials"]}
+    assert rows[0]["retried_as"] == 1 and rows[1]["retry_of"] == 0
+    assert shown["sweep"]["states"] == {"COMPLETE": 1}
+    meta = json.loads((project / "runs" / name / "trial_1" / "metadata.json").read_text())
+    assert meta["status"] == "completed"
