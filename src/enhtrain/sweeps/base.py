@@ -22,7 +22,7 @@ from enhtrain.errors import ConfigError
 from enhtrain.secrets import MASK
 from enhtrain.sweeps.spec import Param
 
-__all__ = ["check_params", "compose_base", "config_keys", "first_difference", "trial_environment"]
+__all__ = ["check_params", "compose_base", "config_keys", "first_difference", "set_dotted", "trial_environment"]
 
 
 def trial_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -142,3 +142,14 @@ def first_difference(old: Any, new: Any, path: tuple[str, ...] = ()) -> str | No
                 return found
         return None
     return None if old == new else (".".join(path) or "(the whole config)")
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data["a"]["b"] = value`` for the key ``"a.b"``, creating (or replacing non-mapping) levels on the way."""
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = data.get(part)
+        if not isinstance(child, dict):
+            child = data[part] = {}
+        data = child
+    data[parts[-1]] = value

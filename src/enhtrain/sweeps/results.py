@@ -14,6 +14,7 @@ import yaml
 from enhtrain._io import atomic_write_bytes, atomic_write_text
 from enhtrain.errors import ConfigError
 from enhtrain.security import inside
+from enhtrain.sweeps.base import set_dotted
 from enhtrain.sweeps.runner import SURPLUS_ATTR as _SURPLUS
 from enhtrain.sweeps.study import Sweep, mask_url
 
@@ -130,16 +131,6 @@ def format_table(sweep: Sweep, rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _set(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = data.get(part)
-        if not isinstance(child, dict):
-            child = data[part] = {}
-        data = child
-    data[parts[-1]] = value
-
-
 def best_config(sweep: Sweep) -> str:
     """The best trial's full config as YAML, ready to train again: the base config with the trial's values.
 
@@ -152,7 +143,7 @@ def best_config(sweep: Sweep) -> str:
                           "wait for its workers")
     config = copy.deepcopy(sweep.base)
     for param in sweep.params:
-        _set(config, param.key, param.decode(best.params[param.key]))
+        set_dotted(config, param.key, param.decode(best.params[param.key]))
     header = (f"# The best trial ({best.number}) of sweep {sweep.spec.name}: {sweep.spec.metric}={best.value:.6g}\n"
               "# Train it again with: enhtrain fit --config best.yaml\n")
     return header + yaml.safe_dump(config, sort_keys=False)

@@ -36,7 +36,7 @@ from enhtrain._io import atomic_write_json, atomic_write_text
 from enhtrain.errors import ConfigError
 from enhtrain.security import inside
 from enhtrain.sweeps import CHANNEL_ENV
-from enhtrain.sweeps.base import trial_environment
+from enhtrain.sweeps.base import set_dotted, trial_environment
 from enhtrain.sweeps.study import Sweep, mask_url
 
 __all__ = [
@@ -112,32 +112,22 @@ def gpu_devices(environ: dict[str, str] | None = None) -> list[str]:
     return [line.strip() for line in done.stdout.splitlines() if line.strip().isdigit()]
 
 
-def _set(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    for part in parts[:-1]:
-        child = data.get(part)
-        if not isinstance(child, dict):
-            child = data[part] = {}
-        data = child
-    data[parts[-1]] = value
-
-
 def trial_layer(sweep: Sweep, number: int, params: dict[str, Any]) -> dict[str, Any]:
     """The config layer of trial ``number``: the sampled values, its run directory and the pruning callback."""
     layer: dict[str, Any] = {}
     for key, value in params.items():
-        _set(layer, key, value)
+        set_dotted(layer, key, value)
     spec = sweep.spec
-    _set(layer, "experiment.name", spec.name)
-    _set(layer, "experiment.version", f"trial_{number}")
-    _set(layer, "experiment.resume", None)
-    _set(layer, "experiment.sweep", {"study": spec.name, "trial": number, "metric": spec.metric,
+    set_dotted(layer, "experiment.name", spec.name)
+    set_dotted(layer, "experiment.version", f"trial_{number}")
+    set_dotted(layer, "experiment.resume", None)
+    set_dotted(layer, "experiment.sweep", {"study": spec.name, "trial": number, "metric": spec.metric,
                                      "params": copy.deepcopy(params)})
     callbacks = (sweep.base.get("trainer") or {}).get("callbacks")
     callbacks = [] if callbacks is None else list(callbacks if isinstance(callbacks, list) else [callbacks])
     callbacks.append({"class_path": PRUNING_CALLBACK,
                       "init_args": {"monitor": spec.metric, "study": spec.name, "trial": number}})
-    _set(layer, "trainer.callbacks", callbacks)
+    set_dotted(layer, "trainer.callbacks", callbacks)
     return layer
 
 
