@@ -91,9 +91,12 @@ def _finish(process: subprocess.Popen[str], timeout: float = 300) -> tuple[int, 
     return process.returncode, out + err
 
 
-def _wait_for(check: Any, timeout: float, what: str) -> Any:
+def _wait_for(check: Any, timeout: float, what: str, process: subprocess.Popen[str] | None = None) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            status, output = _finish(process)
+            raise AssertionError(f"the worker ended (status {status}) before {what}:\n{output}")
         with contextlib.suppress(Exception):  # not there yet: a missing file, study or table
             value = check()
             if value:
@@ -135,7 +138,8 @@ def test_two_worker_processes_share_one_study(tmp_path: Path, store: str, reques
     project, url = _setup(tmp_path, store, request, name, trials=3)
     first = _start(["sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml", "--workers", "2"], project)
     database = project / "runs" / name / "study.db"
-    _wait_for(lambda: (store == "postgres" or database.is_file()) and _study(url, name).user_attrs, 120, "the study")
+    _wait_for(lambda: (store == "postgres" or database.is_file()) and _study(url, name).user_attrs, 120, "the study",
+              first)
     # A second machine: another folder, nothing but the code and the storage URL.
     other = tmp_path / "machine-b"
     second = _start(["sweep", "worker", "--storage", url, "--study", name], other)
@@ -168,7 +172,7 @@ def test_a_killed_worker_s_trial_is_failed_and_run_again(tmp_path: Path, store: 
                           trainer={"max_epochs": 40})
     worker = _start(["sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml"], project)
     run = project / "runs" / name / "trial_0"
-    _wait_for(lambda: (run / "metadata.json").is_file(), 180, "trial 0 to start training")
+    _wait_for(lambda: (run / "metadata.json").is_file(), 180, "trial 0 to start training", worker)
     os.kill(worker.pid, signal.SIGKILL)
     worker.communicate(timeout=60)
     # The trial's process notices that its worker is gone, and ends like any run stopped by SIGTERM.
@@ -196,3 +200,45 @@ def test_a_killed_worker_s_trial_is_failed_and_run_again(tmp_path: Path, store: 
     assert shown["sweep"]["states"] == {"COMPLETE": 1}
     meta = json.loads((project / "runs" / name / "trial_1" / "metadata.json").read_text())
     assert meta["status"] == "completed"
+
+
+def _open_at_once(url: str, barrier: Any, results: Any) -> None:
+    import optuna.storages  # noqa: F401  (imported before the start, so that the processes meet in the schema's creation)
+
+    from enhtrain.sweeps.study import open_storage
+
+    barrier.wait()
+    try:
+        storage = open_storage(url, heartbeat_interval=1, grace_period=2)
+        results.put(("ok", len(storage.get_all_studies())))
+    except Exception as err:  # reported to the test, which names it
+        results.put(("error", repr(err)))
+
+
+@pytest.mark.parametrize("store", STORES)
+def test_workers_that_open_a_new_store_at_once_all_get_it(tmp_path: Path, store: str,
+                                                          request: pytest.FixtureRequest) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    if store == "postgres":  # a new, empty database on the module's server
+        import psycopg
+
+        server = request.getfixturevalue("postgres")
+        with psycopg.connect(server, autocommit=True) as connection:
+            connection.execute("CREATE DATABASE at_once")
+        url = server.rsplit("/", 1)[0] + "/at_once"
+    barrier, results = context.Barrier(6), context.Queue()
+    processes = [context.Process(target=_open_at_once, args=(url, barrier, results)) for _ in range(6)]
+    for process in processes:
+        process.start()
+    outcomes = [results.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=60)
+    assert outcomes == [("ok", 0)] * 6
+    if store == "postgres":
+        return
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.db"]  # no private file left behind
+    with contextlib.closing(__import__("sqlite3").connect(tmp_path / "study.db")) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -11,6 +11,7 @@ so that a worker elsewhere needs only the code and the URL.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 import time
@@ -77,10 +78,27 @@ def embedded_url(directory: str | Path) -> str:
     return f"sqlite:///{Path(directory).resolve() / EMBEDDED_NAME}"
 
 
-def _wal(path: Path) -> None:
-    """Switch a new SQLite file to write-ahead logging (the setting is kept in the file)."""
-    with contextlib.closing(sqlite3.connect(path, timeout=60)) as connection:
-        connection.execute("PRAGMA journal_mode=WAL")
+def _create_embedded(path: Path) -> None:
+    """Create the embedded store with Optuna's tables, so that it appears at ``path`` complete or not at all.
+
+    Two workers that start at once on a new sweep would otherwise both create the tables in one file, and one of
+    them fails on "table already exists". The schema is built in a private file in the same folder, switched to
+    write-ahead logging (a setting kept in the file), and linked into place only if no one else was first.
+    """
+    from optuna.storages import RDBStorage
+
+    private = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        storage = RDBStorage(f"sqlite:///{private}")
+        storage.engine.dispose()
+        with contextlib.closing(sqlite3.connect(private, timeout=60)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+        with contextlib.suppress(FileExistsError):  # another worker was first: its store is used
+            os.link(private, path)
+    finally:
+        for leftover in (private, private.with_name(private.name + "-wal"), private.with_name(private.name + "-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
 
 
 def _connect_args(url: str) -> dict[str, Any]:
@@ -105,7 +123,7 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     Raises:
         ConfigError: If the URL is malformed, its driver is missing, or the database cannot be reached.
     """
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     quiet_optuna()
     shown = mask_url(url)
@@ -114,13 +132,13 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
         if not path.parent.is_dir():
             raise ConfigError(f"{what}: cannot open '{shown}': the folder '{path.parent}' does not exist")
         if not path.exists():
-            _wal(path)
+            _create_embedded(path)
     kwargs: dict[str, Any] = {"engine_kwargs": {"connect_args": _connect_args(url)}}
     if heartbeat_interval is not None:
         kwargs.update(heartbeat_interval=heartbeat_interval, grace_period=grace_period,
                       heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
     try:
-        return RDBStorage(url, **kwargs)
+        return _rdb_storage(url, kwargs)
     except ImportError as err:
         cause = err.__cause__ if isinstance(err.__cause__, ImportError) else err
         raise ConfigError(
@@ -132,6 +150,22 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
         detail = detail.replace(url, shown)[:300]
         raise ConfigError(f"{what}: cannot reach the storage '{shown}': {detail}; check the URL, and that the "
                           "database server runs and accepts this user") from err
+
+
+def _rdb_storage(url: str, kwargs: dict[str, Any], attempts: int = 5) -> Any:
+    """Open the storage; workers that create a new database's tables at the same moment retry once they exist."""
+    from optuna.storages import RDBStorage
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+
+    for attempt in range(attempts):
+        try:
+            return RDBStorage(url, **kwargs)
+        except (IntegrityError, OperationalError, ProgrammingError) as err:
+            racing = "already exists" in str(err) or "duplicate" in str(err).lower()
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def find_storage(name: str, *, storage: str | None, root: str | Path) -> tuple[str, Path | None]:
