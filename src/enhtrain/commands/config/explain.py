@@ -74,14 +74,12 @@ def explain(args: list[str]) -> list[dict[str, Any]]:
 
 def run(args: list[str]) -> int:
     """Print the explanation as aligned text, or JSON with ``--json``."""
-    if args[:1] in (["-h"], ["--help"]) or (args[:1] == ["explain"] and any(a in ("-h", "--help") for a in args[1:])):
+    if any(a in ("-h", "--help") for a in args):
         sys.stdout.write(_USAGE + "\n\nEvery value of the composed config, with the layer that set it. The config "
                          "is checked as `fit` checks it (names and options of loggers, callbacks and the profiler "
                          "included) but nothing is built or written.\n")
         return 0
-    if args[:1] != ["explain"]:
-        raise ConfigError(_USAGE)
-    rows = explain(args[1:])
+    rows = explain(args)
     if "--json" in args:
         json.dump(rows, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
