@@ -267,6 +267,13 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
 
 
+def print_json(data: Any, out: Path | None, name: str) -> None:
+    """Print ``data`` as indented JSON and, when ``out`` is given, write it to ``out / name`` as well."""
+    print(json.dumps(data, indent=2))
+    if out:
+        write_json(out / name, data)
+
+
 def make_dataset(path: Path, rows: int, features: int = 64, classes: int = 10, seed: int = 0) -> Path:
     """Write a learnable synthetic classification set (arrays ``x`` and ``y``) to a ``.npz`` file.
 

@@ -29,7 +29,15 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import REPO, load_average, machine_info, python, run_process, subprocess_env
+from benchmarks.common import (
+    REPO,
+    load_average,
+    machine_info,
+    print_json,
+    python,
+    run_process,
+    subprocess_env,
+)
 
 QUICKSTART = REPO / "configs" / "quickstart.yaml"
 SPEC = REPO / "configs" / "sweeps" / "lr.yaml"
@@ -202,11 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         result["load_end"] = load_average()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "sweep.json").write_text(text + "\n", encoding="utf-8")
+    print_json(result, args.out, "sweep.json")
     return 0
 
 

@@ -14,7 +14,6 @@ and, after a worker is killed with SIGKILL in the middle of its writes, how long
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
 import signal
@@ -23,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.common import print_json
 
 STORES = ("journal", "sqlite", "sqlite_wal")
 """The embedded stores compared: Optuna's journal file, SQLite, and SQLite in write-ahead-log mode."""
@@ -174,11 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the JSON here as well")
     args = parser.parse_args(argv)
     result = measure(args.workers, args.trials, args.reps)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "sweep-storage.json").write_text(text + "\n", encoding="utf-8")
+    print_json(result, args.out, "sweep-storage.json")
     return 0
 
 

@@ -8,7 +8,6 @@ one ``enhtrain: error:`` line containing each expected fragment, no traceback, a
 from __future__ import annotations
 
 import importlib
-import io
 import json
 import os
 import pickle
@@ -16,7 +15,6 @@ import random
 import shlex
 import shutil
 import sys
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ import yaml
 
 from enhtrain import plugins
 from enhtrain.commands import main
+from fakes import torch_bytes, zip_bytes
 from refusals import assert_refused
 
 CORPUS = Path(__file__).resolve().parent / "bad_inputs"
@@ -212,21 +211,6 @@ def lightning_like_checkpoint() -> dict[str, object]:
         "optimizer_states": [],
         "lr_schedulers": [],
     }
-
-
-def torch_bytes(obj: object) -> bytes:
-    """What ``torch.save`` writes for ``obj``."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def zip_bytes() -> bytes:
-    """A valid zip archive that is not a checkpoint."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("notes.txt", "not a checkpoint\n")
-    return buffer.getvalue()
 
 
 # kind -> (content given the marker path, fragments the message must contain, fragments it must not contain)

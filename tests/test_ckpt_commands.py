@@ -13,16 +13,8 @@ from typing import Any
 import pytest
 
 from enhtrain.checkpoints.manifest import Manifest, sha256_file
-from enhtrain.commands import main
-
-# file, step, val/loss
-CHECKPOINTS = [
-    ("epoch=0-step=10.ckpt", 10, 0.9),
-    ("epoch=1-step=20.ckpt", 20, 0.4),
-    ("epoch=2-step=30.ckpt", 30, 0.6),
-    ("epoch=3-step=40.ckpt", 40, 0.5),
-    ("last.ckpt", 40, 0.5),
-]
+from fakes import CHECKPOINTS
+from in_process import run_main
 
 
 def _make_run(
@@ -78,14 +70,8 @@ def runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def test_runs_list(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "runs", "list")
+    code, out, _ = run_main(capsys, "runs", "list")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["NAME", "VERSION", "STATUS", "SUBCOMMAND", "START", "DURATION", "BEST"]
@@ -94,7 +80,7 @@ def test_runs_list(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ]
     assert lines[2].split()[:4] == ["digits", "version_1", "killed", "test"]  # its process is gone
     assert lines[3].split()[:4] == ["other", "v2", "failed", "-"]  # a run that recorded no subcommand
-    code, out, _ = _run(capsys, "runs", "list", str(runs), "--json")
+    code, out, _ = run_main(capsys, "runs", "list", str(runs), "--json")
     listed = json.loads(out)
     assert [(r["name"], r["version"]) for r in listed] == [
         ("digits", "version_0"),
@@ -105,16 +91,16 @@ def test_runs_list(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_runs_show(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "runs", "show", "digits/version_0")
+    code, out, _ = run_main(capsys, "runs", "show", "digits/version_0")
     assert code == 0
     assert "Status:      completed" in out
     assert "0123456789ab (dirty)" in out
     assert "Best:        val/loss = 0.4" in out
     assert "epoch=1-step=20.ckpt (best)" in out and "last.ckpt (last)" in out
-    code, out_by_path, _ = _run(capsys, "runs", "show", str(runs / "digits" / "version_0"))
+    code, out_by_path, _ = run_main(capsys, "runs", "show", str(runs / "digits" / "version_0"))
     assert code == 0 and out_by_path.splitlines()[1:] == out.splitlines()[1:]
     assert out_by_path.splitlines()[0].endswith(f"({runs / 'digits' / 'version_0'})")
-    code, out, _ = _run(capsys, "runs", "show", "digits/version_0", "--json")
+    code, out, _ = run_main(capsys, "runs", "show", "digits/version_0", "--json")
     shown = json.loads(out)
     assert shown["metadata"]["config_hash"] == "f" * 64
     assert [c["file"] for c in shown["checkpoints"]] == [c[0] for c in CHECKPOINTS]
@@ -123,20 +109,20 @@ def test_runs_show(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_run_name_alone_means_its_latest_version(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # version_0 is the newest by its metadata, whatever the numbers say.
     os.utime(runs / "digits/version_1/metadata.json", (1_000_000, 1_000_000))
-    code, out, _ = _run(capsys, "runs", "show", "digits")
+    code, out, _ = run_main(capsys, "runs", "show", "digits")
     assert code == 0 and out.startswith("Run:         digits/version_0 ")
     os.utime(runs / "digits/version_0/metadata.json", (500_000, 500_000))
-    code, out, _ = _run(capsys, "runs", "show", "digits")
+    code, out, _ = run_main(capsys, "runs", "show", "digits")
     assert code == 0 and out.startswith("Run:         digits/version_1 ")
     assert "Subcommand:  test" in out
-    code, by_name, _ = _run(capsys, "ckpt", "list", "digits")
-    code_v, by_version, _ = _run(capsys, "ckpt", "list", "digits/version_1")
+    code, by_name, _ = run_main(capsys, "ckpt", "list", "digits")
+    code_v, by_version, _ = run_main(capsys, "ckpt", "list", "digits/version_1")
     assert code == code_v == 0 and by_name == by_version
-    code, out, _ = _run(capsys, "ckpt", "verify", str(runs / "other"))
+    code, out, _ = run_main(capsys, "ckpt", "verify", str(runs / "other"))
     assert code == 0 and "runs/other/v2/checkpoints/manifest.json" in out
-    code, _, err = _run(capsys, "runs", "show", "nothing-here")
+    code, _, err = run_main(capsys, "runs", "show", "nothing-here")
     assert code == 2 and "or a run name for its latest version" in err
-    code, out, _ = _run(capsys, "runs", "show", "digits", "--path")
+    code, out, _ = run_main(capsys, "runs", "show", "digits", "--path")
     assert code == 0 and out == "runs/digits/version_1\n"
 
 
@@ -151,7 +137,7 @@ def test_a_run_name_alone_means_its_latest_version(runs: Path, capsys: pytest.Ca
     ids=" ".join,
 )
 def test_every_info_command_answers_help(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
-    code, out, err = _run(capsys, *args)
+    code, out, err = run_main(capsys, *args)
     assert code == 0, err
     assert out.startswith("usage: enhtrain " + args[0]) and err == ""
 
@@ -173,7 +159,7 @@ def test_every_info_command_answers_help(capsys: pytest.CaptureFixture[str], arg
 def test_bad_input_exits_2_with_one_line(
     runs: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
-    code, out, err = _run(capsys, *args)
+    code, out, err = run_main(capsys, *args)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("enhtrain: error: ")
     assert message in err
@@ -182,19 +168,19 @@ def test_bad_input_exits_2_with_one_line(
 
 def test_ckpt_list(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (runs / "digits/version_0/checkpoints/stray.ckpt").write_bytes(b"x")
-    code, out, _ = _run(capsys, "ckpt", "list", "digits/version_0")
+    code, out, _ = run_main(capsys, "ckpt", "list", "digits/version_0")
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["FILE", "STEP", "EPOCH", "val/loss", "SIZE", "SAVED", "NOTE"]
     assert lines[2].split()[:5] == ["epoch=1-step=20.ckpt", "(best)", "20", "1", "0.4"]
     assert lines[-1].split()[0] == "stray.ckpt" and lines[-1].endswith("not in the manifest")
-    code, out, _ = _run(capsys, "ckpt", "list", str(runs / "digits/version_0/checkpoints"), "--json")
+    code, out, _ = run_main(capsys, "ckpt", "list", str(runs / "digits/version_0/checkpoints"), "--json")
     rows = json.loads(out)
     assert [r["file"] for r in rows] == [c[0] for c in CHECKPOINTS] + ["stray.ckpt"]
 
 
 def test_ckpt_verify(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, "ckpt", "verify", "digits/version_0")
+    code, out, _ = run_main(capsys, "ckpt", "verify", "digits/version_0")
     assert code == 0 and out.startswith("ok: 5 checkpoint(s) match")
     ckpts = runs / "digits/version_0/checkpoints"
     data = (ckpts / "epoch=0-step=10.ckpt").read_bytes()
@@ -203,7 +189,7 @@ def test_ckpt_verify(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     flipped[5] ^= 1
     (ckpts / "epoch=2-step=30.ckpt").write_bytes(bytes(flipped))
     (ckpts / "epoch=3-step=40.ckpt").unlink()
-    code, out, _ = _run(capsys, "ckpt", "verify", "digits/version_0")
+    code, out, _ = run_main(capsys, "ckpt", "verify", "digits/version_0")
     assert code == 1
     bad = [line for line in out.splitlines() if line.startswith("BAD ")]
     assert len(bad) == 3
@@ -216,7 +202,7 @@ def test_ckpt_verify(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
 def test_ckpt_prune(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ckpts = runs / "digits/version_0/checkpoints"
     before = sorted(p.name for p in ckpts.iterdir())
-    code, out, _ = _run(
+    code, out, _ = run_main(
         capsys, "ckpt", "prune", "digits/version_0", "--keep-last", "0", "--keep-best", "0", "--dry-run"
     )
     assert code == 0
@@ -228,7 +214,7 @@ def test_ckpt_prune(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     ]
     assert sorted(p.name for p in ckpts.iterdir()) == before
 
-    code, out, _ = _run(capsys, "ckpt", "prune", "digits/version_0", "--keep-last", "1", "--keep-best", "1")
+    code, out, _ = run_main(capsys, "ckpt", "prune", "digits/version_0", "--keep-last", "1", "--keep-best", "1")
     assert code == 0
     assert "deleted" in out and "epoch=1-step=20.ckpt (protected)" in out
     assert sorted(p.name for p in ckpts.iterdir()) == [
@@ -242,10 +228,10 @@ def test_ckpt_prune(runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert manifest.data["best"] == "epoch=1-step=20.ckpt" and manifest.data["last"] == "last.ckpt"
     assert not [p for p in ckpts.iterdir() if p.name.startswith(".")]
 
-    code, _, _ = _run(capsys, "ckpt", "prune", "digits/version_0", "--keep-last", "0")
+    code, _, _ = run_main(capsys, "ckpt", "prune", "digits/version_0", "--keep-last", "0")
     assert code == 0
     assert sorted(e["file"] for e in Manifest(ckpts).entries) == ["epoch=1-step=20.ckpt", "last.ckpt"]
-    assert _run(capsys, "ckpt", "verify", "digits/version_0")[0] == 0
+    assert run_main(capsys, "ckpt", "verify", "digits/version_0")[0] == 0
 
 
 def test_prune_refuses_a_running_run_and_keep_best_without_monitor(
@@ -253,11 +239,11 @@ def test_prune_refuses_a_running_run_and_keep_best_without_monitor(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     _make_run(tmp_path / "runs", "live", "version_0", status="running")  # this process: alive
-    code, _, err = _run(capsys, "ckpt", "prune", "live/version_0", "--keep-last", "0")
+    code, _, err = run_main(capsys, "ckpt", "prune", "live/version_0", "--keep-last", "0")
     assert code == 2 and "is still training" in err
     assert len(Manifest(tmp_path / "runs/live/version_0/checkpoints").entries) == 5
     _make_run(tmp_path / "runs", "plain", "version_0", monitor=None)
-    code, _, err = _run(capsys, "ckpt", "prune", "plain/version_0", "--keep-best", "1")
+    code, _, err = run_main(capsys, "ckpt", "prune", "plain/version_0", "--keep-best", "1")
     assert code == 2 and "--keep-best needs a monitored metric" in err
 
 

@@ -8,12 +8,10 @@ words that name what is wrong and where.
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 import random
 import time
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from enhtrain.config.loading import (
 )
 from enhtrain.errors import CheckpointError, ConfigError
 from enhtrain.plugins.builtin.checks import enhtrain_validate_config
+from fakes import torch_bytes, zip_bytes
 from refusals import assert_refused
 
 BASE = Path(__file__).resolve().parent / "bad_inputs" / "base.yaml"
@@ -491,30 +490,17 @@ def test_a_missing_required_init_arg_through_the_command(base: Path, warm_cli: N
 # --- checkpoints that cannot be read -------------------------------------------------------------------------
 
 
-def _torch_bytes(obj: object) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    return buffer.getvalue()
-
-
-def _zip_bytes() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("notes.txt", "not a checkpoint\n")
-    return buffer.getvalue()
-
-
 _CHECKPOINT = {"state_dict": {"w": torch.zeros(8, 64)}, "pytorch-lightning_version": "2.6.0"}
 UNREADABLE: dict[str, tuple[Callable[[], bytes], str]] = {
     "empty": (lambda: b"", "the file is empty"),
     "random_bytes": (lambda: random.Random(2).randbytes(4096),
                      "not a PyTorch checkpoint: it is neither a zip archive nor a pickle"),
     "text": (lambda: b"hello world\n", "not a PyTorch checkpoint: it is neither a zip archive nor a pickle"),
-    "truncated_zip": (lambda: _torch_bytes(_CHECKPOINT)[:900],
+    "truncated_zip": (lambda: torch_bytes(_CHECKPOINT)[:900],
                       "the file ends early: it stops before the last record of its zip archive"),
     "truncated_pickle": (lambda: pickle.dumps({"a": [1, 2, 3]})[:10],
                          "the file ends early: it stops in the middle of its pickle data"),
-    "zip_not_a_checkpoint": (_zip_bytes, "not a PyTorch checkpoint: a zip archive without the data.pkl record"),
+    "zip_not_a_checkpoint": (zip_bytes, "not a PyTorch checkpoint: a zip archive without the data.pkl record"),
 }
 
 

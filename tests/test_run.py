@@ -15,6 +15,7 @@ from enhtrain.checkpoints.manifest import Manifest
 from enhtrain.commands import main
 from enhtrain.run.directory import create_run_dir
 from enhtrain.testing import write_tiny_config
+from in_process import run_main
 
 # Four training steps through micro-batches of 8 rows, checkpoints monitoring the validation loss.
 TINY = {
@@ -34,9 +35,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def fit(capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[int, str, str]:
-    code = main(["fit", "--config", "tiny.yaml", *flags])
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(capsys, "fit", "--config", "tiny.yaml", *flags)
 
 
 def test_fit_writes_a_complete_run(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,22 +21,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from enhtrain.checkpoints.manifest import Manifest, ManifestError
-from enhtrain.commands import main
 from enhtrain.config.schema import ExperimentConfig
 from enhtrain.errors import CheckpointError
 from enhtrain.run.lock import RunLock
 from enhtrain.run.metadata import MetadataError, read_metadata
 from enhtrain.run.resume import find_resume_point
+from fakes import CHECKPOINTS
+from in_process import run_main
 from refusals import assert_refused
 
-# file, step, val/loss
-CHECKPOINTS = [
-    ("epoch=0-step=10.ckpt", 10, 0.9),
-    ("epoch=1-step=20.ckpt", 20, 0.4),
-    ("epoch=2-step=30.ckpt", 30, 0.6),
-    ("epoch=3-step=40.ckpt", 40, 0.5),
-    ("last.ckpt", 40, 0.5),
-]
 MANIFEST = "runs/rt/version_0/checkpoints/manifest.json"
 METADATA = "runs/rt/version_0/metadata.json"
 
@@ -116,12 +109,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     _make_run(tmp_path / "runs", "ok")
     (tmp_path / "victim.txt").write_text("keep me")
     return tmp_path
-
-
-def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _entry(index: int, key: str, value: Any) -> Callable[[dict[str, Any]], None]:
@@ -239,17 +226,17 @@ def test_a_malformed_manifest_is_reported_in_one_line_and_changes_nothing(
     _write_broken(workdir / MANIFEST, content)
     before = snapshot(workdir)
     for args in MANIFEST_COMMANDS:
-        code, out, err = _run(capsys, *args)
+        code, out, err = run_main(capsys, *args)
         assert_refused(code, err, MANIFEST, message, "repair or remove the file")
         assert out == "", args
     # runs list still lists every run, and shows the broken one as unreadable.
-    code, out, err = _run(capsys, "runs", "list")
+    code, out, err = run_main(capsys, "runs", "list")
     assert code == 0 and "Traceback" not in err
     assert [line for line in err.splitlines() if line] == [line for line in err.splitlines() if MANIFEST in line]
     assert err.count("\n") == 1 and err.startswith("enhtrain: warning: ") and message in err
     rows = [line.split()[:3] for line in out.splitlines()[1:]]
     assert rows == [["ok", "version_0", "completed"], ["rt", "version_0", "unreadable"]]
-    code, out, _ = _run(capsys, "runs", "list", "--json")
+    code, out, _ = run_main(capsys, "runs", "list", "--json")
     assert code == 0 and [r["status"] for r in json.loads(out)] == ["completed", "unreadable"]
     assert snapshot(workdir) == before
 
@@ -262,17 +249,17 @@ def test_malformed_metadata_is_reported_in_one_line_and_changes_nothing(
     _write_broken(workdir / METADATA, content)
     before = snapshot(workdir)
     for args in (["runs", "show", "rt/version_0"], ["runs", "show", "rt/version_0", "--json"]):
-        code, out, err = _run(capsys, *args)
+        code, out, err = run_main(capsys, *args)
         assert_refused(code, err, METADATA, message, "repair or remove the file")
         assert out == ""
     # Without a run lock, prune reads the metadata to tell whether an older enhtrain still writes the run.
-    code, out, err = _run(capsys, "ckpt", "prune", "rt/version_0", "--keep-last", "0")
+    code, out, err = run_main(capsys, "ckpt", "prune", "rt/version_0", "--keep-last", "0")
     assert_refused(code, err, METADATA, message)
     # The checkpoint commands need only the manifest.
     for args in (["ckpt", "list", "rt/version_0"], ["ckpt", "verify", "rt/version_0"]):
-        assert _run(capsys, *args)[0] == 0
-    assert _run(capsys, "ckpt", "prune", "rt/version_0", "--keep-last", "0", "--dry-run")[0] == 0
-    code, out, err = _run(capsys, "runs", "list")
+        assert run_main(capsys, *args)[0] == 0
+    assert run_main(capsys, "ckpt", "prune", "rt/version_0", "--keep-last", "0", "--dry-run")[0] == 0
+    code, out, err = run_main(capsys, "runs", "list")
     assert code == 0 and err.count("\n") == 1 and METADATA in err and message in err
     assert [line.split()[:3] for line in out.splitlines()[1:]][1] == ["rt", "version_0", "unreadable"]
     assert snapshot(workdir) == before
@@ -315,7 +302,7 @@ def test_prune_never_follows_a_path_out_of_checkpoints(workdir: Path, capsys: py
     )
     manifest.write_text(json.dumps(data))
     before = snapshot(workdir)
-    code, out, err = _run(capsys, "ckpt", "prune", "runs/rt/version_0", "--keep-last", "0")
+    code, out, err = run_main(capsys, "ckpt", "prune", "runs/rt/version_0", "--keep-last", "0")
     assert_refused(code, err, MANIFEST, "checkpoints[5].file", "'../../../../victim.txt'")
     assert out == "" and victim.read_text() == "keep me"
     assert snapshot(workdir) == before
@@ -342,7 +329,7 @@ def test_prune_never_deletes_through_a_link_out_of_checkpoints(
     (ckpts / "manifest.json").write_text(json.dumps(data))
     before = snapshot(workdir)
     for extra in ([], ["--dry-run"]):
-        code, out, err = _run(capsys, "ckpt", "prune", "rt/version_0", "--keep-last", "0", *extra)
+        code, out, err = run_main(capsys, "ckpt", "prune", "rt/version_0", "--keep-last", "0", *extra)
         assert_refused(code, err, "'evil.ckpt'", str(outside), "outside", "nothing was deleted")
         assert out == ""
     assert outside.read_bytes() == b"not the run's" and (ckpts / "evil.ckpt").is_symlink()
@@ -355,7 +342,7 @@ def test_prune_takes_the_run_lock(workdir: Path, capsys: pytest.CaptureFixture[s
     holder.acquire(action="train")
     try:
         before = snapshot(workdir)
-        code, _, err = _run(capsys, "ckpt", "prune", "rt/version_0", "--keep-last", "0")
+        code, _, err = run_main(capsys, "ckpt", "prune", "rt/version_0", "--keep-last", "0")
         assert_refused(code, err, "is in use by", "cannot prune its checkpoints")
         assert snapshot(workdir) == before
     finally:
@@ -363,7 +350,7 @@ def test_prune_takes_the_run_lock(workdir: Path, capsys: pytest.CaptureFixture[s
     # A run with a lock file is judged by its lock alone, whatever its metadata says.
     meta = json.loads((run_dir / "metadata.json").read_text())
     (run_dir / "metadata.json").write_text(json.dumps({**meta, "status": "running", "pid": os.getpid()}))
-    code, out, _ = _run(capsys, "ckpt", "prune", "rt/version_0", "--keep-last", "0")
+    code, out, _ = run_main(capsys, "ckpt", "prune", "rt/version_0", "--keep-last", "0")
     assert code == 0 and out.count("deleted ") == 3
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == [
         "epoch=1-step=20.ckpt",
@@ -481,12 +468,12 @@ def test_no_command_crashes_on_files_of_any_shape(
         ["runs", "show", str(run), "--json"],
     ]
     for args in commands:
-        code, _, err = _run(capsys, *args)
+        code, _, err = run_main(capsys, *args)
         assert code in (0, 1, 2) and "Traceback" not in err, (args, err)
         if code == 2:
             assert_refused(code, err)
     assert snapshot(base) == whole  # reading changes nothing
-    code, _, err = _run(capsys, "ckpt", "prune", str(run), "--keep-last", "0")
+    code, _, err = run_main(capsys, "ckpt", "prune", str(run), "--keep-last", "0")
     assert code in (0, 2) and "Traceback" not in err, err
     after = snapshot(base)
     assert {path: after.get(path) for path in outside} == outside  # nothing outside checkpoints/ was touched
@@ -499,7 +486,7 @@ def test_prune_reports_a_checkpoint_it_cannot_delete(workdir: Path, capsys: pyte
     ckpts = workdir / "runs/rt/version_0/checkpoints"
     (ckpts / "epoch=2-step=30.ckpt").unlink()
     (ckpts / "epoch=2-step=30.ckpt").mkdir()
-    code, out, err = _run(capsys, "ckpt", "prune", "rt/version_0", "--keep-last", "0")
+    code, out, err = run_main(capsys, "ckpt", "prune", "rt/version_0", "--keep-last", "0")
     assert_refused(code, err, "cannot delete", "epoch=2-step=30.ckpt", "prune again")
     assert out == "deleted runs/rt/version_0/checkpoints/epoch=0-step=10.ckpt\n"
     assert [e["file"] for e in Manifest(ckpts, strict=True).entries] == [file for file, *_ in CHECKPOINTS[1:]]

@@ -241,13 +241,19 @@ def test_each_trial_is_an_ordinary_run_with_its_sweep_record(finished: dict[str,
     assert pruned["epoch"] < SWEEP_CONFIG["trainer"]["max_epochs"] - 1  # stopped before its last epoch
 
 
+def _succeeds(finished: dict[str, Any], enhtrain_cli: Callable[..., CliResult], *args: str) -> CliResult:
+    """Run ``enhtrain ARGS`` in the finished sweep's folder and check that it exits with 0."""
+    result = enhtrain_cli(*args, cwd=finished["cwd"])
+    assert result.exit_code == 0, result.stderr
+    return result
+
+
 @pytest.mark.slow
 def test_config_explain_shows_the_sweep_trial_layer(finished: dict[str, Any],
                                                     enhtrain_cli: Callable[..., CliResult]) -> None:
     cwd = finished["cwd"]
-    result = enhtrain_cli("config", "explain", "--config", "runs/lrs/sweep-base.yaml", "--config",
-                          "runs/lrs/sweep-trial-1.yaml", "--json", cwd=cwd)
-    assert result.exit_code == 0, result.stderr
+    result = _succeeds(finished, enhtrain_cli, "config", "explain", "--config", "runs/lrs/sweep-base.yaml", "--config",
+                       "runs/lrs/sweep-trial-1.yaml", "--json")
     rows = {row["key"]: row for row in json.loads(result.stdout)}
     assert rows["model.init_args.lr"]["value"] == 0.1
     assert rows["model.init_args.lr"]["source"].startswith("runs/lrs/sweep-trial-1.yaml:")
@@ -260,9 +266,7 @@ def test_config_explain_shows_the_sweep_trial_layer(finished: dict[str, Any],
 def test_show_lists_every_trial_as_a_table_and_as_json(finished: dict[str, Any],
                                                        enhtrain_cli: Callable[..., CliResult]) -> None:
     cwd = finished["cwd"]
-    result = enhtrain_cli("sweep", "show", "lrs", "--json", cwd=cwd)
-    assert result.exit_code == 0, result.stderr
-    data = json.loads(result.stdout)
+    data = json.loads(_succeeds(finished, enhtrain_cli, "sweep", "show", "lrs", "--json").stdout)
     trials = data["trials"]
     assert [(t["trial"], t["state"]) for t in trials] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "PRUNED")]
     assert data["sweep"]["best"]["trial"] == 1 and data["sweep"]["states"] == {"COMPLETE": 2, "PRUNED": 1}
@@ -281,8 +285,7 @@ def test_show_lists_every_trial_as_a_table_and_as_json(finished: dict[str, Any],
 def test_best_prints_a_config_ready_to_train(finished: dict[str, Any],
                                              enhtrain_cli: Callable[..., CliResult]) -> None:
     cwd = finished["cwd"]
-    result = enhtrain_cli("sweep", "best", "lrs", "--print_config", cwd=cwd)
-    assert result.exit_code == 0, result.stderr
+    result = _succeeds(finished, enhtrain_cli, "sweep", "best", "lrs", "--print_config")
     config = yaml.safe_load(result.stdout)
     assert config["model"]["init_args"]["lr"] == 0.1 and config["model"]["init_args"]["hidden_dims"] == [16]
     assert config["experiment"]["name"] == "base" and config["experiment"]["version"] is None
@@ -296,9 +299,7 @@ def test_best_prints_a_config_ready_to_train(finished: dict[str, Any],
 
 @pytest.mark.slow
 def test_plots_are_written_as_html_and_png(finished: dict[str, Any], enhtrain_cli: Callable[..., CliResult]) -> None:
-    cwd = finished["cwd"]
-    result = enhtrain_cli("sweep", "plots", "lrs", cwd=cwd)
-    assert result.exit_code == 0, result.stderr
+    result = _succeeds(finished, enhtrain_cli, "sweep", "plots", "lrs")
     directory = finished["dir"]
     titles = {"optimization_history": "Optimization History Plot", "parallel_coordinate": "Parallel Coordinate Plot",
               "param_importances": "Hyperparameter Importances", "intermediate_values": "Intermediate Values Plot"}

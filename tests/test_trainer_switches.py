@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 from enhtrain.cli import _EXPERIMENT_HELP
-from enhtrain.commands import main
 from enhtrain.config.arguments import KEYED_MERGE_RULE
 from enhtrain.config.schema import ExperimentConfig
 from enhtrain.testing import write_tiny_config
+from in_process import run_main
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {"experiment": {"name": "tiny", "checkpoint": {"monitor": "val/loss", "save_top_k": 2}}}
@@ -26,12 +26,6 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 def files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
@@ -40,7 +34,7 @@ def files(root: Path) -> list[str]:
 
 
 def test_logger_false_means_no_logger_at_all(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "fit", "--config", "tiny.yaml", "--trainer.logger", "false")
+    code, _, err = run_main(capsys, "fit", "--config", "tiny.yaml", "--trainer.logger", "false")
     assert code == 0, err
     run_dir = workdir / "runs/tiny/version_0"
     assert files(run_dir / "logs") == []
@@ -52,7 +46,7 @@ def test_enable_checkpointing_false_means_no_checkpoint_and_no_manifest(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The config asks for checkpoints (experiment.checkpoint); Lightning's switch wins.
-    code, _, err = run(capsys, "fit", "--config", "tiny.yaml", "--trainer.enable_checkpointing", "false")
+    code, _, err = run_main(capsys, "fit", "--config", "tiny.yaml", "--trainer.enable_checkpointing", "false")
     assert code == 0, err
     run_dir = workdir / "runs/tiny/version_0"
     assert files(run_dir / "checkpoints") == []
@@ -62,7 +56,7 @@ def test_enable_checkpointing_false_means_no_checkpoint_and_no_manifest(
 
 
 def test_default_root_dir_is_the_runs_root(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "fit", "--config", "tiny.yaml", "--trainer.default_root_dir", "elsewhere")
+    code, out, err = run_main(capsys, "fit", "--config", "tiny.yaml", "--trainer.default_root_dir", "elsewhere")
     assert code == 0, err
     assert not (workdir / "runs").exists()
     run_dir = workdir / "elsewhere/tiny/version_0"
@@ -71,7 +65,7 @@ def test_default_root_dir_is_the_runs_root(workdir: Path, capsys: pytest.Capture
     assert saved["experiment"]["root_dir"] == "elsewhere" and saved["trainer"]["default_root_dir"] == "elsewhere"
     assert "Run directory: elsewhere/tiny/version_0" in out
     # The saved config starts the same kind of run again.
-    code, _, err = run(capsys, "fit", "--config", str(run_dir / "config.yaml"))
+    code, _, err = run_main(capsys, "fit", "--config", str(run_dir / "config.yaml"))
     assert code == 0, err
     assert (workdir / "elsewhere/tiny/version_1/metadata.json").is_file()
 
@@ -80,7 +74,7 @@ def test_default_root_dir_and_a_different_root_dir_are_refused(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (workdir / "rooted.yaml").write_text("experiment:\n  root_dir: mine\n")
-    code, out, err = run(capsys, "fit", "--config", "tiny.yaml", "--config", "rooted.yaml",
+    code, out, err = run_main(capsys, "fit", "--config", "tiny.yaml", "--config", "rooted.yaml",
                          "--trainer.default_root_dir", "elsewhere")
     assert code == 2 and out == ""
     assert err.count("\n") == 1
@@ -88,14 +82,14 @@ def test_default_root_dir_and_a_different_root_dir_are_refused(
         in err and "rooted.yaml:2" in err and "set experiment.root_dir only" in err
     assert not any((workdir / name).exists() for name in ("runs", "mine", "elsewhere"))
     # The same folder both ways is no conflict.
-    code, _, err = run(capsys, "fit", "--config", "tiny.yaml", "--config", "rooted.yaml",
+    code, _, err = run_main(capsys, "fit", "--config", "tiny.yaml", "--config", "rooted.yaml",
                        "--trainer.default_root_dir", "mine", "--trainer.logger", "false")
     assert code == 0, err
     assert (workdir / "mine/tiny/version_0").is_dir()
 
 
 def test_config_explain_shows_where_the_root_came_from(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "config", "explain", "--config", "tiny.yaml", "--trainer.default_root_dir", "x",
+    code, out, err = run_main(capsys, "config", "explain", "--config", "tiny.yaml", "--trainer.default_root_dir", "x",
                          "--json")
     assert code == 0, err
     rows = {row["key"]: row for row in json.loads(out)}
@@ -117,7 +111,7 @@ def _trainer_lines(printed: str) -> dict[str, str]:
 
 
 def test_print_config_says_what_enhtrain_adds_and_loads_back(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, printed, err = run(capsys, "fit", "--config", "tiny.yaml", "--experiment.profiler", "simple",
+    code, printed, err = run_main(capsys, "fit", "--config", "tiny.yaml", "--experiment.profiler", "simple",
                              "--print_config")
     assert code == 0, err
     lines = _trainer_lines(printed)
@@ -131,14 +125,14 @@ def test_print_config_says_what_enhtrain_adds_and_loads_back(workdir: Path, caps
     assert data["experiment"]["loggers"] == {"csv": {}, "tensorboard": {}}
     # The printed config is a config: loaded back, it prints the same, comments included.
     (workdir / "printed.yaml").write_text(printed)
-    code, again, err = run(capsys, "fit", "--config", "printed.yaml", "--print_config")
+    code, again, err = run_main(capsys, "fit", "--config", "printed.yaml", "--print_config")
     assert code == 0, err
     assert again == printed
     assert not (workdir / "runs").exists()
 
 
 def test_print_config_follows_lightnings_switches(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, printed, err = run(capsys, "fit", "--config", "tiny.yaml", "--trainer.logger", "false",
+    code, printed, err = run_main(capsys, "fit", "--config", "tiny.yaml", "--trainer.logger", "false",
                              "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false",
                              "--print_config")
     assert code == 0, err
@@ -180,7 +174,7 @@ def test_options_are_checked_by_every_command_that_composes(
     args = [*command[:1], "--config", "tiny.yaml", flag, value, *command[1:]]
     if command[0] == "config":
         args = ["config", "explain", "--config", "tiny.yaml", flag, value]
-    code, out, err = run(capsys, *args)
+    code, out, err = run_main(capsys, *args)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith("enhtrain: error: ")
     assert message in err
@@ -190,20 +184,20 @@ def test_options_are_checked_by_every_command_that_composes(
 
 def test_options_set_in_a_file_name_its_line(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (workdir / "loggers.yaml").write_text("experiment:\n  loggers:\n    comet: {project_name: x, offline: true}\n")
-    code, _, err = run(capsys, "config", "explain", "--config", "tiny.yaml", "--config", "loggers.yaml")
+    code, _, err = run_main(capsys, "config", "explain", "--config", "tiny.yaml", "--config", "loggers.yaml")
     assert code == 2
     assert err.startswith("enhtrain: error: loggers.yaml:3: experiment.loggers.comet: logger 'comet' has no option "
                           "'project_name' (did you mean 'project'?); accepted: ")
 
 
 def test_the_csv_logger_offers_only_options_it_takes(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "config", "explain", "--config", "tiny.yaml", "--experiment.loggers.csv",
+    code, _, err = run_main(capsys, "config", "explain", "--config", "tiny.yaml", "--experiment.loggers.csv",
                        "{bogus: 1}")
     assert code == 2
     accepted = err.rsplit("accepted: ", 1)[1].strip().split(", ")
     assert accepted == ["flush_logs_every_n_steps", "prefix"]
     for refused in ("name", "save_dir", "version"):
-        code, _, err = run(capsys, "config", "explain", "--config", "tiny.yaml", "--experiment.loggers.csv",
+        code, _, err = run_main(capsys, "config", "explain", "--config", "tiny.yaml", "--experiment.loggers.csv",
                            f"{{{refused}: x}}")
         assert code == 2 and f"experiment.loggers.csv.{refused}: set by enhtrain" in err
 
@@ -221,7 +215,7 @@ def test_every_shipped_config_composes(path: Path, capsys: pytest.CaptureFixture
         from enhtrain.sweeps.spec import load_spec
 
         spec = load_spec(path)
-        code, out, err = run(capsys, "config", "explain", "--config", "configs/quickstart.yaml", "--json")
+        code, out, err = run_main(capsys, "config", "explain", "--config", "configs/quickstart.yaml", "--json")
         assert code == 0, err
         keys = {row["key"] for row in json.loads(out)}
         assert all(any(k == param or k.startswith(param + ".") for k in keys) for param in spec.params), spec.params
@@ -232,18 +226,18 @@ def test_every_shipped_config_composes(path: Path, capsys: pytest.CaptureFixture
         args = ["--config", str(path.relative_to(REPO))]
     else:  # a piece, used on top of a whole config
         args = ["--config", "configs/quickstart.yaml", "--config", str(path.relative_to(REPO))]
-    code, out, err = run(capsys, "config", "explain", *args, "--json")
+    code, out, err = run_main(capsys, "config", "explain", *args, "--json")
     assert code == 0, err
     keys = {row["key"] for row in json.loads(out)}
     assert {"experiment.name", "model.class_path", "data.class_path"} <= keys
     if data.get("experiment"):
-        code, printed, err = run(capsys, "fit", *args, "--print_config")
+        code, printed, err = run_main(capsys, "fit", *args, "--print_config")
         assert code == 0, err
         assert yaml.safe_load(printed)["experiment"]["name"]
 
 
 def test_the_logging_pieces_train_with_the_quickstart(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "fit", "--config", "tiny.yaml", "--config", str(REPO / "configs/logging/all.yaml"))
+    code, _, err = run_main(capsys, "fit", "--config", "tiny.yaml", "--config", str(REPO / "configs/logging/all.yaml"))
     assert code == 0, err
     logs = workdir / "runs/tiny/version_0/logs"
     assert sorted(p.name for p in logs.iterdir()) == ["comet", "csv", "tensorboard", "wandb"]
@@ -253,7 +247,7 @@ def test_the_logging_pieces_train_with_the_quickstart(workdir: Path, capsys: pyt
 
 
 def _explained(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
-    code, out, err = run(capsys, "config", "explain", "--config", "tiny.yaml", *args, "--json")
+    code, out, err = run_main(capsys, "config", "explain", "--config", "tiny.yaml", *args, "--json")
     assert code == 0, err
     return {row["key"]: row["value"] for row in json.loads(out)}
 
@@ -280,7 +274,7 @@ def test_keyed_sections_merge_name_by_name(workdir: Path, capsys: pytest.Capture
 
 
 def test_fit_help_puts_enhtrains_options_first(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "fit", "--help")
+    code, out, _ = run_main(capsys, "fit", "--help")
     assert code == 0
     lines = out.splitlines()
     usage = " ".join(line.strip() for line in lines[:3])
@@ -306,7 +300,7 @@ def test_help_lists_the_schemas_keys_and_defaults(capsys: pytest.CaptureFixture[
         elif key != "checkpoint":
             assert defaults.get(key) == default, key
     assert {k.split(".", 1)[1] for k in shown if k.startswith("checkpoint.")} == set(defaults["checkpoint"])
-    code, out, _ = run(capsys, "fit", "--help")
+    code, out, _ = run_main(capsys, "fit", "--help")
     assert code == 0
     assert "--experiment.callbacks MAPPING" in out and "{throughput: {}, run_summary: {}}" in " ".join(out.split())
 
@@ -315,12 +309,12 @@ def test_help_lists_the_schemas_keys_and_defaults(capsys: pytest.CaptureFixture[
 
 
 def test_evaluation_commands_print_their_run_directory(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "fit", "--config", "tiny.yaml")
+    code, _, err = run_main(capsys, "fit", "--config", "tiny.yaml")
     assert code == 0, err
     ckpt = "runs/tiny/version_0/checkpoints/last.ckpt"
     for version, subcommand in enumerate(("validate", "test", "predict"), start=1):
-        code, out, err = run(capsys, subcommand, "--config", "tiny.yaml", "--ckpt_path", ckpt)
+        code, out, err = run_main(capsys, subcommand, "--config", "tiny.yaml", "--ckpt_path", ckpt)
         assert code == 0, err
         assert out.splitlines()[-1] == f"Run directory: runs/tiny/version_{version}"
-    code, out, _ = run(capsys, "runs", "list")
+    code, out, _ = run_main(capsys, "runs", "list")
     assert [line.split()[3] for line in out.splitlines()[1:]] == ["fit", "validate", "test", "predict"]

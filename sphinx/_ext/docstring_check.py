@@ -4,7 +4,8 @@ Public means: a module with no part of its dotted name starting with ``_``; in i
 ``__all__`` (or, without one, every top-level class and function whose name does not start with ``_``); in a
 public class, every method and property whose name does not start with ``_``. A method decorated with
 ``@override`` is documented by the method it overrides. A constant in ``__all__`` is documented by a string
-literal right after its assignment. A name that a module imports is checked where it is defined.
+literal right after its assignment. A name that a module imports is checked where it is defined, and so are the
+names an ``__all__`` takes from another module's (``[*other.__all__]``).
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ def _all_names(tree: ast.Module) -> list[str] | None:
             node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
         )
         if any(isinstance(t, ast.Name) and t.id == "__all__" for t in targets) and node.value is not None:
-            return [ast.literal_eval(e) for e in node.value.elts]  # type: ignore[attr-defined]
+            elements = getattr(node.value, "elts", None)
+            if elements is None:
+                return None
+            return [e.value for e in elements if isinstance(e, ast.Constant) and isinstance(e.value, str)]
     return None
 
 

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["CheckpointError", "ConfigError", "EnhtrainError", "PluginError", "RunDirError", "located"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "EnhtrainError",
+    "MalformedFileError",
+    "PluginError",
+    "RunDirError",
+    "located",
+]
 
 
 class EnhtrainError(Exception):
@@ -44,6 +52,26 @@ class CheckpointError(EnhtrainError):
 
 class RunDirError(EnhtrainError):
     """A run directory cannot be created or written."""
+
+
+class MalformedFileError(EnhtrainError):
+    """A JSON file of a run that is not valid JSON or does not match its schema.
+
+    Each subclass, one per file, sets :attr:`default_fix`.
+
+    Args:
+        detail: What is wrong, starting with the file (and the field).
+        fix: What to do about it; :attr:`default_fix` when not given.
+
+    Attributes:
+        detail: What is wrong, without the fix.
+    """
+
+    default_fix = "repair or remove the file"
+
+    def __init__(self, detail: str, fix: str | None = None) -> None:
+        super().__init__(f"{detail}; {self.default_fix if fix is None else fix}")
+        self.detail = detail
 
 
 def located(where: str | None, message: str) -> str:

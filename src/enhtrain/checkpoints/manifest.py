@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from enhtrain._io import atomic_write_json
-from enhtrain.errors import CheckpointError, EnhtrainError
+from enhtrain.errors import CheckpointError, EnhtrainError, MalformedFileError
 from enhtrain.security import is_plain_name
 
 __all__ = [
@@ -55,20 +55,13 @@ _EXPECTED = {
 }
 
 
-class ManifestError(CheckpointError):
+class ManifestError(MalformedFileError, CheckpointError):
     """A ``manifest.json`` that is not valid JSON or does not match the manifest's schema.
 
-    Args:
-        detail: What is wrong, starting with the file (and the field).
-        fix: What to do about it.
-
-    Attributes:
-        detail: What is wrong, without the fix.
+    Its fix, unless the raiser names another, is :data:`MANIFEST_FIX`.
     """
 
-    def __init__(self, detail: str, fix: str = MANIFEST_FIX) -> None:
-        super().__init__(f"{detail}; {fix}")
-        self.detail = detail
+    default_fix = MANIFEST_FIX
 
 
 def sha256_file(path: str | Path) -> str:

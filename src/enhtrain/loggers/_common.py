@@ -1,4 +1,5 @@
-"""What the built-in loggers share: the run's directory layout, option checking and the offline switch."""
+"""What the built-in loggers share: the run's name, version and directory, masked hyper-parameters, the run's
+directory layout, option checking and the offline switch."""
 
 from __future__ import annotations
 
@@ -6,10 +7,17 @@ import difflib
 import importlib
 import inspect
 import os
+from argparse import Namespace
 from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
+from lightning.fabric.utilities.logger import _convert_params
+from lightning.pytorch.loggers.logger import Logger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
+from typing_extensions import override
+
 from enhtrain.errors import ConfigError
+from enhtrain.secrets import mask_secrets
 
 _RUN_OPTIONS = {
     "save_dir": "the run directory",
@@ -64,15 +72,21 @@ def _check_options(logger: str, options: Mapping[str, Any], accepted: Collection
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _checked_by(check: Callable[[Mapping[str, Any]], None]) -> Callable[[_F], _F]:
+def _checked_by(check: Callable[[Mapping[str, Any]], object]) -> Callable[[_F], _F]:
     """Attach ``check`` to a logger factory as its ``check_options``, for checking a config before a run starts.
 
     :func:`enhtrain.run.components.check_options` calls it when the config is composed, so that an unknown
     option is refused before anything is built; the factory calls the same check when it creates the logger.
+    What ``check`` returns (the checked options, for a factory that goes on to use them) is dropped.
     """
 
+    def check_options(options: Mapping[str, Any]) -> None:
+        check(options)
+
+    check_options.__doc__ = check.__doc__
+
     def attach(factory: _F) -> _F:
-        factory.check_options = check  # type: ignore[attr-defined]
+        factory.check_options = check_options  # type: ignore[attr-defined]
         return factory
 
     return attach
@@ -86,30 +100,32 @@ def _require(logger: str, module: str, extra: str) -> None:
         raise ConfigError(f"logger {logger!r} needs the {module} package: pip install 'enhtrain[{extra}]'") from err
 
 
-def _offline(logger: str, options: dict[str, Any], api_key: str | None, key_variable: str) -> bool:
-    """Pop ``offline``/``online`` from ``options``; without either, run offline unless an API key is set.
+def _offline(logger: str, options: Mapping[str, Any], key_variable: str) -> tuple[dict[str, Any], str | None, bool]:
+    """Take ``api_key``, ``offline`` and ``online`` out of ``options``; without ``offline`` or ``online``, run
+    offline unless an API key is set.
 
     Args:
         logger: The logger's registry name, for the message.
-        options: The user's options; ``offline`` and ``online`` are removed from it.
-        api_key: The ``api_key`` option, if given.
+        options: The user's options; left as they are.
         key_variable: The environment variable that holds the service's API key.
 
     Returns:
-        Whether to log offline.
+        The other options, the ``api_key`` option (``None`` without one) and whether to log offline.
 
     Raises:
         ConfigError: If ``offline`` and ``online`` contradict each other.
     """
-    offline = options.pop("offline", None)
-    online = options.pop("online", None)
+    rest = dict(options)
+    api_key = rest.pop("api_key", None)
+    offline = rest.pop("offline", None)
+    online = rest.pop("online", None)
     if offline is not None and online is not None and bool(offline) == bool(online):
         raise ConfigError(f"logger {logger!r}: options offline={offline} and online={online} contradict each other")
     if offline is not None:
-        return bool(offline)
+        return rest, api_key, bool(offline)
     if online is not None:
-        return not online
-    return not (api_key or os.environ.get(key_variable))
+        return rest, api_key, not online
+    return rest, api_key, not (api_key or os.environ.get(key_variable))
 
 
 def _run_root(log_dir: str, name: str, version: str) -> str | None:
@@ -125,7 +141,72 @@ def _run_root(log_dir: str, name: str, version: str) -> str | None:
     return None
 
 
-class _RunLayout:
+class _RunLogger(Logger):
+    """Reports the run's name and version, whatever the Lightning logger below calls its experiment, and logs
+    hyper-parameters with their secrets masked (see :mod:`enhtrain.secrets`).
+
+    Mixed in before a Lightning logger (or before :class:`~lightning.pytorch.loggers.logger.Logger` itself), whose
+    arguments the subclass passes on after the run's three.
+
+    Args:
+        log_dir: The logger's directory.
+        name: The run's name.
+        version: The run's version.
+        **kwargs: The arguments of the Lightning logger.
+    """
+
+    def __init__(self, log_dir: str, name: str, version: str, /, **kwargs: Any) -> None:
+        self._run_log_dir = os.fspath(log_dir)
+        self._reported_name = name
+        self._reported_version = version
+        super().__init__(**kwargs)
+
+    @property
+    @override
+    def name(self) -> str:
+        """The run's name."""
+        return self._reported_name
+
+    @property
+    @override
+    def version(self) -> str:
+        """The run's version."""
+        return self._reported_version
+
+    @override
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None, *args: Any, **kwargs: Any) -> None:
+        """Log hyper-parameters as the Lightning logger does, with their secrets masked.
+
+        Args:
+            params: The hyper-parameters.
+            *args: Further arguments of the Lightning logger's ``log_hyperparams``.
+            **kwargs: Further keyword arguments of the Lightning logger's ``log_hyperparams``.
+        """
+        super().log_hyperparams(mask_secrets(_convert_params(params)), *args, **kwargs)
+
+
+class _RunLogDir(_RunLogger):
+    """A :class:`_RunLogger` whose ``log_dir`` is the logger's directory."""
+
+    @property
+    @override
+    def log_dir(self) -> str:
+        """The logger's directory."""
+        return self._run_log_dir
+
+
+class _AllInLogDir(_RunLogDir):
+    """A :class:`_RunLogDir` that keeps all its files in the logger's directory, its ``save_dir`` too."""
+
+    @property
+    @override
+    def save_dir(self) -> str:
+        """The logger's directory, where it keeps all its files."""
+        return self._run_log_dir
+
+
+class _RunLayout(_RunLogDir):
     """Places a Lightning logger's files directly in ``log_dir`` while it reports the run's name and version.
 
     Mixed in before a Lightning logger that takes ``save_dir``, ``name`` and ``version``. Inside a run directory,
@@ -139,21 +220,15 @@ class _RunLayout:
         **kwargs: Further arguments of the Lightning logger.
     """
 
-    _run_log_dir: str
     _run_root: str | None
 
     def __init__(self, log_dir: str, name: str, version: str, **kwargs: Any) -> None:
-        self._run_log_dir = os.fspath(log_dir)
-        self._run_root = _run_root(self._run_log_dir, name, version)
-        super().__init__(  # type: ignore[call-arg]
-            save_dir=self._run_log_dir if self._run_root is None else self._run_root,
-            name=name,
-            version=version,
-            **kwargs,
-        )
+        log_dir = os.fspath(log_dir)
+        self._run_root = _run_root(log_dir, name, version)
+        save_dir = log_dir if self._run_root is None else self._run_root
+        super().__init__(log_dir, name, version, save_dir=save_dir, name=name, version=version, **kwargs)
 
     @property
     def root_dir(self) -> str:
         """``<root>/<name>``, holding the run's versions; ``log_dir`` outside a run directory."""
-        name = self.name  # type: ignore[attr-defined]
-        return self._run_log_dir if self._run_root is None else os.path.join(self._run_root, name)
+        return self._run_log_dir if self._run_root is None else os.path.join(self._run_root, self.name)

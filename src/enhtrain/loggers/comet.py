@@ -24,12 +24,21 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from lightning.fabric.utilities.logger import _add_prefix, _convert_params, _sanitize_callable_params
 from lightning.pytorch.loggers import CometLogger
-from lightning.pytorch.loggers.logger import Logger, rank_zero_experiment
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import Tensor
 from typing_extensions import override
 
-from enhtrain.loggers._common import _RUN_OPTIONS, _check_options, _checked_by, _offline, _parameters, _require
+from enhtrain.loggers._common import (
+    _RUN_OPTIONS,
+    _AllInLogDir,
+    _check_options,
+    _checked_by,
+    _offline,
+    _parameters,
+    _require,
+    _RunLogger,
+)
 from enhtrain.secrets import mask_secrets
 
 if TYPE_CHECKING:
@@ -63,7 +72,7 @@ def _accepted_kwargs(factory: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in kwargs.items() if key in parameters}
 
 
-class CometOfflineLogger(Logger):
+class CometOfflineLogger(_AllInLogDir):
     r"""Log to a Comet offline archive that ``comet upload`` accepts.
 
     The archive is ``<offline_directory>/<experiment key>.zip``; it holds ``experiment.json`` and
@@ -116,10 +125,7 @@ class CometOfflineLogger(Logger):
         tags: list[str] | None = None,
         **experiment_kwargs: Any,
     ) -> None:
-        super().__init__()
-        self._offline_directory = os.fspath(offline_directory)
-        self._name = name
-        self._version = version
+        super().__init__(offline_directory, name, version)
         self._project = project
         self._workspace = workspace
         self._experiment_key = experiment_key
@@ -129,30 +135,6 @@ class CometOfflineLogger(Logger):
         self._experiment: OfflineExperiment | None = None
         # Key of an experiment ended by `finalize`: a later stage continues it rather than starting a new one.
         self._ended_key: str | None = None
-
-    @property
-    @override
-    def name(self) -> str:
-        """The run's name."""
-        return self._name
-
-    @property
-    @override
-    def version(self) -> str:
-        """The run's version."""
-        return self._version
-
-    @property
-    @override
-    def save_dir(self) -> str:
-        """The directory of the offline archives."""
-        return self._offline_directory
-
-    @property
-    @override
-    def log_dir(self) -> str:
-        """The directory of the offline archives."""
-        return self._offline_directory
 
     @property
     def experiment_key(self) -> str | None:
@@ -177,11 +159,11 @@ class CometOfflineLogger(Logger):
 
     def _create_experiment(self) -> OfflineExperiment:
         comet_ml = _import_comet_ml()
-        os.makedirs(self._offline_directory, exist_ok=True)
+        os.makedirs(self._run_log_dir, exist_ok=True)
         common = {
             "project_name": self._project,
             "workspace": self._workspace,
-            "offline_directory": self._offline_directory,
+            "offline_directory": self._run_log_dir,
         }
         if self._ended_key is not None:
             # ExistingOfflineExperiment takes fewer options than OfflineExperiment.
@@ -190,8 +172,8 @@ class CometOfflineLogger(Logger):
         experiment = comet_ml.OfflineExperiment(
             experiment_key=self._experiment_key, **common, **self._experiment_kwargs
         )
-        experiment.set_name(self._name)
-        experiment.log_other("run_version", self._version)
+        experiment.set_name(self.name)
+        experiment.log_other("run_version", self.version)
         experiment.log_other("Created from", _CREATED_FROM)
         if self._tags:
             experiment.add_tags(self._tags)
@@ -244,11 +226,12 @@ class CometOfflineLogger(Logger):
         return state
 
 
-class CometOnlineLogger(CometLogger):
+class CometOnlineLogger(_RunLogger, CometLogger):
     r"""Lightning's ``CometLogger`` logging online, reporting the run's name and version.
 
     The Comet experiment is named after the run; ``offline_directory`` is where Comet keeps an archive if the
-    connection fails.
+    connection fails. The Comet project is ``logger.experiment.project_name`` and the experiment key
+    ``logger.experiment.get_key()``.
 
     Args:
         offline_directory: The run's Comet log directory.
@@ -260,37 +243,16 @@ class CometOnlineLogger(CometLogger):
     """
 
     def __init__(self, offline_directory: str, name: str, version: str, **kwargs: Any) -> None:
-        self._run_name = name
-        self._run_version = version
-        super().__init__(online=True, name=name, offline_directory=os.fspath(offline_directory), **kwargs)
+        offline_directory = os.fspath(offline_directory)
+        super().__init__(
+            offline_directory, name, version, online=True, name=name, offline_directory=offline_directory, **kwargs
+        )
 
     @override
     def _create_experiment(self) -> None:
         super()._create_experiment()
         assert self._experiment is not None
-        self._experiment.log_other("run_version", self._run_version)
-
-    @property
-    @override
-    def name(self) -> str:
-        """The run's name (the Comet project is ``logger.experiment.project_name``)."""
-        return self._run_name
-
-    @property
-    @override
-    def version(self) -> str:
-        """The run's version (the Comet experiment key is ``logger.experiment.get_key()``)."""
-        return self._run_version
-
-    @override
-    @rank_zero_only
-    def log_hyperparams(self, params: dict[str, Any] | Namespace) -> None:
-        """Log hyper-parameters with secrets masked.
-
-        Args:
-            params: The hyper-parameters.
-        """
-        super().log_hyperparams(mask_secrets(_convert_params(params)))
+        self._experiment.log_other("run_version", self.version)
 
 
 def _comet_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], str | None, bool]:
@@ -299,9 +261,7 @@ def _comet_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], str | No
     Raises:
         ConfigError: If comet_ml is not installed, or an option is unknown, set by enhtrain or conflicting.
     """
-    options = dict(options)
-    api_key = options.pop("api_key", None)
-    offline = _offline("comet", options, api_key, "COMET_API_KEY")
+    options, api_key, offline = _offline("comet", options, "COMET_API_KEY")
     # comet_ml reads both when first imported: auto-logging patches frameworks, error tracking reports to
     # Comet's Sentry.
     os.environ.setdefault("COMET_DISABLE_AUTO_LOGGING", "1")
@@ -315,16 +275,7 @@ def _comet_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], str | No
     return options, api_key, offline
 
 
-def _check_comet_options(options: Mapping[str, Any]) -> None:
-    """Refuse what :func:`comet_logger` would refuse, without creating a logger.
-
-    Raises:
-        ConfigError: If comet_ml is not installed, or an option is unknown, set by enhtrain or conflicting.
-    """
-    _comet_options(options)
-
-
-@_checked_by(_check_comet_options)
+@_checked_by(_comet_options)
 def comet_logger(log_dir: str, name: str, version: str, **options: Any) -> CometOfflineLogger | CometOnlineLogger:
     """Create the run's Comet logger.
 

@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import csv
 import os
-from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
-from lightning.fabric.utilities.logger import _convert_params
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from typing_extensions import override
 
 from enhtrain.loggers._common import _check_options, _checked_by, _parameters, _RunLayout
-from enhtrain.secrets import mask_secrets
 
 __all__ = ["RunCSVLogger", "csv_logger"]
 
@@ -48,24 +44,20 @@ class _KeepingCSVWriter(ExperimentWriter):
 class RunCSVLogger(_RunLayout, CSVLogger):
     r"""Lightning's ``CSVLogger`` writing ``metrics.csv`` and ``hparams.yaml`` directly in ``log_dir``.
 
+    An existing ``metrics.csv`` (a resumed run's) is continued rather than replaced.
+
     Example::
 
         logger = RunCSVLogger("runs/mnist/version_0/logs/csv", name="mnist", version="version_0")
         trainer = Trainer(logger=logger)
 
     Args:
-        log_dir: The logger's directory.
+        log_dir: The logger's directory, which holds ``metrics.csv`` and ``hparams.yaml``.
         name: The run's name.
         version: The run's version.
         \**kwargs: Further arguments of ``CSVLogger`` (``prefix``, ``flush_logs_every_n_steps``).
 
     """
-
-    @property
-    @override
-    def log_dir(self) -> str:
-        """The directory of ``metrics.csv`` and ``hparams.yaml``."""
-        return self._run_log_dir
 
     @property
     @override
@@ -76,16 +68,6 @@ class RunCSVLogger(_RunLayout, CSVLogger):
             os.makedirs(self.log_dir, exist_ok=True)
             self._experiment = _KeepingCSVWriter(self.log_dir)
         return self._experiment
-
-    @override
-    @rank_zero_only
-    def log_hyperparams(self, params: dict[str, Any] | Namespace | None = None) -> None:
-        """Record hyper-parameters in ``hparams.yaml``, secrets masked.
-
-        Args:
-            params: The hyper-parameters.
-        """
-        super().log_hyperparams(mask_secrets(_convert_params(params)))
 
 
 def _check_csv_options(options: Mapping[str, Any]) -> None:
@@ -102,7 +84,7 @@ def csv_logger(log_dir: str, name: str, version: str, **options: Any) -> RunCSVL
     """Create the run's CSV logger, writing ``<log_dir>/metrics.csv`` and ``<log_dir>/hparams.yaml``.
 
     Args:
-        log_dir: The logger's directory, ``<run>/logs/csv``.
+        log_dir: The logger's directory, ``<run>/logs/csv``; ``metrics.csv`` and ``hparams.yaml`` go in it.
         name: The run's name.
         version: The run's version.
         **options: Options of Lightning's ``CSVLogger``: ``prefix``, ``flush_logs_every_n_steps``.

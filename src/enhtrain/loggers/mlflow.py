@@ -15,19 +15,14 @@ Importing this module does not import ``mlflow``; creating a logger does (``pip 
 from __future__ import annotations
 
 import os
-from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlparse
 
-from lightning.fabric.utilities.logger import _convert_params
 from lightning.pytorch.loggers import MLFlowLogger
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from typing_extensions import override
 
 from enhtrain.errors import ConfigError
-from enhtrain.loggers._common import _check_options, _checked_by, _parameters, _require
-from enhtrain.secrets import mask_secrets
+from enhtrain.loggers._common import _check_options, _checked_by, _parameters, _require, _RunLogDir
 
 __all__ = ["RunMLFlowLogger", "mlflow_logger"]
 
@@ -38,8 +33,10 @@ _SERVER_SCHEMES = ("http", "https")
 _MLFLOW_OPTIONS = frozenset(_parameters(MLFlowLogger.__init__))
 
 
-class RunMLFlowLogger(MLFlowLogger):
+class RunMLFlowLogger(_RunLogDir, MLFlowLogger):
     r"""Lightning's ``MLFlowLogger`` keeping its file store in ``log_dir`` and reporting the run's name and version.
+
+    MLflow's own ids are :attr:`experiment_id` and :attr:`run_id`.
 
     Example::
 
@@ -56,46 +53,18 @@ class RunMLFlowLogger(MLFlowLogger):
 
     """
 
-    def __init__(
-        self, log_dir: str, name: str, version: str, tracking_uri: str | None = None, **kwargs: Any
-    ) -> None:
-        self._run_log_dir = os.path.abspath(os.fspath(log_dir))
-        self._run_name_value = name
-        self._run_version = version
+    def __init__(self, log_dir: str, name: str, version: str, tracking_uri: str | None = None, **kwargs: Any) -> None:
+        log_dir = os.path.abspath(log_dir)
         super().__init__(
+            log_dir,
+            name,
+            version,
             experiment_name=name,
             run_name=version,
-            tracking_uri=tracking_uri or f"file:{self._run_log_dir}",
-            save_dir=self._run_log_dir,
+            tracking_uri=tracking_uri or f"file:{log_dir}",
+            save_dir=log_dir,
             **kwargs,
         )
-
-    @property
-    @override
-    def name(self) -> str:
-        """The run's name (the MLflow experiment id is :attr:`experiment_id`)."""
-        return self._run_name_value
-
-    @property
-    @override
-    def version(self) -> str:
-        """The run's version (the MLflow run id is :attr:`run_id`)."""
-        return self._run_version
-
-    @property
-    def log_dir(self) -> str:
-        """The logger's directory, holding MLflow's file store."""
-        return self._run_log_dir
-
-    @override
-    @rank_zero_only
-    def log_hyperparams(self, params: dict[str, Any] | Namespace) -> None:
-        """Log hyper-parameters as MLflow parameters, secrets masked.
-
-        Args:
-            params: The hyper-parameters.
-        """
-        super().log_hyperparams(mask_secrets(_convert_params(params)))
 
 
 def _check_mlflow_options(options: Mapping[str, Any]) -> None:
@@ -123,7 +92,8 @@ def mlflow_logger(log_dir: str, name: str, version: str, **options: Any) -> RunM
     """Create the run's MLflow logger, with its file store in ``log_dir``.
 
     Args:
-        log_dir: The logger's directory, ``<run>/logs/mlflow``.
+        log_dir: The logger's directory, ``<run>/logs/mlflow``: MLflow's file store unless ``tracking_uri`` names a
+            server.
         name: The run's name.
         version: The run's version.
         **options: Options of Lightning's ``MLFlowLogger``: ``tags``, ``log_model``, ``prefix``, ``run_id``,

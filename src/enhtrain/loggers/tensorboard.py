@@ -10,18 +10,14 @@ inside a run directory, ``logger.save_dir`` is the runs root, as for the CSV log
 from __future__ import annotations
 
 import os
-from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
 from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
-from lightning.fabric.utilities.logger import _convert_params
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from typing_extensions import override
 
 from enhtrain.loggers._common import _check_options, _checked_by, _parameters, _RunLayout
-from enhtrain.secrets import mask_secrets
 
 __all__ = ["RunTensorBoardLogger", "tensorboard_logger"]
 
@@ -29,13 +25,15 @@ __all__ = ["RunTensorBoardLogger", "tensorboard_logger"]
 class RunTensorBoardLogger(_RunLayout, TensorBoardLogger):
     r"""Lightning's ``TensorBoardLogger`` writing its events and ``hparams.yaml`` directly in ``log_dir``.
 
+    With ``sub_dir``, the event files go to ``<log_dir>/<sub_dir>`` instead.
+
     Example::
 
         logger = RunTensorBoardLogger("runs/mnist/version_0/logs/tensorboard", name="mnist", version="version_0")
         trainer = Trainer(logger=logger)
 
     Args:
-        log_dir: The logger's directory.
+        log_dir: The logger's directory, which holds the event files and ``hparams.yaml``.
         name: The run's name.
         version: The run's version.
         \**kwargs: Further arguments of ``TensorBoardLogger`` and of its ``SummaryWriter``.
@@ -47,20 +45,6 @@ class RunTensorBoardLogger(_RunLayout, TensorBoardLogger):
     def log_dir(self) -> str:
         """The directory of the event files (``<log_dir>/<sub_dir>`` when ``sub_dir`` is given)."""
         return self._run_log_dir if self.sub_dir is None else os.path.join(self._run_log_dir, self.sub_dir)
-
-    @override
-    @rank_zero_only
-    def log_hyperparams(
-        self, params: dict[str, Any] | Namespace, metrics: dict[str, Any] | None = None, step: int | None = None
-    ) -> None:
-        """Record hyper-parameters, secrets masked.
-
-        Args:
-            params: The hyper-parameters.
-            metrics: Metrics shown with the hyper-parameters.
-            step: The global step of ``metrics``.
-        """
-        super().log_hyperparams(mask_secrets(_convert_params(params)), metrics=metrics, step=step)
 
 
 def _summary_writer_parameters() -> set[str]:
@@ -97,7 +81,8 @@ def tensorboard_logger(log_dir: str, name: str, version: str, **options: Any) ->
         A :class:`RunTensorBoardLogger`.
 
     Raises:
-        ConfigError: If an option is unknown or is set by enhtrain.
+        ConfigError: If an option is unknown to both ``TensorBoardLogger`` and ``SummaryWriter``, or is set by
+            enhtrain.
     """
     _check_tensorboard_options(options)
     return RunTensorBoardLogger(log_dir, name, version, **options)

@@ -23,19 +23,17 @@ import os
 import subprocess
 import sys
 import time
-from argparse import Namespace
 from collections.abc import Mapping
 from typing import Any
 
-from lightning.fabric.utilities.logger import _convert_params
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_debug, rank_zero_only, rank_zero_warn
 from typing_extensions import override
 
 from enhtrain.errors import ConfigError
-from enhtrain.loggers._common import _check_options, _checked_by, _offline, _parameters, _require
-from enhtrain.secrets import mask_argv, mask_secrets
+from enhtrain.loggers._common import _AllInLogDir, _check_options, _checked_by, _offline, _parameters, _require
+from enhtrain.secrets import mask_argv
 
 __all__ = ["RunWandbLogger", "wandb_logger"]
 
@@ -45,14 +43,15 @@ _WANDB_FILE_TIMEOUT = 60.0
 _WANDB_READ_TIMEOUT = 30.0
 
 
-class RunWandbLogger(WandbLogger):
+class RunWandbLogger(_AllInLogDir, WandbLogger):
     r"""Lightning's ``WandbLogger`` reporting the run's name and version; ``finalize`` ends the W&B run.
 
     Offline, the W&B run is made fully local: ``mode="offline"``, and wandb's own telemetry and error reporting
     are switched off for the process. ``finalize`` finishes the W&B run and waits until wandb's own reader
     (``wandb leet inspect``, in wandb 0.31) finds the run's exit record in its ``.wandb`` file, which wandb-core
     completes only after ``finish`` returns, so the file is whole when ``Trainer.fit`` returns; a later stage on
-    the same logger resumes the same W&B run id.
+    the same logger resumes the same W&B run id. ``logger.name`` and ``logger.version`` are the run's; the W&B
+    project is ``logger.experiment.project`` and the W&B run id is :attr:`run_id`.
 
     Example::
 
@@ -78,18 +77,19 @@ class RunWandbLogger(WandbLogger):
         id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self._run_log_dir = os.fspath(log_dir)
-        self._run_name = name
-        self._run_version = version
-        wandb_root = os.path.normpath(self._run_log_dir)
+        log_dir = os.fspath(log_dir)
+        wandb_root = os.path.normpath(log_dir)
         # wandb adds a `wandb` folder under the directory it is given.
         wandb_root = os.path.dirname(wandb_root) if os.path.basename(wandb_root) == "wandb" else wandb_root
         if offline:
             kwargs["mode"] = "offline"
         super().__init__(
+            log_dir,
+            name,
+            version,
             name=name,
             save_dir=wandb_root or ".",
-            id=id or _wandb_run_id(self._run_log_dir, name, version),
+            id=id or _wandb_run_id(log_dir, name, version),
             offline=offline,
             **kwargs,
         )
@@ -98,33 +98,9 @@ class RunWandbLogger(WandbLogger):
             self._wandb_init.pop("anonymous", None)
 
     @property
-    @override
-    def name(self) -> str:
-        """The run's name (the W&B project is ``logger.experiment.project``)."""
-        return self._run_name
-
-    @property
-    @override
-    def version(self) -> str:
-        """The run's version (the W&B run id is :attr:`run_id`)."""
-        return self._run_version
-
-    @property
     def run_id(self) -> str | None:
         """The W&B run id."""
         return self._experiment.id if self._experiment else self._id
-
-    @property
-    @override
-    def save_dir(self) -> str:
-        """The logger's directory."""
-        return self._run_log_dir
-
-    @property
-    @override
-    def log_dir(self) -> str:
-        """The logger's directory."""
-        return self._run_log_dir
 
     @property
     @override
@@ -149,16 +125,6 @@ class RunWandbLogger(WandbLogger):
             finally:
                 sys.argv = argv
         return super().experiment
-
-    @override
-    @rank_zero_only
-    def log_hyperparams(self, params: dict[str, Any] | Namespace) -> None:
-        """Record hyper-parameters in the W&B run's config, secrets masked.
-
-        Args:
-            params: The hyper-parameters.
-        """
-        super().log_hyperparams(mask_secrets(_convert_params(params)))
 
     @override
     @rank_zero_only
@@ -259,25 +225,14 @@ def _wandb_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], str | No
     _require("wandb", "wandb", "wandb")
     import wandb
 
-    options = dict(options)
-    api_key = options.pop("api_key", None)
-    offline = _offline("wandb", options, api_key, "WANDB_API_KEY")
+    options, api_key, offline = _offline("wandb", options, "WANDB_API_KEY")
     _check_options("wandb", options, _parameters(WandbLogger.__init__, wandb.init))
     if offline and options.get("log_model"):
         raise ConfigError("logger 'wandb': log_model uploads checkpoints, which needs offline: false")
     return options, api_key, offline
 
 
-def _check_wandb_options(options: Mapping[str, Any]) -> None:
-    """Refuse what :func:`wandb_logger` would refuse, without creating a logger.
-
-    Raises:
-        ConfigError: If wandb is not installed, or an option is unknown, set by enhtrain or conflicting.
-    """
-    _wandb_options(options)
-
-
-@_checked_by(_check_wandb_options)
+@_checked_by(_wandb_options)
 def wandb_logger(log_dir: str, name: str, version: str, **options: Any) -> RunWandbLogger:
     """Create the run's Weights & Biases logger.
 

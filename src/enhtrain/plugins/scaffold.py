@@ -15,6 +15,13 @@ For the plugin ``acme`` it writes::
       tests/test_plugin.py           tests with enhtrain's fixtures (enhtrain.testing)
 
 with one small working example per chosen kind (:data:`KINDS`). Nothing here imports torch.
+
+The files' text is package data, ``scaffold_files/*.tmpl``, with ``@@TOKEN@@`` placeholders: ``@@NAME@@`` (the
+plugin's entry-point name), ``@@ID@@`` (the same with ``_`` for ``-``, the prefix of every component name),
+``@@DIST@@`` (the distribution), ``@@PACKAGE@@`` (the import package), ``@@VERSIONS@@`` (the enhtrain versions to
+depend on), and placeholders of one file's own. A placeholder alone on its line stands for whole lines, possibly
+none. Files named after a kind (``plugin_<kind>.py``, ``tests_<kind>.py``, ``tests_fit_<kind>.py``) are the parts
+joined for the kinds chosen.
 """
 
 from __future__ import annotations
@@ -23,11 +30,12 @@ import importlib.util
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
+from functools import cache
+from importlib import metadata, resources
 from pathlib import Path
+from typing import NamedTuple
 
 from enhtrain.errors import ConfigError
-from enhtrain.plugins import _scaffold_files as files
 from enhtrain.plugins.manager import ENTRY_POINT_GROUP, normalize_name
 
 __all__ = ["KINDS", "PluginPlan", "new_plugin", "plan_plugin", "write_plugin"]
@@ -36,13 +44,28 @@ KINDS = ("callback", "logger", "profiler", "template", "env", "check")
 """The kinds of example ``plugins new`` can write, in the order of ``--kinds``."""
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
-_HOOK_PARTS = {
-    "callback": files.PLUGIN_CALLBACK,
-    "logger": files.PLUGIN_LOGGER,
-    "profiler": files.PLUGIN_PROFILER,
-    "template": files.PLUGIN_TEMPLATE,
-    "env": files.PLUGIN_ENV,
-    "check": files.PLUGIN_CHECK,
+_RUNTIME_KINDS = ("callback", "logger", "profiler")
+_OWN_TESTS = ("callback", "template", "env", "check")
+_PLUGIN_CONSTANTS = {
+    "template": 'TEMPLATE_DIR = PACKAGE_DIR / "templates"\n',
+    "env": 'ENV_DIR = PACKAGE_DIR / "envs"\n',
+    "check": "MAX_EPOCHS = 1000\n",
+}
+
+
+class _Use(NamedTuple):
+    """How a config turns on a runtime component: a line of a template, the README's block, and in words."""
+
+    inline: str
+    block: str
+    effect: str
+
+
+_USES = {
+    "logger": _Use("  loggers: {@@ID@@_jsonl: {}}", "  loggers:\n    @@ID@@_jsonl: {}", "logged as JSON lines"),
+    "callback": _Use("  callbacks: {@@ID@@_batch_counter: {}}", "  callbacks:\n    @@ID@@_batch_counter: {}",
+                     "counting batches"),
+    "profiler": _Use("  profiler: @@ID@@_wall_clock", "  profiler: @@ID@@_wall_clock", "profiled by wall clock"),
 }
 _COMPONENTS = {
     "callback": ("callbacks", "@@ID@@_batch_counter", "`@@PACKAGE@@.callbacks.BatchCounter`: logs `train/batches`, "
@@ -102,10 +125,26 @@ def _check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
     return tuple(kind for kind in KINDS if kind in kinds)
 
 
+@cache
+def _read(name: str) -> str:
+    """Return the text of ``scaffold_files/<name>.tmpl``."""
+    return (resources.files("enhtrain.plugins") / "scaffold_files" / f"{name}.tmpl").read_text(encoding="utf-8")
+
+
 def _fill(text: str, values: dict[str, str]) -> str:
     for token, value in values.items():
         text = text.replace(f"@@{token}@@", value)
     return text
+
+
+def _fill_lines(text: str, token: str, lines: str) -> str:
+    """Put ``lines`` (each ending with a newline, or none) in place of the line ``@@token@@``."""
+    return text.replace(f"@@{token}@@\n", lines)
+
+
+def _parts(names: list[str]) -> str:
+    """Return the template files ``names`` joined, each after two blank lines, as top-level definitions are."""
+    return "".join("\n\n" + _read(name) for name in names)
 
 
 def plan_plugin(name: str, kinds: Sequence[str] = KINDS) -> PluginPlan:
@@ -141,22 +180,20 @@ def plan_plugin(name: str, kinds: Sequence[str] = KINDS) -> PluginPlan:
     values["PACKAGE_DATA"] = ", ".join(data)
     package_dir = f"src/{values['PACKAGE']}"
     out: dict[str, str] = {
-        "pyproject.toml": _fill(files.PYPROJECT, values),
-        f"{package_dir}/__init__.py": _fill(files.PACKAGE_INIT, {**values, "BULLETS": _bullets(chosen, values)}),
+        "pyproject.toml": _fill(_read("pyproject.toml"), values),
+        f"{package_dir}/__init__.py": _fill(_read("package_init.py"), {**values, "BULLETS": _bullets(chosen, values)}),
         f"{package_dir}/plugin.py": _plugin_module(chosen, values),
         f"{package_dir}/py.typed": "",
         "tests/test_plugin.py": _tests(chosen, values),
     }
-    if "callback" in chosen:
-        out[f"{package_dir}/callbacks.py"] = _fill(files.CALLBACKS, values)
-    if "logger" in chosen:
-        out[f"{package_dir}/loggers.py"] = _fill(files.LOGGERS, values)
-    if "profiler" in chosen:
-        out[f"{package_dir}/profilers.py"] = _fill(files.PROFILERS, values)
+    for kind in _RUNTIME_KINDS:
+        if kind in chosen:
+            module = _COMPONENTS[kind][0]
+            out[f"{package_dir}/{module}.py"] = _fill(_read(f"{module}.py"), values)
     if "template" in chosen:
         out[f"{package_dir}/templates/{ident}.yaml"] = _template(chosen, values)
     if "env" in chosen:
-        out[f"{package_dir}/envs/{ident}.yaml"] = _fill(files.ENV, values)
+        out[f"{package_dir}/envs/{ident}.yaml"] = _fill(_read("env.yaml"), values)
     out["README.md"] = _readme(chosen, values, sorted(out))
     return PluginPlan(plain, values["DIST"], values["PACKAGE"], chosen, components, dict(sorted(out.items())))
 
@@ -198,17 +235,10 @@ def _plugin_module(kinds: tuple[str, ...], values: dict[str, str]) -> str:
     own = ["from enhtrain import ConfigError, hookimpl\n" if "check" in kinds else "from enhtrain import hookimpl\n"]
     if {"callback", "logger", "profiler", "template"} & set(kinds):
         own.append("from enhtrain.plugins.registry import KindRegistry\n")
-    constants = []
-    if {"template", "env"} & set(kinds):
-        constants.append("PACKAGE_DIR = Path(__file__).resolve().parent\n")
-    if "template" in kinds:
-        constants.append('TEMPLATE_DIR = PACKAGE_DIR / "templates"\n')
-    if "env" in kinds:
-        constants.append('ENV_DIR = PACKAGE_DIR / "envs"\n')
-    if "check" in kinds:
-        constants.append("MAX_EPOCHS = 1000\n")
+    constants = ["PACKAGE_DIR = Path(__file__).resolve().parent\n"] if {"template", "env"} & set(kinds) else []
+    constants += [line for kind, line in _PLUGIN_CONSTANTS.items() if kind in kinds]
     blocks = ["".join(block) for block in (stdlib, own, constants) if block]
-    text = files.PLUGIN_HEAD + "\n".join(blocks) + "".join(_HOOK_PARTS[kind] for kind in kinds)
+    text = _read("plugin_head.py") + "\n".join(blocks) + _parts([f"plugin_{kind}.py" for kind in kinds])
     return _fill(text, values)
 
 
@@ -224,25 +254,15 @@ def _py(value: object) -> str:
 
 
 def _template(kinds: tuple[str, ...], values: dict[str, str]) -> str:
-    experiment = []
-    used = []
-    if "logger" in kinds:
-        experiment.append("  loggers: {@@ID@@_jsonl: {}}")
-        used.append("logged as JSON lines")
-    if "callback" in kinds:
-        experiment.append("  callbacks: {@@ID@@_batch_counter: {}}")
-        used.append("counting batches")
-    if "profiler" in kinds:
-        experiment.append("  profiler: @@ID@@_wall_clock")
-        used.append("profiled by wall clock")
-    with_text = (", " + ", ".join(used)) if used else ""
-    body = _fill("".join(line + "\n" for line in experiment), values)
-    return _fill(files.TEMPLATE, {**values, "TEMPLATE_WITH": with_text, "TEMPLATE_EXPERIMENT": body})
+    chosen = [use for kind, use in _USES.items() if kind in kinds]
+    with_text = "".join(f", {use.effect}" for use in chosen)
+    text = _fill_lines(_read("template.yaml"), "TEMPLATE_EXPERIMENT", "".join(f"{use.inline}\n" for use in chosen))
+    return _fill(text, {**values, "TEMPLATE_WITH": with_text})
 
 
 def _tests(kinds: tuple[str, ...], values: dict[str, str]) -> str:
-    text = files.TESTS_HEAD
-    runtime = [kind for kind in ("callback", "logger", "profiler") if kind in kinds]
+    text = _read("tests_head.py")
+    runtime = [kind for kind in _RUNTIME_KINDS if kind in kinds]
     if runtime:
         experiment = {"name": "@@ID@@-test", "checkpoint": None}
         loggers: dict[str, object] = {"tensorboard": None}
@@ -253,17 +273,12 @@ def _tests(kinds: tuple[str, ...], values: dict[str, str]) -> str:
             experiment["callbacks"] = {"@@ID@@_batch_counter": {}}
         if "profiler" in kinds:
             experiment["profiler"] = "@@ID@@_wall_clock"
-        checks = {"callback": files.TESTS_FIT_CALLBACK, "logger": files.TESTS_FIT_LOGGER,
-                  "profiler": files.TESTS_FIT_PROFILER}
         lines = "".join(f"        {_py(key)}: {_py(value)},\n" for key, value in experiment.items())
-        text += _fill(files.TESTS_FIT, {"FIT_EXPERIMENT": lines,
-                                        "FIT_CHECKS": "".join(checks[kind] for kind in runtime)})
-    extra = {"callback": files.TESTS_CALLBACK, "template": files.TESTS_TEMPLATE, "env": files.TESTS_ENV,
-             "check": files.TESTS_CHECK}
-    text += "".join(extra[kind] for kind in kinds if kind in extra)
+        fit = _fill_lines(_parts(["tests_fit.py"]), "FIT_EXPERIMENT", lines)
+        text += _fill_lines(fit, "FIT_CHECKS", "".join(_read(f"tests_fit_{kind}.py") for kind in runtime))
+    text += _parts([f"tests_{kind}.py" for kind in kinds if kind in _OWN_TESTS])
     testing_import = "from enhtrain.testing import write_tiny_config\n\n" if "write_tiny_config(" in text else "\n"
-    text = text.replace("@@TESTING_IMPORT@@\n", testing_import)
-    return _fill(text, values)
+    return _fill(_fill_lines(text, "TESTING_IMPORT", testing_import), values)
 
 
 def _readme(kinds: tuple[str, ...], values: dict[str, str], paths: list[str]) -> str:
@@ -272,13 +287,7 @@ def _readme(kinds: tuple[str, ...], values: dict[str, str], paths: list[str]) ->
         _, name, what = _COMPONENTS[kind]
         shown = f"`{_fill(name, values)}`" if name else ""
         rows.append(f"| {'config check' if kind == 'check' else kind} | {shown} | {_fill(what, values)} |")
-    use = []
-    if "logger" in kinds:
-        use.append("  loggers:\n    @@ID@@_jsonl: {}")
-    if "callback" in kinds:
-        use.append("  callbacks:\n    @@ID@@_batch_counter: {}")
-    if "profiler" in kinds:
-        use.append("  profiler: @@ID@@_wall_clock")
+    use = [entry.block for kind, entry in _USES.items() if kind in kinds]
     use_text = ""
     if use:
         use_text = "## Use\n\n```yaml\nexperiment:\n" + "\n".join(use) + "\n```\n\n"
@@ -288,7 +297,7 @@ def _readme(kinds: tuple[str, ...], values: dict[str, str], paths: list[str]) ->
             "python -m enhtrain fit --config @@ID@@.yaml\n```\n\n"
         )
     layout = "\n".join(["README.md", *paths])
-    return _fill(files.README, {**values, "README_ROWS": "\n".join(rows), "README_USE": _fill(use_text, values),
+    return _fill(_read("README.md"), {**values, "README_ROWS": "\n".join(rows), "README_USE": _fill(use_text, values),
                                 "README_LAYOUT": layout})
 
 

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from enhtrain.config.compose import ComposedConfig
 from enhtrain.config.loading import Layer, load_yaml_file
-from enhtrain.config.schema import infer_mode
+from enhtrain.config.schema import NamedComponent, infer_mode
 from enhtrain.errors import ConfigError
 
 __all__ = [
@@ -215,17 +215,6 @@ def parse_param(key: str, raw: Any) -> Param:
     return Param(key, "float", float(low), float(high), log, float(step) if step is not None else None)
 
 
-class _Component(BaseModel):
-    """A sampler or pruner by name, with its options as extra keys."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str
-
-    def options(self) -> dict[str, Any]:
-        return dict(self.model_extra or {})
-
-
 class SweepSpec(BaseModel):
     """The ``sweep`` section of a sweep spec.
 
@@ -254,8 +243,8 @@ class SweepSpec(BaseModel):
     metric: str
     mode: Literal["min", "max"] | None = None
     trials: int = Field(default=20, ge=1)
-    sampler: str | _Component = "tpe"
-    pruner: str | _Component = "median"
+    sampler: str | NamedComponent = "tpe"
+    pruner: str | NamedComponent = "median"
     storage: str | None = None
     heartbeat_interval: int = Field(default=10, ge=1)
     grace_period: int | None = Field(default=None, ge=1)
@@ -275,20 +264,13 @@ class SweepSpec(BaseModel):
     def _component(cls, value: Any) -> Any:
         return value.get("name") if isinstance(value, dict) and set(value) == {"name"} else value
 
-    @field_validator("sampler")
+    @field_validator("sampler", "pruner")
     @classmethod
-    def _check_sampler(cls, value: Any) -> Any:
+    def _check_component(cls, value: Any, info: ValidationInfo) -> Any:
         name = value if isinstance(value, str) else value.name
-        if name not in SAMPLERS:
-            raise ValueError(f"unknown sampler '{name}'; use one of {', '.join(SAMPLERS)}")
-        return value
-
-    @field_validator("pruner")
-    @classmethod
-    def _check_pruner(cls, value: Any) -> Any:
-        name = value if isinstance(value, str) else value.name
-        if name not in PRUNERS:
-            raise ValueError(f"unknown pruner '{name}'; use one of {', '.join(PRUNERS)}")
+        known = SAMPLERS if info.field_name == "sampler" else PRUNERS
+        if name not in known:
+            raise ValueError(f"unknown {info.field_name} '{name}'; use one of {', '.join(known)}")
         return value
 
     @field_validator("params")
@@ -404,7 +386,7 @@ def load_spec(path: str | Path, *, trials: int | None = None, storage: str | Non
             except ValueError as err:
                 raise ConfigError(f"{where}: sweep.enqueue[{index}].{key}: {err}") from err
     for kind, component, table in (("sampler", spec.sampler, SAMPLERS), ("pruner", spec.pruner, PRUNERS)):
-        options = component.options() if isinstance(component, _Component) else {}
+        options = component.options() if isinstance(component, NamedComponent) else {}
         name = component if isinstance(component, str) else component.name
         where = _where(layer, ("sweep", kind), str(path))
         try:
@@ -463,7 +445,7 @@ def build_sampler(spec: SweepSpec, seed_offset: int = 0) -> Any:
         ConfigError: If the sampler rejects its options.
     """
     sampler = spec.sampler
-    options = sampler.options() if isinstance(sampler, _Component) else {}
+    options = sampler.options() if isinstance(sampler, NamedComponent) else {}
     if isinstance(options.get("seed"), int):
         options["seed"] += seed_offset
     extra: dict[str, Any] = {}
@@ -479,5 +461,5 @@ def build_pruner(spec: SweepSpec) -> Any:
         ConfigError: If the pruner rejects its options.
     """
     pruner = spec.pruner
-    options = pruner.options() if isinstance(pruner, _Component) else {}
+    options = pruner.options() if isinstance(pruner, NamedComponent) else {}
     return _build("pruner", spec.pruner_name, PRUNERS, options, {})
