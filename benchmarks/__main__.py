@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks import alternation, checkpoint, micro_batching, report, startup, training
+from benchmarks import alternation, checkpoint, micro_batching, report, runtime_updates, startup, training
 from benchmarks.common import (
     REPO,
     RESULTS_DIR,
@@ -28,7 +28,7 @@ from benchmarks.common import (
     write_json,
 )
 
-SECTIONS = ("training", "alternation", "startup", "micro_batching", "checkpoint")
+SECTIONS = ("training", "alternation", "startup", "micro_batching", "checkpoint", "runtime_updates")
 DOCS = REPO / "docs" / "performance.md"
 BEGIN, END = "<!-- BEGIN RESULTS -->", "<!-- END RESULTS -->"
 
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = dataclasses.replace(settings, models=tuple(args.models))
     if args.steps:
         settings = dataclasses.replace(settings, small_steps=args.steps, large_steps=args.steps)
-    sections = tuple(args.only) if args.only else (("training", "alternation") if mode == "smoke" else SECTIONS)
+    smoke_sections = ("training", "alternation", "runtime_updates")
+    sections = tuple(args.only) if args.only else (smoke_sections if mode == "smoke" else SECTIONS)
     started = time.perf_counter()
     results: dict[str, Any] = {
         "mode": mode,
@@ -132,6 +133,8 @@ def _run_section(section: str, settings: Settings, workdir: Path) -> dict[str, A
         return startup.run(settings, workdir)
     if section == "micro_batching":
         return micro_batching.run(settings, workdir)
+    if section == "runtime_updates":
+        return runtime_updates.run(settings, workdir)
     return checkpoint.run(settings, workdir)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks import runtime_updates
 from benchmarks.common import fmt, fmt_ms
 from benchmarks.training import VARIANT_LABELS
 
@@ -106,6 +107,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if micro:
         targets.append(_target("peak memory follows micro_batch_size, not batch_size",
                                micro.get("memory_follows_micro_batch"), "yes", micro.get("memory_follows_micro_batch")))
+    if results.get("runtime_updates"):
+        targets.append(runtime_updates.target(results["runtime_updates"]))
     return targets
 
 
@@ -194,6 +197,8 @@ def render(results: dict[str, Any]) -> str:
     checkpoint = results.get("checkpoint")
     if checkpoint:
         lines += _render_checkpoint(checkpoint)
+    if results.get("runtime_updates"):
+        lines += runtime_updates.render(results["runtime_updates"])
     lines += ["## Targets", "", "| Target | Value | Limit | Result | Note |", "|---|---|---|---|---|"]
     for row in results.get("targets", []):
         lines.append(

@@ -44,9 +44,14 @@ def test_benchmarks_smoke_writes_results(tmp_path: Path) -> None:
     for name in ("enhtrain/lightning_cli (5/3)", "bare_log_patched/lightning_bare (2'/2)"):
         assert alternated["ratios"][name]["median_step"]["median"] > 0
 
+    runtime = results["runtime_updates"]
+    assert runtime["steps"] > 0 and runtime["stat_s"] > 0 and runtime["share_of_step"] >= 0
+    assert any(t["target"].startswith("runtime updates") for t in results["targets"])
+
     markdown = (tmp_path / "latest.md").read_text(encoding="utf-8")
     assert "## Training overhead" in markdown and "## Targets" in markdown
     assert "## Training overhead, variants alternated in one process" in markdown
+    assert "## Runtime updates" in markdown
     assert list(tmp_path.glob("smoke-*.json")) and list(tmp_path.glob("smoke-*.md"))
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from enhtrain.config.runtime import RuntimeKeyRegistry
 from enhtrain.plugins import hookspecs
 from enhtrain.plugins.hookspecs import hookimpl
 from enhtrain.plugins.registry import KINDS, KindRegistry
@@ -49,14 +50,9 @@ def docs_text() -> str:
 
 
 def test_hooks_exist() -> None:
-    assert set(HOOK_NAMES) >= {
-        "enhtrain_env_overlays",
-        "enhtrain_register_callbacks",
-        "enhtrain_register_loggers",
-        "enhtrain_register_profilers",
-        "enhtrain_register_templates",
-        "enhtrain_validate_config",
-    }
+    registrations = {f"enhtrain_register_{kind}" for kind in ("callbacks", "loggers", "profilers", "templates")}
+    assert set(HOOK_NAMES) >= {*registrations, "enhtrain_env_overlays", "enhtrain_runtime_keys",
+                               "enhtrain_validate_config"}
     assert sorted(n for n in hookspecs.__all__ if n.startswith("enhtrain_")) == HOOK_NAMES
 
 
@@ -80,7 +76,8 @@ def test_hook_is_fully_annotated(name: str) -> None:
     missing = [arg for arg, p in sig.parameters.items() if p.annotation is inspect.Parameter.empty]
     assert not missing, f"{name}: arguments without a type: {missing}"
     assert sig.return_annotation is not inspect.Signature.empty, f"{name} has no return type"
-    hints = typing.get_type_hints(hook(name), localns={"KindRegistry": KindRegistry})
+    localns = {"KindRegistry": KindRegistry, "RuntimeKeyRegistry": RuntimeKeyRegistry}
+    hints = typing.get_type_hints(hook(name), localns=localns)
     assert set(hints) == {*sig.parameters, "return"}
 
 
@@ -88,6 +85,17 @@ def test_hook_is_fully_annotated(name: str) -> None:
 def test_hook_signature_is_in_the_docs(name: str, docs_text: str) -> None:
     assert signature_line(name) in docs_text, f"docs/plugins.md does not mention `{signature_line(name)}`"
     assert f"### `{signature_line(name)}`" in docs_text, f"docs/plugins.md has no heading for {name}"
+
+
+def _recording_registration(kind: str) -> Callable[..., None]:
+    """Return a :class:`RecordingPlugin` method implementing ``enhtrain_register_<kind>``."""
+    hook_name = f"enhtrain_register_{kind}"
+
+    def record(self: RecordingPlugin, registry: KindRegistry) -> None:
+        self._record(hook_name, registry=registry)
+
+    record.__name__ = record.__qualname__ = hook_name
+    return hookimpl(record)
 
 
 class RecordingPlugin:
@@ -99,21 +107,10 @@ class RecordingPlugin:
     def _record(self, hook_name: str, **arguments: Any) -> None:
         self.calls.setdefault(hook_name, []).append(arguments)
 
-    @hookimpl
-    def enhtrain_register_callbacks(self, registry: KindRegistry) -> None:
-        self._record("enhtrain_register_callbacks", registry=registry)
-
-    @hookimpl
-    def enhtrain_register_loggers(self, registry: KindRegistry) -> None:
-        self._record("enhtrain_register_loggers", registry=registry)
-
-    @hookimpl
-    def enhtrain_register_profilers(self, registry: KindRegistry) -> None:
-        self._record("enhtrain_register_profilers", registry=registry)
-
-    @hookimpl
-    def enhtrain_register_templates(self, registry: KindRegistry) -> None:
-        self._record("enhtrain_register_templates", registry=registry)
+    enhtrain_register_callbacks = _recording_registration("callbacks")
+    enhtrain_register_loggers = _recording_registration("loggers")
+    enhtrain_register_profilers = _recording_registration("profilers")
+    enhtrain_register_templates = _recording_registration("templates")
 
     @hookimpl
     def enhtrain_validate_config(self, config: dict[str, Any]) -> None:
@@ -123,6 +120,10 @@ class RecordingPlugin:
     def enhtrain_env_overlays(self, env: str) -> list[str] | None:
         self._record("enhtrain_env_overlays", env=env)
         return None
+
+    @hookimpl
+    def enhtrain_runtime_keys(self, registry: RuntimeKeyRegistry) -> None:
+        self._record("enhtrain_runtime_keys", registry=registry)
 
 
 def _registry_of(kind: str) -> Callable[[dict[str, Any]], bool]:
@@ -135,6 +136,9 @@ EXPECTED_CALLS: dict[str, Callable[[dict[str, Any]], bool]] = {
     "enhtrain_validate_config": lambda call: call["config"]["experiment"]["name"] == "hooks"
     and call["config"]["trainer"]["limit_train_batches"] == 4,  # from the `test` overlay
     "enhtrain_env_overlays": lambda call: call == {"env": "test"},
+    # The run collects the keys when it starts; the built-in ones are declared before a third-party plugin's.
+    "enhtrain_runtime_keys": lambda call: isinstance(call["registry"], RuntimeKeyRegistry)
+    and "optimizer.lr" in call["registry"].names(),
 }
 
 

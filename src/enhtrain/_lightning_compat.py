@@ -81,7 +81,7 @@ PRIVATE_API: tuple[PrivateName, ...] = (
         "_save_checkpoint",
         "method",
         ("self", "trainer", "filepath"),
-        f"{_RUN_CHECKPOINT}._save_checkpoint and on_exception",
+        f"{_RUN_CHECKPOINT}._save_checkpoint and on_exception; enhtrain.callbacks.runtime_updates.RuntimeUpdates",
     ),
     PrivateName(
         _CHECKPOINT,
@@ -108,14 +108,14 @@ PRIVATE_API: tuple[PrivateName, ...] = (
         "_save_last_checkpoint",
         "method",
         ("self", "trainer", "monitor_candidates"),
-        f"{_RUN_CHECKPOINT}.on_train_end",
+        f"{_RUN_CHECKPOINT}.on_train_end; enhtrain.callbacks.runtime_updates.RuntimeUpdates._save_checkpoint",
     ),
     PrivateName(
         _CHECKPOINT,
         "_monitor_candidates",
         "method",
         ("self", "trainer"),
-        f"{_RUN_CHECKPOINT}.on_train_end",
+        f"{_RUN_CHECKPOINT}.on_train_end; enhtrain.callbacks.runtime_updates.RuntimeUpdates._save_checkpoint",
     ),
     PrivateName(
         _CSV_WRITER,

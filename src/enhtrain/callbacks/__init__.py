@@ -1,4 +1,5 @@
-"""Callbacks that enhtrain registers: throughput, memory, gradient norms, NaN guard and run summary.
+"""Callbacks that enhtrain registers: throughput, memory, gradient norms, NaN guard and run summary; and the
+runtime updates that enhtrain adds to every run with ``experiment.runtime_updates`` on.
 
 Each is an ordinary Lightning :class:`~lightning.pytorch.callbacks.Callback` and works with any
 ``Trainer``; enhtrain's configs refer to them by their registry names (``throughput``, ``memory``,
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from enhtrain.callbacks.memory import MemoryMonitor
     from enhtrain.callbacks.nan_guard import NaNGuard
     from enhtrain.callbacks.run_summary import RunSummary
+    from enhtrain.callbacks.runtime_updates import RuntimeUpdates
     from enhtrain.callbacks.throughput import StepThroughput
 
 _EXPORTS = {
@@ -23,10 +25,11 @@ _EXPORTS = {
     "MemoryMonitor": "enhtrain.callbacks.memory",
     "NaNGuard": "enhtrain.callbacks.nan_guard",
     "RunSummary": "enhtrain.callbacks.run_summary",
+    "RuntimeUpdates": "enhtrain.callbacks.runtime_updates",
     "StepThroughput": "enhtrain.callbacks.throughput",
 }
 
-__all__ = ["GradNormMonitor", "MemoryMonitor", "NaNGuard", "RunSummary", "StepThroughput"]
+__all__ = ["GradNormMonitor", "MemoryMonitor", "NaNGuard", "RunSummary", "RuntimeUpdates", "StepThroughput"]
 
 
 def __getattr__(name: str) -> Any:

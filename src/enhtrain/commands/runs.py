@@ -1,4 +1,6 @@
-"""``enhtrain runs list [ROOT]`` and ``enhtrain runs show RUN``: what ran, how it ended, what it saved.
+"""``enhtrain runs list [ROOT]`` and ``enhtrain runs show RUN``: what ran, how it ended, what it saved; and
+``enhtrain runs set RUN KEY=VALUE ...``, ``runs stop RUN`` and ``runs checkpoint RUN``, which ask a running run
+for changes through its ``runtime.yaml`` and wait for its answer.
 
 Nothing here imports torch.
 """
@@ -25,7 +27,10 @@ from enhtrain.errors import ConfigError
 from enhtrain.run.directory import list_versions
 from enhtrain.run.metadata import MetadataError, read_metadata
 
-__all__ = ["UNREADABLE", "best_metric", "find_runs", "run", "summarize"]
+__all__ = ["DEFAULT_TIMEOUT", "UNREADABLE", "best_metric", "find_runs", "run", "summarize"]
+
+DEFAULT_TIMEOUT = 60.0
+"""How long ``runs set/stop/checkpoint`` wait for the run to answer, in seconds."""
 
 UNREADABLE = "unreadable"
 """The status ``runs list`` shows for a run whose ``metadata.json`` or ``manifest.json`` is malformed."""
@@ -212,18 +217,61 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt(value: Any) -> str:
+    return "-" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value))
+
+
+def _ask(args: argparse.Namespace) -> int:
+    """``set``, ``stop`` and ``checkpoint``: write the request, wait for the run's answer, print it."""
+    from enhtrain.config.runtime import collect_runtime_keys, parse_assignments
+    from enhtrain.run.runtime import check_accepts_updates, wait_for_ack, write_request
+
+    if args.timeout < 0:
+        raise ConfigError(f"runs {args.action}: --timeout {args.timeout:g} is negative: give seconds, 0 not to wait")
+    updates: dict[str, Any] = {}
+    if args.action == "set":
+        updates = parse_assignments(args.assignments, collect_runtime_keys())
+    run_dir = resolve_run(args.run)
+    check_accepts_updates(run_dir)
+    actions = [args.action] if args.action in ("stop", "checkpoint") else []
+    request = write_request(run_dir, updates, actions, command=f"enhtrain runs {args.action}")
+    if args.timeout == 0:
+        sys.stdout.write(f"asked run {run_dir}: request {request} written to runtime.yaml\n")
+        return 0
+    answer = wait_for_ack(run_dir, request, args.timeout)
+    step = answer.get("step")
+    lines = [
+        f"{row.get('key')}: {_fmt(row.get('old'))} -> {_fmt(row.get('new'))}" for row in answer.get("applied") or []
+    ]
+    if answer.get("checkpoint"):
+        lines.append(f"checkpoint saved: {answer['checkpoint']}")
+    if answer.get("stopped"):
+        lines.append("training stops now; the run will be marked stopped")
+    if lines:
+        sys.stdout.write(f"run {run_dir}, step {step}:\n" + "".join(f"  {line}\n" for line in lines))
+    rejected = [str(r) for r in answer.get("rejected") or []]
+    if rejected:
+        raise ConfigError(f"run '{run_dir}' rejected the update at step {step}: {'; '.join(rejected)}")
+    return 0
+
+
 def run(args: list[str]) -> int:
     """Run ``enhtrain runs``; returns the exit status.
 
     ``list`` shows a run whose ``metadata.json`` or ``manifest.json`` is malformed with the status
-    ``unreadable`` and writes why to stderr; ``show`` refuses it.
+    ``unreadable`` and writes why to stderr; ``show`` refuses it. ``set``, ``stop`` and ``checkpoint`` write the
+    run's ``runtime.yaml`` and wait for its answer.
 
     Raises:
-        ConfigError: On bad arguments or a missing run.
+        ConfigError: On bad arguments, a missing run, an unknown key or bad value, a run that is not running or
+            that rejected the update.
+        RunDirError: If the run ended or did not answer in time.
         ManifestError: ``show``: if the run's ``manifest.json`` is malformed.
         MetadataError: ``show``: if the run's ``metadata.json`` is malformed.
     """
-    parser = ArgParser(prog="enhtrain runs", description="List and inspect runs.")
+    parser = ArgParser(
+        prog="enhtrain runs", description="List and inspect runs; change, checkpoint or stop a running one."
+    )
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=ArgParser)
     listing = sub.add_parser("list", help="list every run under ROOT")
     listing.add_argument("root", nargs="?", default=DEFAULT_ROOT, help=f"the runs root (default ./{DEFAULT_ROOT})")
@@ -232,8 +280,23 @@ def run(args: list[str]) -> int:
     show.add_argument("run", help="a run directory, name/version under ./runs, or a name for its latest version")
     show.add_argument("--json", action="store_true", help="print JSON")
     show.add_argument("--path", action="store_true", help="print only the run directory, for scripts")
+    run_help = "a running run: its directory, name/version under ./runs, or a name for its latest version"
+    wait_help = f"seconds to wait for the run's answer (default {DEFAULT_TIMEOUT:g}; 0: do not wait)"
+    setting = sub.add_parser("set", help="change settings of a running run (optimizer.lr=1e-4 trainer.max_epochs=20)")
+    setting.add_argument("run", help=run_help)
+    setting.add_argument("assignments", nargs="+", metavar="KEY=VALUE",
+                         help="optimizer.lr, optimizer.lr_scale, trainer.gradient_clip_val, trainer.log_every_n_steps, "
+                              "trainer.max_epochs, trainer.max_steps, early_stopping.patience, or a plugin's key")
+    stop = sub.add_parser("stop", help="save a checkpoint and stop a running run gracefully (status stopped)")
+    stop.add_argument("run", help=run_help)
+    checkpoint = sub.add_parser("checkpoint", help="save a checkpoint of a running run now")
+    checkpoint.add_argument("run", help=run_help)
+    for each in (setting, stop, checkpoint):
+        each.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help=wait_help)
     try:
         parsed = parser.parse_args(args)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 0
+    if parsed.action in ("set", "stop", "checkpoint"):
+        return _ask(parsed)
     return _list(parsed) if parsed.action == "list" else _show(parsed)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from enhtrain.config.runtime import RuntimeKeyRegistry
     from enhtrain.plugins.registry import KindRegistry
 
 hookspec = pluggy.HookspecMarker("enhtrain")
@@ -35,6 +36,7 @@ __all__ = [
     "enhtrain_register_loggers",
     "enhtrain_register_profilers",
     "enhtrain_register_templates",
+    "enhtrain_runtime_keys",
     "enhtrain_validate_config",
     "hookimpl",
     "hookspec",
@@ -116,4 +118,19 @@ def enhtrain_env_overlays(env: str) -> list[str] | None:
 
     Returns:
         Paths of YAML files to layer, lowest first, or ``None`` if the plugin has none for ``env``.
+    """
+
+
+@hookspec
+def enhtrain_runtime_keys(registry: RuntimeKeyRegistry) -> None:
+    """Implement to declare keys that ``enhtrain runs set`` may change while a run trains.
+
+    Called once per command that needs the keys: by a training run with ``experiment.runtime_updates`` on, when
+    it starts, and by ``enhtrain runs set`` to check a value before writing it. Every value is validated against
+    the key's type and bounds before the run applies it, on every rank at the same step.
+
+    Args:
+        registry: Call ``registry.register(name, type=..., apply=..., read=..., help=..., ge=..., le=...)`` for
+            each key: ``apply(trainer, pl_module, value)`` and ``read(trainer, pl_module)`` are functions or their
+            import paths ``"pkg.module:function"``, imported only when a run applies the key.
     """

@@ -18,7 +18,7 @@ from typing import Any
 
 from enhtrain._io import atomic_write_json
 from enhtrain.checkpoints.manifest import read_json_object
-from enhtrain.errors import RunDirError
+from enhtrain.errors import MalformedFileError, RunDirError
 
 __all__ = [
     "METADATA_FIX",
@@ -36,20 +36,13 @@ METADATA_FIX = "repair or remove the file (it only describes the run; checkpoint
 """The fix named by every message about a malformed ``metadata.json``."""
 
 
-class MetadataError(RunDirError):
+class MetadataError(MalformedFileError, RunDirError):
     """A ``metadata.json`` that is not valid JSON or does not match the metadata's schema.
 
-    Args:
-        detail: What is wrong, starting with the file (and the field).
-        fix: What to do about it.
-
-    Attributes:
-        detail: What is wrong, without the fix.
+    Its fix, unless the raiser names another, is :data:`METADATA_FIX`.
     """
 
-    def __init__(self, detail: str, fix: str = METADATA_FIX) -> None:
-        super().__init__(f"{detail}; {fix}")
-        self.detail = detail
+    default_fix = METADATA_FIX
 
 
 def _now() -> str:
@@ -143,7 +136,7 @@ def _write(path: Path, data: dict[str, Any]) -> None:
 def update_metadata(path: Path, data: dict[str, Any], **changes: Any) -> None:
     """Apply ``changes`` to ``data``, fill end time and duration when the status is final, and rewrite."""
     data.update(changes)
-    if data.get("status") in ("completed", "failed", "interrupted"):
+    if data.get("status") in ("completed", "stopped", "failed", "interrupted"):
         data["end_time"] = _now()
         if "_start_monotonic" in data:
             data["duration_s"] = round(time.monotonic() - data["_start_monotonic"], 3)
@@ -160,8 +153,8 @@ def metadata_schema() -> type[Any]:
     ``last_checkpoint``. ``pid``, ``global_step`` and ``epoch`` are integers, ``duration_s`` a finite number,
     ``tags`` and ``command`` lists of strings, ``versions`` names to strings, ``git`` an object with
     ``commit`` (a string) and ``dirty`` (true or false), ``metrics`` names to numbers, ``plugins`` a list of
-    objects, ``summary`` an object, and ``resumes`` a list of objects with ``checkpoint`` and ``time``
-    (strings).
+    objects, ``summary`` an object, ``resumes`` a list of objects with ``checkpoint`` and ``time``
+    (strings), and ``runtime_updates`` a list of objects (``step``, ``key``, ``old``, ``new``, ``source``).
 
     Returns:
         The model class; ``model_validate`` raises ``pydantic.ValidationError`` on malformed metadata.
@@ -207,6 +200,7 @@ def metadata_schema() -> type[Any]:
         best_checkpoint: str | None = None
         last_checkpoint: str | None = None
         resumes: list[Resume] | None = None
+        runtime_updates: list[dict[str, Any]] | None = None
 
     return RunMetadata
 

@@ -267,7 +267,9 @@ class RunSession:
                                                             "time": self.metadata["start_time"]}]
             run_metadata.update_metadata(run.metadata_path, self.metadata, resumes=history,
                                          first_start_time=previous_meta.get("first_start_time",
-                                                                            previous_meta.get("start_time")))
+                                                                            previous_meta.get("start_time")),
+                                         **({"runtime_updates": previous_meta["runtime_updates"]}
+                                            if previous_meta.get("runtime_updates") else {}))
 
     def build_trainer_kwargs(self, **kwargs: Any) -> dict[str, Any]:
         """Return the Trainer arguments the experiment adds; errors name the file and line of the setting.
@@ -333,6 +335,10 @@ class RunSession:
             )
         elif exp.checkpoint is None and not has_checkpoint:
             kwargs["enable_checkpointing"] = False
+        if exp.runtime_updates and self.subcommand == "fit":
+            from enhtrain.callbacks.runtime_updates import RuntimeUpdates
+
+            callbacks.append(RuntimeUpdates(self.run.path, record=self.record_runtime_update))
         kwargs["callbacks"] = callbacks
         spec = exp.profiler_spec()
         if spec is not None and user_profiler is None and self.is_writer:
@@ -344,6 +350,14 @@ class RunSession:
                                                     root=None if has_checkpoint else self.run.path)]
         self._loggers, self._callbacks = loggers, callbacks
         return kwargs
+
+    def record_runtime_update(self, entry: dict[str, Any]) -> None:
+        """Append an applied runtime update to ``metadata.json`` under ``runtime_updates`` (rank 0)."""
+        if not self.is_writer or not self.metadata or self._run is None:
+            return
+        history = [*self.metadata.get("runtime_updates", []), mask_secrets(entry, self._secrets)]
+        with contextlib.suppress(OSError):
+            run_metadata.update_metadata(self.run.metadata_path, self.metadata, runtime_updates=history)
 
     def checkpoint_info(self) -> dict[str, Any]:
         """What every checkpoint of this run records about it."""
@@ -358,7 +372,7 @@ class RunSession:
         }
 
     def finish(self, trainer: Any, error: BaseException | None = None) -> None:
-        """Record how the run ended (``completed``, ``failed`` or ``interrupted``) and its final metrics."""
+        """Record how the run ended (``completed``, ``stopped``, ``failed``, ``interrupted``) and its final metrics."""
         try:
             self._finish(trainer, error)
         finally:
@@ -380,7 +394,10 @@ class RunSession:
             return
         # Lightning marks the trainer interrupted after any exception; only a signal or Ctrl+C interrupts a run.
         interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
-        if error is None and not interrupted:
+        stopped = any(getattr(c, "stop_requested", False) for c in self._callbacks)
+        if error is None and stopped:
+            status = "stopped"
+        elif error is None and not interrupted:
             status = "completed"
         elif interrupted:
             status = "interrupted"
