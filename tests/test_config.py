@@ -100,7 +100,7 @@ def test_overlay_path_and_unknown_env(tmp_path: Path) -> None:
     cfg = write(tmp_path / "c.yaml", "trainer: {max_epochs: 50}\n")
     overlay = write(tmp_path / "mine.yaml", "trainer: {max_epochs: 2}\n")
     assert compose([str(cfg)], environ={}, env=str(overlay)).data["trainer"]["max_epochs"] == 2
-    with pytest.raises(ConfigError, match=r"unknown environment 'staging'.*dev, prod, test"):
+    with pytest.raises(ConfigError, match=r"unknown environment 'staging'.*dev, (example, )?prod, test"):
         compose([str(cfg)], environ={}, env="staging")
 
 
@@ -232,3 +232,26 @@ def test_printed_and_explained_configs_mask_secrets(tmp_path: Path, monkeypatch:
     assert "abcdef123456" not in explained and "tok-9876543210" not in explained
     assert main(["config", "explain", "--help"]) == 0
     assert "usage: enhtrain config explain" in capsys.readouterr().out
+
+
+def test_an_inline_config_is_read_like_a_file_schema_version_included() -> None:
+    composed = compose(["{schema_version: 2, trainer: {max_epochs: 3}}"],
+                       inline_configs=[(0, "{schema_version: 2, trainer: {max_epochs: 3}}")], environ={})
+    assert composed.data == {"trainer": {"max_epochs": 3}}  # consumed, never handed to jsonargparse
+    with pytest.raises(ConfigError, match=r"--config \(inline\):1: schema_version 9 is newer"):
+        compose(["x"], inline_configs=[(0, "{schema_version: 9}")], environ={})
+
+
+def test_every_config_flag_is_composed_and_jsonargparse_keeps_its_own() -> None:
+    split = split_arguments(["fit", "--trainer.max_epochs", "2", "--model.lr=1e-3", "--model", "Other",
+                             "--model.hidden", "3", "--trainer.callbacks+=EarlyStopping", "--print_config",
+                             "--data.init_args.name", "${trainer.max_epochs}"])
+    assert split.config_flags == [("trainer.max_epochs", 2), ("model.lr", 0.001), ("data.init_args.name",
+                                                                                   "${trainer.max_epochs}")]
+    # A flag stays for jsonargparse unless only the composition can resolve it; a chosen class keeps its flags.
+    assert split.rest == ["--trainer.max_epochs", "2", "--model.lr=1e-3", "--model", "Other", "--model.hidden", "3",
+                          "--trainer.callbacks+=EarlyStopping", "--print_config"]
+    composed = compose([], flags=[("model.lr", 0.5)], inline_configs=[], environ={},
+                       defaults=Layer({"model": {"class_path": "a.B", "init_args": {}}}, {}))
+    assert composed.data["model"] == {"class_path": "a.B", "init_args": {"lr": 0.5}}
+    assert composed.sources[("model", "init_args", "lr")] == "flag --model.lr"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("torch", "lightning", "wandb", "comet_ml", "tensorboard", "optuna")
 
@@ -27,8 +28,9 @@ def test_import_enhtrain_is_light() -> None:
     assert _loaded("import enhtrain; enhtrain.hookimpl; enhtrain.ConfigError") == []
 
 
+LEGACY = str(Path(__file__).resolve().parents[1] / "examples" / "legacy.yaml")
 INFO_COMMANDS = [["--version"], ["plugins"], ["plugins", "--json"], ["templates", "list"],
-                 ["templates", "show", "quickstart"]]
+                 ["templates", "show", "quickstart"], ["config", "migrate", LEGACY, "-o", "-"]]
 
 
 def test_info_commands_do_not_import_torch() -> None:
@@ -37,6 +39,23 @@ def test_info_commands_do_not_import_torch() -> None:
         f"for args in {INFO_COMMANDS!r}:\n"
         "    with contextlib.redirect_stdout(io.StringIO()):\n"
         "        assert main(args) == 0, args"
+    )
+    assert _loaded(body) == []
+
+
+def test_runtime_update_commands_do_not_import_torch(tmp_path: Path) -> None:
+    # A run that is not running: each command checks its input and the run's lock, and answers with exit 2.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metadata.json").write_text("{}")
+    commands = [["runs", "set", str(run), "optimizer.lr=1e-4", "trainer.max_epochs=20"], ["runs", "stop", str(run)],
+                ["runs", "checkpoint", str(run)], ["runs", "set", str(run), "optimizer.lr=-1"],
+                ["runs", "set", "--help"]]
+    body = (
+        "import contextlib, io\nfrom enhtrain.commands import main\n"
+        f"for args in {commands!r}:\n"
+        "    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
+        "        assert main(args) == (0 if '--help' in args else 2), args"
     )
     assert _loaded(body) == []
 

@@ -152,7 +152,48 @@ def render() -> str:
         elif model.model_config.get("extra") == "forbid":
             lines += ["", "Any other key is an error."]
         lines.append("")
-    return "\n".join(lines)
+    return "\n".join(lines + JSON_SCHEMA_SECTION)
+
+
+# Written by hand: how to get the JSON Schema of a whole config file, which `enhtrain config schema` builds.
+JSON_SCHEMA_SECTION = [
+    "## A JSON Schema for editors",
+    "",
+    "`enhtrain config schema` prints a JSON Schema (draft 2020-12) of a whole config file, and `enhtrain config",
+    "schema -o FILE` writes it. It holds the `experiment` section above, with the logger, callback and profiler",
+    "names of the installed plugins as enums; the `trainer` section, from the signature of Lightning's `Trainer`",
+    "(unknown keys are errors); the `model`, `data`, `optimizer` and `lr_scheduler` sections as a class name or a",
+    "mapping of `class_path` and `init_args`; and `seed_everything`, `ckpt_path`, the other arguments of the",
+    "subcommands, `extends` and `schema_version`. Editors that use the YAML language server read it from the",
+    "first line of a config (see [Configuration](../guides/configuration.md#check-configs-in-your-editor)):",
+    "",
+    "```yaml",
+    "# yaml-language-server: $schema=enhtrain.schema.json",
+    "experiment:",
+    "  name: digits-mlp",
+    "```",
+    "",
+    "A CI step can check files against it with any JSON Schema validator, for instance Python's `jsonschema`",
+    "(`python check_configs.py configs/*.yaml`):",
+    "",
+    "```python",
+    "import json",
+    "import sys",
+    "",
+    "import jsonschema",
+    "import yaml",
+    "",
+    "with open(\"enhtrain.schema.json\", encoding=\"utf-8\") as handle:",
+    "    schema = json.load(handle)",
+    "for path in sys.argv[1:]:",
+    "    with open(path, encoding=\"utf-8\") as handle:",
+    "        jsonschema.validate(yaml.safe_load(handle), schema)",
+    "```",
+    "",
+    "`enhtrain config validate` goes further: it checks the composed config, the arguments of the model and data",
+    "classes included, exactly as `fit` does.",
+    "",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

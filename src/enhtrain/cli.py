@@ -34,7 +34,7 @@ from enhtrain.run.session import RunSession
 from enhtrain.secrets import mask_secrets
 from enhtrain.security import check_import
 
-__all__ = ["EnhancedCLI", "run_training"]
+__all__ = ["EnhancedCLI", "check_arguments", "run_training"]
 
 
 class EnhancedCLI(LightningCLI):
@@ -334,6 +334,7 @@ _EXPERIMENT_HELP: tuple[tuple[str, str, Any, str], ...] = (
     ("resume", "auto|VERSION|PATH", None, "continue a run in its own directory"),
     ("allow_config_change", "BOOL", False, "resume even if the config changed"),
     ("trust_checkpoint", "BOOL", False, "same as --trust_checkpoint"),
+    ("runtime_updates", "BOOL", True, "apply `enhtrain runs set/stop/checkpoint` while the run trains"),
     ("sweep", "MAPPING", None, "set by `enhtrain sweep` on each trial"),
 )
 
@@ -465,6 +466,53 @@ def run_training(argv: list[str], prepared: PreparedArgs | None = None) -> None:
         argv: The arguments, without the program name.
         prepared: ``argv`` already composed by :func:`~enhtrain.config.arguments.prepare_arguments`.
     """
+    EnhancedCLI(
+        experiment_defaults=True,
+        prepared=prepared,
+        args=argv,
+        parser_kwargs=_parser_kwargs(),
+    )
+
+
+class _CheckingCLI(EnhancedCLI):
+    """An ``EnhancedCLI`` that parses and checks its arguments, then stops: no class is built, no run started."""
+
+    @override
+    def _parse_ckpt_path(self) -> None:
+        pass
+
+    @override
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    @override
+    def instantiate_classes(self) -> None:
+        pass
+
+    @override
+    def _run_subcommand(self, subcommand: str) -> None:
+        pass
+
+
+def check_arguments(prepared: PreparedArgs) -> None:
+    """Parse and check a composed command line as ``fit`` does, without building the model, data or trainer.
+
+    jsonargparse checks the ``trainer``, ``model``, ``data`` and other sections against their classes' signatures
+    (importing the classes, never calling them), then the plugins' ``enhtrain_validate_config`` checks run.
+    Checkpoints (``ckpt_path``, ``experiment.resume``) are not read.
+
+    Args:
+        prepared: The command line composed by :func:`~enhtrain.config.arguments.prepare_arguments`.
+
+    Raises:
+        ConfigError: With the same message as ``fit`` for the same input.
+    """
+    _CheckingCLI(experiment_defaults=True, prepared=prepared, args=prepared.original,
+                 parser_kwargs=_parser_kwargs())
+
+
+def _parser_kwargs() -> dict[str, Any]:
+    """jsonargparse's settings for ``enhtrain``: errors raised rather than printed, enhtrain's help and usage."""
     parser_kwargs: dict[str, Any] = {"exit_on_error": False, "prog": "enhtrain", "formatter_class": _HelpFormatter}
     parser_kwargs.update(
         {
@@ -477,9 +525,4 @@ def run_training(argv: list[str], prepared: PreparedArgs | None = None) -> None:
             for name in LightningCLI.subcommands()
         }
     )
-    EnhancedCLI(
-        experiment_defaults=True,
-        prepared=prepared,
-        args=argv,
-        parser_kwargs=parser_kwargs,
-    )
+    return parser_kwargs

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Callable, Sequence
 
 from enhtrain.errors import EnhtrainError
@@ -22,7 +23,11 @@ usage: enhtrain {fit,validate,test,predict} [--config FILE ...] [--env NAME] [fl
        enhtrain plugins new NAME [--dir DIR] [--kinds callback,logger,profiler,template,env,check]
        enhtrain templates {list,show NAME}
        enhtrain config explain [--config FILE ...] [--env NAME] [flags]
+       enhtrain config validate [--config FILE ...] [--env NAME] [flags]
+       enhtrain config schema [-o FILE]
+       enhtrain config migrate OLD.yaml [-o NEW.yaml | -o - | --in-place]
        enhtrain runs {list [ROOT],show RUN}
+       enhtrain runs {set RUN KEY=VALUE ...,stop RUN,checkpoint RUN} [--timeout S]
        enhtrain ckpt {list RUN,verify RUN,prune RUN --keep-last N --keep-best K}
        enhtrain sweep {run --sweep SPEC [--workers N] [--config FILE ...],worker,show NAME,best NAME,plots NAME}
        enhtrain --version
@@ -57,6 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(f"enhtrain {__version__}\n")
         return 0
+    # Python hides DeprecationWarning outside __main__; a config's deprecated keys are for the person running this.
+    warnings.filterwarnings("default", category=DeprecationWarning, module=r"enhtrain\.config\.migration$")
     try:
         if args[0] in INFO_COMMANDS or args[0] == "sweep":
             status = _load(args[0])(args[1:])

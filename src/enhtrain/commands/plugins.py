@@ -34,7 +34,7 @@ def run(args: list[str]) -> int:
     unknown = [a for a in args if a != "--json"]
     if unknown:
         raise ConfigError(f"enhtrain plugins: unknown argument '{unknown[0]}'; {_USAGE}")
-    rows = plugins.list_plugins()
+    rows = plugins.list_plugins(envs=True)
     registry = plugins.get_registry()
     for line in plugins.warnings():
         sys.stderr.write(f"enhtrain: warning: {line}\n")
@@ -55,6 +55,10 @@ def run(args: list[str]) -> int:
         out.write(f"{row['name']} ({origin})\n")
         for kind, names in sorted(row["registered"].items()):
             out.write(f"  {kind}: {', '.join(sorted(names))}\n")
+        for env, files in sorted(row["envs"].items()):
+            out.write(f"  env overlay: {env} -> {', '.join(files)}\n")
+        if row["config_check"]:
+            out.write("  config check: enhtrain_validate_config\n")
         if row["error"]:
             out.write(f"  FAILED: {row['error']}\n")
             if debug and row["traceback"]:

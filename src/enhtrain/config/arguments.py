@@ -32,6 +32,7 @@ __all__ = [
     "check_component_names",
     "check_components",
     "check_reserved_options",
+    "compose_arguments",
     "experiment_defaults_layer",
     "import_policy",
     "prepare_arguments",
@@ -64,7 +65,11 @@ class SplitArguments:
         config_files: Values of ``--config``/``-c``, in order.
         env: The ``--env`` value.
         experiment_flags: ``(dotted key, value)`` pairs of ``--experiment.*`` flags.
-        rest: Every other argument after the subcommand, in order.
+        config_flags: ``(dotted key, value)`` pairs of the other flags that set a config value
+            (``--trainer.max_epochs 3``, ``--model.init_args.lr 0.1``): composed with the other layers.
+        rest: The arguments jsonargparse parses, in order: every argument after the subcommand that enhtrain
+            does not take for itself. A config flag stays here too, so that jsonargparse reads it with its
+            types, unless its value holds an interpolation, which only the composed config can resolve.
     """
 
     head: list[str] = field(default_factory=list)
@@ -72,6 +77,7 @@ class SplitArguments:
     config_files: list[str] = field(default_factory=list)
     env: str | None = None
     experiment_flags: list[tuple[str, Any]] = field(default_factory=list)
+    config_flags: list[tuple[str, Any]] = field(default_factory=list)
     rest: list[str] = field(default_factory=list)
     safe: bool = False
     allowed_modules: list[str] = field(default_factory=list)
@@ -129,7 +135,100 @@ def split_arguments(argv: Sequence[str], subcommands: Sequence[str] | None = SUB
         else:
             out.rest.append(arg)
             i += 1
+    out.config_flags, out.rest = _config_flags(out.rest)
     return out
+
+
+# The sections of LightningCLI's parsers whose flags set config values that enhtrain composes.
+_COMPOSED_SECTIONS = ("trainer", "model", "data", "optimizer", "lr_scheduler", "seed_everything", "ckpt_path")
+# Sections that jsonargparse reads as a class chosen by name: `--model Name` is jsonargparse's to resolve.
+_CLASS_ROOTS = ("model", "data", "optimizer", "lr_scheduler")
+# Trainer settings that hold classes, whose sub-keys address list items or a class jsonargparse picks.
+_CLASS_SETTINGS = ("trainer.callbacks", "trainer.logger", "trainer.plugins", "trainer.profiler")
+
+
+def _composes(key: str, value: Any, chosen: set[str]) -> bool:
+    """Whether the flag ``--key value`` is a config value to compose, rather than jsonargparse's alone.
+
+    A flag that chooses a section's class (``--model Name``, ``--model.class_path Name``) is jsonargparse's, and
+    so are the flags after it that set that section's arguments (``--model.lr``), which belong to the new class.
+    """
+    path = key.split(".")
+    if path[0] in _CLASS_ROOTS and (len(path) == 1 or path[1:] == ["class_path"]):
+        chosen.add(path[0])
+    if "+" in key or path[0] not in _COMPOSED_SECTIONS or path[0] in chosen:
+        return False
+    setting = ".".join(path[:2])
+    if setting in _CLASS_SETTINGS:
+        return len(path) == 2 and not isinstance(value, str)
+    return True
+
+
+def _config_flags(rest: list[str]) -> tuple[list[tuple[str, Any]], list[str]]:
+    """Take the flags that set config values out of jsonargparse's arguments, for the composition.
+
+    Returns:
+        The ``(dotted key, value)`` pairs, and the arguments left for jsonargparse.
+    """
+    from enhtrain.config.compose import has_interpolation
+
+    flags: list[tuple[str, Any]] = []
+    passed: list[str] = []
+    chosen: set[str] = set()
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        name, sep, text = arg.partition("=")
+        key = name[2:] if name.startswith("--") else ""
+        if not key:
+            passed.append(arg)
+            i += 1
+            continue
+        taken = [arg]
+        if not sep:
+            if i + 1 >= len(rest) or rest[i + 1].startswith("--"):
+                passed.append(arg)  # a flag without a value is jsonargparse's to judge
+                i += 1
+                continue
+            text = rest[i + 1]
+            taken.append(text)
+        i += len(taken)
+        value = parse_flag_value(text, f"flag {name}") if key.split(".")[0] in _COMPOSED_SECTIONS else text
+        if not _composes(key, value, chosen):
+            passed.extend(taken)
+            continue
+        flags.append((key, value))
+        if not has_interpolation(value):
+            passed.extend(taken)
+    return flags, passed
+
+
+def compose_arguments(
+    split: SplitArguments, *, environ: Mapping[str, str] | None = None, defaults: bool = True
+) -> ComposedConfig:
+    """Compose the layers of a command line taken apart: files, overlay, variables and every config flag.
+
+    This is the one composition of a command line: ``fit`` and the other training subcommands, ``config
+    explain``, ``config validate`` and sweeps all compose through it, so each shows or uses the same values.
+
+    Args:
+        split: The command line, from :func:`split_arguments`.
+        environ: Environment variables (defaults to ``os.environ``).
+        defaults: Include the code-defaults layer of the ``experiment`` section.
+
+    Raises:
+        ConfigError: For any invalid layer.
+    """
+    inline = [(i, v) for i, v in enumerate(split.config_files) if _looks_inline(v)]
+    flags = [(f"experiment.{k}" if k else "experiment", v) for k, v in split.experiment_flags]
+    return compose(
+        split.config_files,
+        defaults=experiment_defaults_layer() if defaults else None,
+        env=split.env,
+        environ=environ,
+        flags=[*split.config_flags, *flags],
+        inline_configs=inline,
+    )
 
 
 def _looks_inline(value: str) -> bool:
@@ -165,6 +264,8 @@ def validate_experiment(composed: ComposedConfig) -> ExperimentConfig:
     Raises:
         ConfigError: Naming the key, where it was set, and what is accepted.
     """
+    import difflib
+
     from pydantic import ValidationError
 
     from enhtrain.config.schema import ExperimentConfig
@@ -192,8 +293,11 @@ def validate_experiment(composed: ComposedConfig) -> ExperimentConfig:
             for part in loc[:-1]:
                 model = model.model_fields[part].annotation if hasattr(model, "model_fields") else None
                 model = next((a for a in getattr(model, "__args__", (model,)) if hasattr(a, "model_fields")), model)
-            allowed = ", ".join(getattr(model, "model_fields", {}) or [])
-            message = f"unknown key '{loc[-1]}'" + (f"; allowed keys: {allowed}" if allowed else "")
+            names = list(getattr(model, "model_fields", {}) or [])
+            close = difflib.get_close_matches(loc[-1], names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            allowed = ", ".join(names)
+            message = f"unknown key '{loc[-1]}'{hint}" + (f"; allowed keys: {allowed}" if allowed else "")
         more = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
         raise ConfigError(f"{where}: {key}: {message}{more}") from err
 
@@ -452,15 +556,7 @@ def prepare_arguments(
             return None
         if "experiment" not in composed.data:
             return None
-    flags = [(f"experiment.{k}" if k else "experiment", v) for k, v in split.experiment_flags]
-    composed = compose(
-        split.config_files,
-        defaults=experiment_defaults_layer(),
-        env=split.env,
-        environ=environ,
-        flags=flags,
-        inline_configs=inline,
-    )
+    composed = compose_arguments(split, environ=environ)
     experiment = validate_experiment(composed)
     composed.data["experiment"] = experiment.model_dump(mode="json")
     experiment = reconcile_root_dir(experiment, composed, *trainer_root_dir(composed, split.rest))

@@ -30,6 +30,8 @@ __all__ = [
     "ComposedConfig",
     "compose",
     "env_var_layer",
+    "flag_path",
+    "has_interpolation",
     "load_with_extends",
     "parse_flag_value",
     "resolve_env_overlays",
@@ -107,6 +109,10 @@ def _apply_extends(path: Path, layer: Layer, stack: tuple[Path, ...], files: lis
     where = _extends_location(layer, path)
     extends = layer.data.pop("extends", None)
     layer.sources = {k: v for k, v in layer.sources.items() if k[:1] != ("extends",)}
+    from enhtrain.config.migration import migrate_layer
+
+    # Each file by itself: its schema_version, old keys or legacy format say nothing about the files it extends.
+    layer = migrate_layer(layer, path)
     if extends is None:
         return layer
     if isinstance(extends, str):
@@ -146,7 +152,8 @@ def resolve_env_overlays(env: str, first_config: str | None) -> list[str]:
     ``env`` may also be a path to a YAML file.
 
     Raises:
-        ConfigError: If nothing provides ``env``; the message lists the known environments.
+        ConfigError: If nothing provides ``env``; the message lists the known environments: built-in, from
+            plugins (see :func:`enhtrain.plugins.plugin_envs`) and the project's.
     """
     if env.endswith((".yaml", ".yml")) or os.sep in env:
         if not Path(env).is_file():
@@ -165,6 +172,7 @@ def resolve_env_overlays(env: str, first_config: str | None) -> list[str]:
         from enhtrain.plugins.builtin.envs import builtin_envs
 
         known = set(builtin_envs())
+        known.update(env_name for provided in plugins.plugin_envs().values() for env_name in provided)
         if project_dir.is_dir():
             known |= {p.stem for p in project_dir.glob("*.y*ml")}
         raise ConfigError(
@@ -289,16 +297,39 @@ def _inline_layer(text: str) -> Layer:
             f"--config {shown!r}: no such file, and as inline YAML it is {kind}: --config takes a YAML file or "
             "an inline YAML mapping, such as --config '{trainer: {max_epochs: 3}}'"
         )
-    return load_yaml_text(text, label)
+    from enhtrain.config.migration import migrate_layer
+
+    return migrate_layer(load_yaml_text(text, label), label)
 
 
-def _has_interpolation(obj: Any) -> bool:
+_CLASS_KEYS = ("class_path", "init_args", "dict_kwargs", "__path__")
+
+
+def flag_path(data: Mapping[str, Any], dotted: str) -> tuple[str, ...]:
+    """The key path a flag sets, with jsonargparse's shorthand for a class's arguments expanded.
+
+    ``--model.lr 0.1`` sets ``model.init_args.lr`` when ``model`` is a class given by ``class_path``, as
+    jsonargparse reads it.
+
+    Args:
+        data: The config the flag applies to.
+        dotted: The flag's key, without the leading ``--``.
+    """
+    path = tuple(dotted.split("."))
+    section = data.get(path[0]) if path[0] in _CLASS_SECTIONS else None
+    if len(path) > 1 and isinstance(section, dict) and "class_path" in section and path[1] not in _CLASS_KEYS:
+        return (path[0], "init_args", *path[1:])
+    return path
+
+
+def has_interpolation(obj: Any) -> bool:
+    """Whether a value holds an OmegaConf interpolation (``${...}``) anywhere."""
     if isinstance(obj, str):
         return "${" in obj
     if isinstance(obj, dict):
-        return any(_has_interpolation(v) for v in obj.values())
+        return any(has_interpolation(v) for v in obj.values())
     if isinstance(obj, list):
-        return any(_has_interpolation(v) for v in obj)
+        return any(has_interpolation(v) for v in obj)
     return False
 
 
@@ -308,7 +339,7 @@ def resolve_interpolations(layer: Layer) -> dict[str, Any]:
     Raises:
         ConfigError: Naming the key whose interpolation failed and where it was set.
     """
-    if not _has_interpolation(layer.data):
+    if not has_interpolation(layer.data):
         return copy.deepcopy(layer.data)  # OmegaConf costs ~60 ms to import; skip it when nothing needs it
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
@@ -374,7 +405,7 @@ def compose(
     layers.append(env_var_layer(environ))
     merged = merge_layers(*layers)
     for dotted, value in flags:
-        set_path(merged, tuple(dotted.split(".")), value, f"flag --{dotted}")
+        set_path(merged, flag_path(merged.data, dotted), value, f"flag --{dotted}")
     data = resolve_interpolations(merged)
     composed = ComposedConfig(data, merged.sources, files, env, overlay_files)
     _check_sections(composed)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import re
+import sys
 from collections.abc import Sequence
 
 from enhtrain.config.compose import ComposedConfig
@@ -18,6 +21,54 @@ _UNKNOWN = (
 )
 _PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
 _CLASS = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
+
+
+def _did_you_mean(name: str, accepted: Sequence[str]) -> str:
+    """`` (did you mean 'X'?)`` with the accepted name closest to ``name``, or ``""`` when none is close."""
+    close = difflib.get_close_matches(name, [a for a in accepted if a != name], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _class_parameters(class_path: str) -> list[str]:
+    """The keyword arguments a class accepts, following ``**kwargs`` into its bases, as jsonargparse does.
+
+    Only a class that jsonargparse has already imported is looked at: a message never imports anything.
+    """
+    module_name, _, name = class_path.rpartition(".")
+    cls = getattr(sys.modules.get(module_name), name, None)
+    if not inspect.isclass(cls):
+        return []
+    names: list[str] = []
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        try:
+            parameters = list(inspect.signature(init).parameters.values())[1:]
+        except (TypeError, ValueError):
+            break
+        names += [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters):
+            break
+    return list(dict.fromkeys(names))
+
+
+def _unknown_key_hint(key: str, composed: ComposedConfig | None) -> str:
+    """Suggest the accepted key closest to the first unknown part of a dotted key (top level, trainer, init_args)."""
+    from enhtrain.config.json_schema import CLASS_SECTIONS, top_level_keys, trainer_parameters
+
+    parts = key.split(".")
+    top = top_level_keys()
+    if parts[0] not in top:
+        return _did_you_mean(parts[0], top)
+    if parts[0] == "trainer" and len(parts) > 1:
+        return _did_you_mean(parts[1], list(trainer_parameters()))
+    if parts[0] in CLASS_SECTIONS and len(parts) > 2 and parts[1] == "init_args" and composed is not None:
+        section = composed.data.get(parts[0])
+        class_path = section.get("class_path") if isinstance(section, dict) else section
+        if isinstance(class_path, str):
+            return _did_you_mean(parts[2], _class_parameters(class_path))
+    return ""
 
 
 def _where(key: str, composed: ComposedConfig | None, rest: Sequence[str]) -> str:
@@ -126,7 +177,8 @@ def _init_arg_error(text: str, outer: str, composed: ComposedConfig | None, rest
     class_path, bad_key, unknown = match.groups()
     if unknown is not None:
         key = f"{outer}.init_args.{unknown}"
-        return (f"{_where(key, composed, rest)}: {key}: unknown key; check the spelling of the init_args of "
+        hint = _did_you_mean(unknown, _class_parameters(class_path))
+        return (f"{_where(key, composed, rest)}: {key}: unknown key{hint}; check the spelling of the init_args of "
                 f"{class_path}")
     key = f"{outer}.init_args.{bad_key}"
     block = text[match.end():]
@@ -165,8 +217,8 @@ def describe_parser_error(text: str, composed: ComposedConfig | None, rest: Sequ
         if match:
             key = match.group(1)
             return (
-                f"{_where(key, composed, rest)}: {key}: unknown key; check the spelling "
-                "(`enhtrain fit --help` lists every option)"
+                f"{_where(key, composed, rest)}: {key}: unknown key{_unknown_key_hint(key, composed)}; check the "
+                "spelling (`enhtrain fit --help` lists every option)"
             )
     match = _PARSER_KEY.search(text)
     if match:

@@ -9,6 +9,7 @@ document past a limit is refused with a :class:`~enhtrain.errors.ConfigError` be
 from __future__ import annotations
 
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +165,8 @@ class _BoundedLoader(yaml.SafeLoader):
     """The safe loader, counting every event it composes against a :class:`_Budget`.
 
     The budget sees each collection before the recursive composer descends into it, so nesting never gets
-    deeper than :data:`MAX_YAML_DEPTH` levels.
+    deeper than :data:`MAX_YAML_DEPTH` levels. Scalars are typed as jsonargparse types them (``1e-3`` is a
+    float, ``2024-01-01`` stays text), so a value means the same whether enhtrain or jsonargparse reads it.
     """
 
     def __init__(self, text: str, label: str) -> None:
@@ -175,6 +177,31 @@ class _BoundedLoader(yaml.SafeLoader):
         event = super().get_event()
         self.budget.event(event)
         return event
+
+
+def _jsonargparse_scalars(loader: type[yaml.SafeLoader]) -> None:
+    """Type scalars as jsonargparse's YAML loader does: floats with an exponent and no dot, no timestamps."""
+    loader.yaml_implicit_resolvers = {
+        first: [(tag, pattern) for tag, pattern in resolvers
+                if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(
+            r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+            |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+            |\.[0-9_]+(?:[eE][-+][0-9]+)?
+            |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+            |[-+]?\.(?:inf|Inf|INF)
+            |\.(?:nan|NaN|NAN))$""",
+            re.X,
+        ),
+        list("-+0123456789."),
+    )
+
+
+_jsonargparse_scalars(_BoundedLoader)
 
 
 def _prescan(text: str, label: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-__all__ = ["CheckpointConfig", "ExperimentConfig", "ProfilerConfig", "infer_mode"]
+__all__ = ["CheckpointConfig", "ExperimentConfig", "NamedComponent", "ProfilerConfig", "infer_mode"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # The longest file name most file systems take (NAME_MAX), in bytes; a run's name and version are folder names.
@@ -94,11 +94,11 @@ class CheckpointConfig(_Strict):
         return self
 
 
-class ProfilerConfig(BaseModel):
-    """A profiler chosen by registry name, with its options as extra keys.
+class NamedComponent(BaseModel):
+    """A component chosen by name, with its options as extra keys.
 
     Attributes:
-        name: The registry name (``simple``, ``advanced``, ``pytorch`` or a plugin's).
+        name: The component's name.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -106,8 +106,16 @@ class ProfilerConfig(BaseModel):
     name: str
 
     def options(self) -> dict[str, Any]:
-        """Return the options for the profiler's constructor."""
+        """Return the options for the component's constructor: every key but ``name``."""
         return dict(self.model_extra or {})
+
+
+class ProfilerConfig(NamedComponent):
+    """A profiler chosen by registry name, with its options as extra keys.
+
+    Attributes:
+        name: The registry name (``simple``, ``advanced``, ``pytorch`` or a plugin's).
+    """
 
 
 class ExperimentConfig(_Strict):
@@ -126,6 +134,9 @@ class ExperimentConfig(_Strict):
         resume: ``auto``, a checkpoint path or a run version.
         allow_config_change: Resume even if the config differs from the resumed run's.
         trust_checkpoint: Load checkpoints that need pickled objects (``weights_only=False``).
+        runtime_updates: Read ``<run>/runtime.yaml`` between training steps and apply what ``enhtrain runs
+            set/stop/checkpoint`` asks for (learning rate, clipping, logging interval, limits, patience, a
+            checkpoint now, a graceful stop).
         sweep: Set by ``enhtrain sweep`` on a trial's layer: the study, the trial's number, the metric and the
             sampled values. Unset outside a sweep, and then left out of the saved config.
     """
@@ -146,6 +157,7 @@ class ExperimentConfig(_Strict):
     resume: str | None = None
     allow_config_change: bool = False
     trust_checkpoint: bool = False
+    runtime_updates: bool = True
     # Left out of the dumped section when unset, so that a run outside a sweep saves the same config as before.
     sweep: dict[str, Any] | None = Field(default=None, exclude_if=lambda value: value is None)
 

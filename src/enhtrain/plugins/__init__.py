@@ -10,46 +10,8 @@
 Nothing here imports torch, Lightning or any registered component.
 """
 
+from enhtrain.plugins import manager
 from enhtrain.plugins.hookspecs import hookimpl
-from enhtrain.plugins.manager import (
-    BUILTIN_PLUGINS,
-    ENTRY_POINT_GROUP,
-    SELECTION_VARIABLES,
-    PluginFailure,
-    PluginState,
-    env_flag,
-    env_overlays,
-    failure_hint,
-    failures,
-    get_plugin_manager,
-    get_registry,
-    isolated,
-    list_plugins,
-    normalize_name,
-    register_plugin,
-    reset,
-    validate_config,
-    warnings,
-)
+from enhtrain.plugins.manager import *  # noqa: F403
 
-__all__ = [
-    "BUILTIN_PLUGINS",
-    "ENTRY_POINT_GROUP",
-    "SELECTION_VARIABLES",
-    "PluginFailure",
-    "PluginState",
-    "env_flag",
-    "env_overlays",
-    "failure_hint",
-    "failures",
-    "get_plugin_manager",
-    "get_registry",
-    "hookimpl",
-    "isolated",
-    "list_plugins",
-    "normalize_name",
-    "register_plugin",
-    "reset",
-    "validate_config",
-    "warnings",
-]
+__all__ = ["hookimpl", *manager.__all__]

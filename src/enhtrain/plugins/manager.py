@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import os
 import re
 import traceback
@@ -45,6 +46,7 @@ __all__ = [
     "isolated",
     "list_plugins",
     "normalize_name",
+    "plugin_envs",
     "register_plugin",
     "reset",
     "validate_config",
@@ -61,6 +63,7 @@ BUILTIN_PLUGINS = (
     "enhtrain.plugins.builtin.templates",
     "enhtrain.plugins.builtin.envs",
     "enhtrain.plugins.builtin.checks",
+    "enhtrain.plugins.builtin.runtime",
 )
 """The modules of the built-in plugins, registered after the third-party ones."""
 
@@ -517,14 +520,60 @@ def env_overlays(env: str) -> list[str]:
     return paths
 
 
-def list_plugins() -> list[dict[str, Any]]:
+_ENV_FOLDERS = ("envs", "env")
+
+
+def _env_candidates(function: Callable[..., Any]) -> set[str]:
+    """The stems of the YAML files in an ``envs/`` or ``env/`` folder beside the module that defines ``function``."""
+    try:
+        folder = Path(inspect.getfile(function)).resolve().parent
+    except (TypeError, OSError):
+        return set()
+    return {p.stem for name in _ENV_FOLDERS if (folder / name).is_dir() for p in (folder / name).glob("*.y*ml")}
+
+
+def plugin_envs() -> dict[str, dict[str, list[str]]]:
+    """Return, for each plugin, the environments its ``enhtrain_env_overlays`` hook answers and their files.
+
+    The hook takes an environment's name, so the names to ask about are found first: the built-in environments
+    and the YAML files in an ``envs/`` (or ``env/``) folder beside the module that holds the hook, the layout
+    that ``enhtrain plugins new`` writes. A name counts only when the hook returns existing files for it; a hook
+    that raises is skipped here (it is reported when its environment is used).
+
+    Returns:
+        Plugin name to environment name to overlay files, lowest first.
+    """
+    from enhtrain.plugins.builtin.envs import builtin_envs
+
+    state = _get_state()
+    found: dict[str, dict[str, list[str]]] = {}
+    for impl in reversed(state.manager.hook.enhtrain_env_overlays.get_hookimpls()):
+        for env in sorted(set(builtin_envs()) | _env_candidates(impl.function)):
+            try:
+                result = impl.function(env=env)
+            except Exception:
+                continue
+            files = [str(path) for path in result or () if Path(path).is_file()]
+            if files:
+                found.setdefault(impl.plugin_name, {})[env] = files
+    return found
+
+
+def list_plugins(*, envs: bool = False) -> list[dict[str, Any]]:
     """Describe every plugin for ``enhtrain plugins``: name, distribution, version, registrations, status.
 
+    Args:
+        envs: Also ask each plugin's ``enhtrain_env_overlays`` which environments it provides (``enhtrain
+            plugins`` does; a run records its plugins without calling their hooks again).
+
     Each row has ``name``, ``distribution``, ``version``, ``builtin``, ``hooks``, ``registered`` (kind to names),
-    ``error`` (``None`` or one line) and ``traceback`` (``None`` or the failure's original traceback).
+    ``envs`` (environment to overlay files, see :func:`plugin_envs`), ``config_check`` (whether it implements
+    ``enhtrain_validate_config``), ``error`` (``None`` or one line) and ``traceback`` (``None`` or the failure's
+    original traceback).
     """
     registry = get_registry()
     state = _get_state()
+    provided = plugin_envs() if envs else {}
     registered = registry.by_plugin()
     tracebacks = {f.plugin.name: f.traceback or None for f in state.failures}
     rows: list[dict[str, Any]] = []
@@ -534,16 +583,17 @@ def list_plugins() -> list[dict[str, Any]]:
             continue
         info = state.infos.get(name, PluginInfo(name))
         error = registry.failures.get(name)
+        hooks = sorted(impl.name for impl in state.manager.get_hookcallers(state.manager.get_plugin(name)) or ())
         rows.append(
             {
                 "name": name,
                 "distribution": info.distribution,
                 "version": info.version,
                 "builtin": name in BUILTIN_PLUGINS,
-                "hooks": sorted(
-                    impl.name for impl in state.manager.get_hookcallers(state.manager.get_plugin(name)) or ()
-                ),
+                "hooks": hooks,
                 "registered": registered.get(name, {}),
+                "envs": provided.get(name, {}),
+                "config_check": "enhtrain_validate_config" in hooks,
                 "error": error,
                 "traceback": tracebacks.get(name) if error else None,
             }
@@ -558,6 +608,8 @@ def list_plugins() -> list[dict[str, Any]]:
                     "builtin": False,
                     "hooks": [],
                     "registered": {},
+                    "envs": {},
+                    "config_check": False,
                     "error": failure.message(),
                     "traceback": failure.traceback or None,
                 }

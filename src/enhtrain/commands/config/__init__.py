@@ -14,6 +14,9 @@ __all__ = ["SUBCOMMANDS", "run"]
 
 SUBCOMMANDS = {
     "explain": "every value of the composed config, with the layer that set it",
+    "validate": "every check of `fit` on a config, building nothing (exit status 0 or 2)",
+    "schema": "a JSON Schema of the config file, for editors and CI",
+    "migrate": "convert an old or legacy config file to the current schema, comments kept",
 }
 """The subcommands of ``enhtrain config``, each with a one-line description."""
 

@@ -22,7 +22,8 @@ def _leaves(obj: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...
     return [(prefix, obj)]
 
 
-def _flag_pairs(rest: list[str]) -> list[tuple[str, Any]]:
+def _passed_flags(rest: list[str]) -> list[tuple[str, Any]]:
+    """The flags that jsonargparse alone applies (``--model Name``, ``--trainer.callbacks+=X``), as pairs."""
     from enhtrain.config.compose import parse_flag_value
 
     pairs: list[tuple[str, Any]] = []
@@ -43,21 +44,23 @@ def _flag_pairs(rest: list[str]) -> list[tuple[str, Any]]:
 
 
 def explain(args: list[str]) -> list[dict[str, Any]]:
-    """Return ``{"key", "value", "source"}`` for every leaf of the config composed from ``args``."""
+    """Return ``{"key", "value", "source"}`` for every leaf of the config composed from ``args``.
+
+    The config is composed exactly as ``fit`` composes it. Flags that jsonargparse alone applies (a class chosen
+    by name, ``+=``) follow as rows of their own, with the flag as their source.
+    """
     from enhtrain.config.arguments import (
         check_components,
-        experiment_defaults_layer,
+        compose_arguments,
         reconcile_root_dir,
         split_arguments,
         trainer_root_dir,
         validate_experiment,
     )
-    from enhtrain.config.compose import compose
 
     split = split_arguments(args, subcommands=None)
-    flags = [(f"experiment.{k}" if k else "experiment", v) for k, v in split.experiment_flags]
-    flags += _flag_pairs([a for a in split.rest if a != "--json"])
-    composed = compose(split.config_files, defaults=experiment_defaults_layer(), env=split.env, flags=flags)
+    passed = _passed_flags([a for a in split.rest if a != "--json"])
+    composed = compose_arguments(split)
     experiment = validate_experiment(composed)
     composed.data["experiment"] = experiment.model_dump(mode="json")
     experiment = reconcile_root_dir(experiment, composed, *trainer_root_dir(composed))
@@ -66,10 +69,15 @@ def explain(args: list[str]) -> list[dict[str, Any]]:
     from enhtrain.secrets import mask_secrets, secret_values
 
     data = mask_secrets(composed.data, secret_values())
-    return [
+    rows = [
         {"key": ".".join(path), "value": value, "source": composed.source_of(path) or "default"}
         for path, value in _leaves(data)
     ]
+    composed_keys = {key for key, _ in split.config_flags}
+    shown = mask_secrets({key: value for key, value in passed if key not in composed_keys}, secret_values())
+    rows += [{"key": key, "value": value, "source": f"flag --{key} (applied by jsonargparse)"}
+             for key, value in shown.items()]
+    return rows
 
 
 def run(args: list[str]) -> int:
