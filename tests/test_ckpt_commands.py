@@ -131,8 +131,13 @@ def test_a_run_name_alone_means_its_latest_version(runs: Path, capsys: pytest.Ca
     [
         ["runs", "--help"], ["runs", "list", "--help"], ["runs", "show", "-h"],
         ["ckpt", "--help"], ["ckpt", "list", "--help"], ["ckpt", "verify", "--help"], ["ckpt", "prune", "--help"],
+        ["runs", "set", "--help"], ["runs", "stop", "--help"], ["runs", "checkpoint", "--help"],
         ["templates", "--help"], ["templates", "list", "--help"], ["templates", "show", "--help"],
-        ["config", "--help"], ["config", "explain", "--help"],
+        ["config", "--help"], ["config", "explain", "--help"], ["config", "validate", "--help"],
+        ["config", "schema", "--help"], ["config", "migrate", "--help"],
+        ["plugins", "--help"], ["plugins", "new", "--help"],
+        ["sweep", "--help"], ["sweep", "run", "--help"], ["sweep", "worker", "--help"], ["sweep", "show", "--help"],
+        ["sweep", "best", "--help"], ["sweep", "plots", "--help"],
     ],
     ids=" ".join,
 )

@@ -255,3 +255,25 @@ def test_every_config_flag_is_composed_and_jsonargparse_keeps_its_own() -> None:
                        defaults=Layer({"model": {"class_path": "a.B", "init_args": {}}}, {}))
     assert composed.data["model"] == {"class_path": "a.B", "init_args": {"lr": 0.5}}
     assert composed.sources[("model", "init_args", "lr")] == "flag --model.lr"
+
+
+def test_jsonargparse_flag_forms_keep_working(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    from enhtrain.testing import write_tiny_config
+
+    monkeypatch.chdir(tmp_path)
+    write_tiny_config(tmp_path / "tiny.yaml", {"experiment": {"name": "run-e${trainer.max_epochs}"}})
+    code = main(["fit", "--config", "tiny.yaml", "--trainer.max_epochs", "1", "--model=enhtrain.models.MLPClassifier",
+                 "--model.init_args.lr", "0.25", "--model.micro_batch_size=4",
+                 "--trainer.callbacks+=lightning.pytorch.callbacks.EarlyStopping",
+                 "--trainer.callbacks.monitor=val/loss", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert code == 0
+    assert printed["experiment"]["name"] == "run-e1"
+    assert printed["model"]["class_path"] == "enhtrain.models.MLPClassifier"
+    assert printed["model"]["init_args"]["lr"] == 0.25 and printed["model"]["init_args"]["micro_batch_size"] == 4
+    callback = printed["trainer"]["callbacks"][-1]
+    assert callback["class_path"] == "lightning.pytorch.callbacks.EarlyStopping"
+    assert callback["init_args"]["monitor"] == "val/loss"

@@ -103,3 +103,15 @@ def test_only_the_import_gate_imports_strings() -> None:
     # The command dispatchers import their own subcommand modules by name.
     dispatchers = {"commands/__init__.py", "commands/config/__init__.py"}
     assert users <= IMPORT_MODULE_ALLOWED | dispatchers, sorted(users - IMPORT_MODULE_ALLOWED)
+
+
+def test_the_hookspecs_alias_is_the_plugin_systems_module() -> None:
+    import enhtrain.hookspecs as alias
+    from enhtrain.plugins import hookspecs
+
+    assert sorted(alias.__all__) == sorted(hookspecs.__all__)
+    for name in hookspecs.__all__:
+        assert getattr(alias, name) is getattr(hookspecs, name), name
+    from enhtrain import hookimpl
+
+    assert hookimpl is hookspecs.hookimpl

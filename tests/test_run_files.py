@@ -490,3 +490,22 @@ def test_prune_reports_a_checkpoint_it_cannot_delete(workdir: Path, capsys: pyte
     assert_refused(code, err, "cannot delete", "epoch=2-step=30.ckpt", "prune again")
     assert out == "deleted runs/rt/version_0/checkpoints/epoch=0-step=10.ckpt\n"
     assert [e["file"] for e in Manifest(ckpts, strict=True).entries] == [file for file, *_ in CHECKPOINTS[1:]]
+
+
+def test_run_files_that_point_outside_the_run_are_never_written_through(tmp_path: Path) -> None:
+    from enhtrain.checkpoints.manifest import Manifest
+    from enhtrain.run.metadata import update_metadata
+    from enhtrain.security import PathEscapeError
+
+    victim = tmp_path / "victim.json"
+    victim.write_text("{}")
+    checkpoints = tmp_path / "run" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "manifest.json").symlink_to(victim)
+    (tmp_path / "run" / "metadata.json").symlink_to(victim)
+    manifest = Manifest(checkpoints)
+    with pytest.raises(PathEscapeError, match="outside"):
+        manifest.save()
+    with pytest.raises(PathEscapeError, match="outside"):
+        update_metadata(tmp_path / "run" / "metadata.json", {"status": "running"}, status="failed")
+    assert victim.read_text() == "{}"

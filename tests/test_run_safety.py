@@ -392,7 +392,8 @@ def test_run_files_follow_the_umask(trained: Path) -> None:
 
 
 def test_a_closed_pipe_ends_quietly(workdir: Path) -> None:
-    for command in ("config explain --config base.yaml", "runs list", f"runs show {RUN}", f"ckpt list {RUN}"):
+    for command in ("config explain --config base.yaml", "runs list", f"runs show {RUN}", f"ckpt list {RUN}",
+                    "templates list", "plugins"):
         proc = subprocess.run(
             ["bash", "-c", f"{sys.executable} -m enhtrain {command} | head -c 1 >/dev/null; echo ${{PIPESTATUS[0]}}"],
             cwd=workdir, capture_output=True, text=True, timeout=60,

@@ -318,3 +318,9 @@ def test_evaluation_commands_print_their_run_directory(workdir: Path, capsys: py
         assert out.splitlines()[-1] == f"Run directory: runs/tiny/version_{version}"
     code, out, _ = run_main(capsys, "runs", "list")
     assert [line.split()[3] for line in out.splitlines()[1:]] == ["fit", "validate", "test", "predict"]
+
+
+@pytest.mark.parametrize("page", ["docs/guides/configuration.md", "docs/guides/loggers.md", "docs/guides/callbacks.md"])
+def test_the_guides_state_the_merge_rule_as_the_code_does(page: str) -> None:
+    text = (Path(__file__).resolve().parent.parent / page).read_text(encoding="utf-8")
+    assert " ".join(KEYED_MERGE_RULE.split()) in " ".join(text.replace("**", "").split()), page

@@ -20,7 +20,7 @@ from typing import Any
 
 from enhtrain._io import atomic_write_json
 from enhtrain.errors import CheckpointError, EnhtrainError, MalformedFileError
-from enhtrain.security import is_plain_name
+from enhtrain.security import inside, is_plain_name
 
 __all__ = [
     "MANIFEST_FIX",
@@ -278,8 +278,8 @@ class Manifest:
                 self.data[key] = None
 
     def save(self) -> None:
-        """Rewrite ``manifest.json`` atomically."""
-        atomic_write_json(self.path, self.data)
+        """Rewrite ``manifest.json`` atomically, through the path gate."""
+        atomic_write_json(inside(self.path, self.path.parent, what="manifest"), self.data)
 
     def verify(self, filename: str) -> str | None:
         """Check a checkpoint against its entry.

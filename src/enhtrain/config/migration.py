@@ -417,25 +417,27 @@ def _next_release(until: str) -> str:
     return f"{major}.{minor + 1}"
 
 
+def _old_key_error(use: _Use, what: str, more: str = "") -> ConfigError:
+    """The error for an old key: ``what`` happened to it, then the fix (write the new key, or delete it)."""
+    fix = f"write '{_dotted(use.new)}' instead" if use.new else "delete the key"
+    return ConfigError(f"{use.where}: '{_dotted(use.old)}' {what}: {fix}{more}")
+
+
 def _refusal(use: _Use, label: str, context: str) -> ConfigError:
     """The error for an old key past its last release."""
-    new = use.new
-    fix = f"write '{_dotted(new)}' instead" if new else "delete the key"
-    done = f"was renamed to '{_dotted(new)}'" if new else "was removed"
-    return ConfigError(
-        f"{use.where}: '{_dotted(use.old)}' {done} and is refused since enhtrain {_next_release(use.change.until)} "
-        f"({context}{use.change.hint}): {fix}, or convert the file with `enhtrain config migrate {label}`"
+    done = f"was renamed to '{_dotted(use.new)}'" if use.new else "was removed"
+    return _old_key_error(
+        use,
+        f"{done} and is refused since enhtrain {_next_release(use.change.until)} ({context}{use.change.hint})",
+        f", or convert the file with `enhtrain config migrate {label}`",
     )
 
 
 def _not_in_version(use: _Use, version: int) -> ConfigError:
     """The error for an old key in a file that declares a schema version without it."""
-    new = use.new
-    fix = f"write '{_dotted(new)}' instead" if new else "delete the key"
-    done = f"became '{_dotted(new)}'" if new else "was removed"
-    return ConfigError(
-        f"{use.where}: '{_dotted(use.old)}' is not a key of schema version {version} (it {done} in version "
-        f"{use.change.schema}: {use.change.hint}): {fix}"
+    done = f"became '{_dotted(use.new)}'" if use.new else "was removed"
+    return _old_key_error(
+        use, f"is not a key of schema version {version} (it {done} in version {use.change.schema}: {use.change.hint})"
     )
 
 

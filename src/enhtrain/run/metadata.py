@@ -19,6 +19,7 @@ from typing import Any
 from enhtrain._io import atomic_write_json
 from enhtrain.checkpoints.manifest import read_json_object
 from enhtrain.errors import MalformedFileError, RunDirError
+from enhtrain.security import inside
 
 __all__ = [
     "METADATA_FIX",
@@ -130,7 +131,8 @@ def start_metadata(
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    atomic_write_json(path, {k: v for k, v in data.items() if not k.startswith("_")})
+    atomic_write_json(inside(path, path.parent, what="metadata file"),
+                      {k: v for k, v in data.items() if not k.startswith("_")})
 
 
 def update_metadata(path: Path, data: dict[str, Any], **changes: Any) -> None:

@@ -243,7 +243,7 @@ class RunSession:
             self._restore[previous] = None
             with contextlib.suppress(OSError):
                 os.replace(run.config_path, previous)
-            atomic_write_text(run.config_path, text)
+            atomic_write_text(inside(run.config_path, run.path, what="config file"), text)
         plugin_rows = [
             {"name": p["name"], "distribution": p["distribution"], "version": p["version"], "error": p["error"]}
             for p in plugins.list_plugins()
@@ -462,7 +462,8 @@ def _announce_run_dir(experiment: ExperimentConfig, run: RunDir) -> None:
     """Tell the other ranks of a distributed job (other nodes included) which run directory rank 0 made."""
     key = _job_key()
     if key is not None:
-        atomic_write_text(_marker(experiment, key), str(run.path.resolve()))
+        marker = _marker(experiment, key)
+        atomic_write_text(inside(marker, marker.parent, what="job marker"), str(run.path.resolve()))
 
 
 def _wait_for_run_dir(experiment: ExperimentConfig, timeout: float = 300.0) -> RunDir:
