@@ -509,3 +509,16 @@ def test_run_files_that_point_outside_the_run_are_never_written_through(tmp_path
     with pytest.raises(PathEscapeError, match="outside"):
         update_metadata(tmp_path / "run" / "metadata.json", {"status": "running"}, status="failed")
     assert victim.read_text() == "{}"
+
+
+def test_fit_with_resume_auto_refuses_a_malformed_manifest_and_starts_nothing(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from enhtrain.testing import write_tiny_config
+
+    write_tiny_config(workdir / "rt.yaml", {"experiment": {"name": "rt", "resume": "auto"}})
+    _write_broken(workdir / MANIFEST, BAD_MANIFESTS["not_json"][0])
+    before = snapshot(workdir)
+    code, _, err = run_main(capsys, "fit", "--config", "rt.yaml")
+    assert_refused(code, err, MANIFEST, BAD_MANIFESTS["not_json"][1])
+    assert snapshot(workdir) == before  # no version_1 started afresh, the broken run as it was

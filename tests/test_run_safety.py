@@ -185,7 +185,9 @@ def test_two_resumes_at_once_one_writer(workdir: Path) -> None:
                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while RunLock(workdir / RUN).holder().get("pid") != first.pid:
-        assert first.poll() is None and time.monotonic() < deadline, "the first resume never took the lock"
+        if first.poll() is not None:
+            raise AssertionError(f"the first resume ended ({first.returncode}): {first.communicate()[1][-2000:]}")
+        assert time.monotonic() < deadline, "the first resume never took the lock"
         time.sleep(0.05)
     second = subprocess.run([*command, *longer], cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
     assert first.poll() is None, "the first resume ended before the second one started"

@@ -242,3 +242,22 @@ def test_workers_that_open_a_new_store_at_once_all_get_it(tmp_path: Path, store:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["study.db"]  # no private file left behind
     with contextlib.closing(__import__("sqlite3").connect(tmp_path / "study.db")) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_trial_that_dies_fails_alone_and_the_sweep_goes_on(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A trial killed by the kernel (out of memory) or a crash ends as a failed trial; the next one still runs."""
+    name = "crash"
+    project, url = _setup(tmp_path, "embedded", request, name, trials=2,
+                          params={"trainer.max_epochs": {"choice": [100000, 1]}},
+                          enqueue=[{"trainer.max_epochs": 100000}, {"trainer.max_epochs": 1}])
+    sweep = _start(["sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml"], project)
+    run = project / "runs" / name / "trial_0"
+    meta = _wait_for(lambda: json.loads((run / "metadata.json").read_text()), 180, "trial 0 to start training", sweep)
+    _wait_for(lambda: (run / "logs" / "csv").is_dir(), 60, "trial 0 to log", sweep)
+    os.kill(meta["pid"], signal.SIGKILL)  # what the out-of-memory killer does
+    status, out = _finish(sweep)
+    assert status == 0, out
+    assert "trial 0 fail" in out and "killed by SIGKILL" in out and "trial 1 complete" in out, out
+    trials = {t.number: t for t in _study(url, name).get_trials()}
+    assert trials[0].state.name == "FAIL" and trials[0].user_attrs["enhtrain_error"] == "killed by SIGKILL"
+    assert trials[1].state.name == "COMPLETE"

@@ -143,6 +143,13 @@ def _last_error(log: Path) -> str | None:
     return found or (lines[-1][:300] if lines else None)
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 class _Stopped(Exception):
     """The pool was asked to stop (Ctrl+C, SIGTERM, or another worker's error)."""
 
@@ -425,6 +432,8 @@ class WorkerPool:
             outcome_state, error = TrialState.FAIL, "stopped; queued again"
         elif refused:
             outcome_state, error = TrialState.FAIL, _last_error(log_path) or "its config was refused"
+        elif status < 0:  # the process died of a signal: out of memory (SIGKILL), a crash (SIGSEGV), or a user
+            outcome_state, error = TrialState.FAIL, f"killed by {_signal_name(-status)}"
         elif status != 0 or meta.get("status") not in ("completed", None):
             outcome_state, error = TrialState.FAIL, _last_error(log_path) or f"exit status {status}"
         elif value is None and not pruned:
