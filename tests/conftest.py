@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The suite's models are tiny: one thread per process trains them as fast, and the pytest-xdist workers and the
+# training processes they start do not fight over the two cores of a small CI machine. Set before torch loads.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # Lightning's INFO lines ("Seed set to ...") go through handlers bound to the stderr of the first test that
 # imported Lightning; keep them out of captured output. Lightning sets its level on import, so import first.
@@ -32,3 +37,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def repo() -> Path:
     """The repository root."""
     return REPO
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the slow tests (those that train in subprocesses) first, so that no worker ends the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

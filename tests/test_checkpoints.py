@@ -369,3 +369,22 @@ def test_keep_last_keeps_the_best_k_and_newest_n_while_training(tmp_path: Path) 
     assert sorted(e["file"] for e in manifest.entries) == sorted(expected)
     assert manifest.data["best"] == worst == Path(callback.best_model_path).name
     assert all(manifest.verify(e["file"]) is None for e in manifest.entries)
+
+
+def test_both_hyper_parameter_blocks_of_a_checkpoint_are_masked(tmp_path: Path) -> None:
+    import torch
+
+    from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO
+
+    checkpoint = {
+        "state_dict": {"w": torch.zeros(2)},
+        "hyper_parameters": {"lr": 0.1, "api_key": "model-secret-value", "nested": {"token": "tok-secret-value"}},
+        "datamodule_hyper_parameters": {"init_args": {"password": "data-secret-value"}},
+    }
+    AtomicCheckpointIO(root=tmp_path).save_checkpoint(checkpoint, tmp_path / "a.ckpt")
+    raw = (tmp_path / "a.ckpt").read_bytes()
+    for secret in (b"model-secret-value", b"tok-secret-value", b"data-secret-value"):
+        assert secret not in raw
+    loaded = torch.load(tmp_path / "a.ckpt", weights_only=True)
+    assert loaded["hyper_parameters"]["lr"] == 0.1 and loaded["hyper_parameters"]["api_key"] == "**********"
+    assert checkpoint["hyper_parameters"]["api_key"] == "model-secret-value"  # the live object is left alone
