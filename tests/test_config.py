@@ -251,6 +251,8 @@ def test_every_config_flag_is_composed_and_jsonargparse_keeps_its_own() -> None:
     # A flag stays for jsonargparse unless only the composition can resolve it; a chosen class keeps its flags.
     assert split.rest == ["--trainer.max_epochs", "2", "--model.lr=1e-3", "--model", "Other", "--model.hidden", "3",
                           "--trainer.callbacks+=EarlyStopping", "--print_config"]
+    assert split.passed_flags == [("model", "Other"), ("model.hidden", "3"),
+                                  ("trainer.callbacks+", "EarlyStopping")]
     composed = compose([], flags=[("model.lr", 0.5)], inline_configs=[], environ={},
                        defaults=Layer({"model": {"class_path": "a.B", "init_args": {}}}, {}))
     assert composed.data["model"] == {"class_path": "a.B", "init_args": {"lr": 0.5}}

@@ -142,8 +142,6 @@ class RuntimeUpdates(Callback):
                 return
             polled = self.reader.poll(step) if trainer.is_global_zero else None
             polled = trainer.strategy.broadcast(polled, src=0)
-        elif not self.reader.due(step):
-            return
         else:
             polled = self.reader.poll(step)
         if polled is not None:

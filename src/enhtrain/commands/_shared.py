@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -16,7 +17,15 @@ from enhtrain.checkpoints.manifest import MANIFEST_NAME, Manifest
 from enhtrain.errors import ConfigError
 from enhtrain.run.directory import latest_version
 
-__all__ = ["DEFAULT_ROOT", "ArgParser", "checkpoint_rows", "format_checkpoints", "resolve_run", "run_status"]
+__all__ = [
+    "DEFAULT_ROOT",
+    "ArgParser",
+    "checkpoint_rows",
+    "format_checkpoints",
+    "resolve_run",
+    "run_status",
+    "warn_about_plugins",
+]
 
 DEFAULT_ROOT = "runs"
 """Where ``name/version`` run names are looked up."""
@@ -187,3 +196,21 @@ def format_checkpoints(rows: list[dict[str, Any]], *, verified: bool) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() + "\n"
         for line in [header, *table]
     )
+
+
+def warn_about_plugins() -> None:
+    """Print one warning line per broken plugin, and per plugin variable that names no installed plugin.
+
+    Commands that compose a config print these first and go on without the broken plugins; under a distributed
+    launcher only global rank 0 prints them.
+    """
+    from enhtrain import plugins
+
+    lines = plugins.warnings() + [failure.message() for failure in plugins.failures()]
+    if not lines:
+        return
+    from enhtrain.run.session import global_rank
+
+    if global_rank() == 0:
+        for line in lines:
+            sys.stderr.write(f"enhtrain: warning: {line}\n")

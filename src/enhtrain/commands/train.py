@@ -19,28 +19,15 @@ def format_parser_error(message: str) -> str:
     return text[:600]
 
 
-def _warn_about_plugins() -> None:
-    """Print one warning line per broken plugin, and per plugin variable that names no installed plugin."""
-    from enhtrain import plugins
-
-    lines = plugins.warnings() + [failure.message() for failure in plugins.failures()]
-    if not lines:
-        return
-    from enhtrain.run.session import global_rank
-
-    if global_rank() == 0:
-        for line in lines:
-            sys.stderr.write(f"enhtrain: warning: {line}\n")
-
-
 def run(argv: list[str]) -> int:
     """Run a training subcommand; jsonargparse errors become a :class:`ConfigError`.
 
     A broken plugin does not stop it: each one is named on a warning line of stderr first.
     """
+    from enhtrain.commands._shared import warn_about_plugins
     from enhtrain.config.arguments import prepare_arguments
 
-    _warn_about_plugins()
+    warn_about_plugins()
     # Composing and checking the config needs no torch: a refused config ends before Lightning is imported.
     prepared = prepare_arguments(argv, force=True)
 

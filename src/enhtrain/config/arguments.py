@@ -8,7 +8,7 @@ which it parses exactly as ``LightningCLI`` does.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ __all__ = [
     "compose_arguments",
     "experiment_defaults_layer",
     "import_policy",
+    "iter_flags",
     "prepare_arguments",
     "reconcile_root_dir",
     "resolve_registered_classes",
@@ -67,6 +68,8 @@ class SplitArguments:
         experiment_flags: ``(dotted key, value)`` pairs of ``--experiment.*`` flags.
         config_flags: ``(dotted key, value)`` pairs of the other flags that set a config value
             (``--trainer.max_epochs 3``, ``--model.init_args.lr 0.1``): composed with the other layers.
+        passed_flags: ``(key, value text)`` of the flags with a value that jsonargparse alone applies (a class
+            chosen by name, ``+=``, anything outside the config's sections).
         rest: The arguments jsonargparse parses, in order: every argument after the subcommand that enhtrain
             does not take for itself. A config flag stays here too, so that jsonargparse reads it with its
             types, unless its value holds an interpolation, which only the composed config can resolve.
@@ -78,6 +81,7 @@ class SplitArguments:
     env: str | None = None
     experiment_flags: list[tuple[str, Any]] = field(default_factory=list)
     config_flags: list[tuple[str, Any]] = field(default_factory=list)
+    passed_flags: list[tuple[str, str]] = field(default_factory=list)
     rest: list[str] = field(default_factory=list)
     safe: bool = False
     allowed_modules: list[str] = field(default_factory=list)
@@ -135,7 +139,7 @@ def split_arguments(argv: Sequence[str], subcommands: Sequence[str] | None = SUB
         else:
             out.rest.append(arg)
             i += 1
-    out.config_flags, out.rest = _config_flags(out.rest)
+    out.config_flags, out.passed_flags, out.rest = _config_flags(out.rest)
     return out
 
 
@@ -164,43 +168,58 @@ def _composes(key: str, value: Any, chosen: set[str]) -> bool:
     return True
 
 
-def _config_flags(rest: list[str]) -> tuple[list[tuple[str, Any]], list[str]]:
+def iter_flags(args: Sequence[str]) -> Iterator[tuple[str, str | None, list[str]]]:
+    """Read a list of arguments flag by flag, as jsonargparse does.
+
+    Yields:
+        ``(key, value, taken)``: the key without ``--`` (``""`` for an argument that is not a flag), the value
+        (after ``=``, or the next argument unless that is a flag; ``None`` without one), and the arguments taken.
+    """
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, sep, text = arg.partition("=")
+        key = name[2:] if name.startswith("--") else ""
+        if not key:
+            yield "", None, [arg]
+            i += 1
+        elif sep:
+            yield key, text, [arg]
+            i += 1
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            yield key, args[i + 1], [arg, args[i + 1]]
+            i += 2
+        else:
+            yield key, None, [arg]
+            i += 1
+
+
+def _config_flags(rest: list[str]) -> tuple[list[tuple[str, Any]], list[tuple[str, str]], list[str]]:
     """Take the flags that set config values out of jsonargparse's arguments, for the composition.
 
     Returns:
-        The ``(dotted key, value)`` pairs, and the arguments left for jsonargparse.
+        The ``(dotted key, value)`` pairs to compose, the ``(key, value text)`` pairs of the flags jsonargparse
+        alone applies, and the arguments left for jsonargparse.
     """
     from enhtrain.config.compose import has_interpolation
 
     flags: list[tuple[str, Any]] = []
+    passed_flags: list[tuple[str, str]] = []
     passed: list[str] = []
     chosen: set[str] = set()
-    i = 0
-    while i < len(rest):
-        arg = rest[i]
-        name, sep, text = arg.partition("=")
-        key = name[2:] if name.startswith("--") else ""
-        if not key:
-            passed.append(arg)
-            i += 1
+    for key, text, taken in iter_flags(rest):
+        if not key or text is None:
+            passed.extend(taken)  # not a flag, or a flag without a value: jsonargparse's to judge
             continue
-        taken = [arg]
-        if not sep:
-            if i + 1 >= len(rest) or rest[i + 1].startswith("--"):
-                passed.append(arg)  # a flag without a value is jsonargparse's to judge
-                i += 1
-                continue
-            text = rest[i + 1]
-            taken.append(text)
-        i += len(taken)
-        value = parse_flag_value(text, f"flag {name}") if key.split(".")[0] in _COMPOSED_SECTIONS else text
+        value = parse_flag_value(text, f"flag --{key}") if key.split(".")[0] in _COMPOSED_SECTIONS else text
         if not _composes(key, value, chosen):
+            passed_flags.append((key, text))
             passed.extend(taken)
             continue
         flags.append((key, value))
         if not has_interpolation(value):
             passed.extend(taken)
-    return flags, passed
+    return flags, passed_flags, passed
 
 
 def compose_arguments(

@@ -54,6 +54,28 @@ class RunLock:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def in_use(self) -> bool:
+        """Whether some process holds the lock (a training process holds it for its whole life).
+
+        Probes with a shared, non-blocking ``flock`` on a read-only descriptor and lets it go at once; creates
+        nothing.
+        """
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return False
+        finally:
+            os.close(fd)
+
     def acquire(self, *, action: str = "write it") -> None:
         """Take the lock without waiting, creating the lock file when the run has none.
 

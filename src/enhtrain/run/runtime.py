@@ -14,7 +14,6 @@ import Lightning only when called. Nothing here imports torch.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import getpass
 import hashlib
 import os
@@ -31,7 +30,7 @@ import yaml
 from enhtrain._io import atomic_write_text
 from enhtrain.config.runtime import ACK_FILE, RUNTIME_FILE
 from enhtrain.errors import ConfigError, RunDirError
-from enhtrain.run.lock import LOCK_NAME
+from enhtrain.run.lock import LOCK_NAME, RunLock
 from enhtrain.security import inside
 
 __all__ = [
@@ -150,25 +149,8 @@ def _now() -> str:
 
 
 def is_running(run_dir: str | Path) -> bool:
-    """Whether a process holds the run's ``.lock`` (a training process holds it for its whole life).
-
-    Probes with a shared, non-blocking ``flock`` on a read-only descriptor and lets it go at once.
-    """
-    try:
-        fd = os.open(Path(run_dir) / LOCK_NAME, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
+    """Whether a process holds the run's ``.lock`` (a training process holds it for its whole life)."""
+    return RunLock(run_dir).in_use()
 
 
 def read_ack(run_dir: str | Path) -> dict[str, Any] | None:

@@ -22,25 +22,15 @@ def _leaves(obj: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...
     return [(prefix, obj)]
 
 
-def _passed_flags(rest: list[str]) -> list[tuple[str, Any]]:
-    """The flags that jsonargparse alone applies (``--model Name``, ``--trainer.callbacks+=X``), as pairs."""
-    from enhtrain.config.compose import parse_flag_value
+def _check_arguments(rest: list[str]) -> None:
+    """Refuse what is not a flag with a value (``--json`` aside): explain takes nothing else."""
+    from enhtrain.config.arguments import iter_flags
 
-    pairs: list[tuple[str, Any]] = []
-    i = 0
-    while i < len(rest):
-        arg = rest[i]
-        if not arg.startswith("--"):
-            raise ConfigError(f"config explain: unexpected argument '{arg}'; {_USAGE}")
-        key, sep, value = arg[2:].partition("=")
-        if not sep:
-            if i + 1 >= len(rest):
-                raise ConfigError(f"config explain: --{key} needs a value")
-            value = rest[i + 1]
-            i += 1
-        pairs.append((key, parse_flag_value(value, f"flag --{key}")))
-        i += 1
-    return pairs
+    for key, text, taken in iter_flags([arg for arg in rest if arg != "--json"]):
+        if not key:
+            raise ConfigError(f"config explain: unexpected argument '{taken[0]}'; {_USAGE}")
+        if text is None:
+            raise ConfigError(f"config explain: --{key} needs a value")
 
 
 def explain(args: list[str]) -> list[dict[str, Any]]:
@@ -57,9 +47,10 @@ def explain(args: list[str]) -> list[dict[str, Any]]:
         trainer_root_dir,
         validate_experiment,
     )
+    from enhtrain.config.compose import parse_flag_value
 
     split = split_arguments(args, subcommands=None)
-    passed = _passed_flags([a for a in split.rest if a != "--json"])
+    _check_arguments(split.rest)
     composed = compose_arguments(split)
     experiment = validate_experiment(composed)
     composed.data["experiment"] = experiment.model_dump(mode="json")
@@ -73,8 +64,8 @@ def explain(args: list[str]) -> list[dict[str, Any]]:
         {"key": ".".join(path), "value": value, "source": composed.source_of(path) or "default"}
         for path, value in _leaves(data)
     ]
-    composed_keys = {key for key, _ in split.config_flags}
-    shown = mask_secrets({key: value for key, value in passed if key not in composed_keys}, secret_values())
+    passed = {key: parse_flag_value(text, f"flag --{key}") for key, text in split.passed_flags}
+    shown = mask_secrets(passed, secret_values())
     rows += [{"key": key, "value": value, "source": f"flag --{key} (applied by jsonargparse)"}
              for key, value in shown.items()]
     return rows

@@ -29,14 +29,6 @@ Checkpoints (ckpt_path, experiment.resume) are read only when a run starts.
 """
 
 
-def _warn_about_plugins() -> None:
-    """One warning line per broken plugin, as ``fit`` prints them; the check goes on without the plugin."""
-    from enhtrain import plugins
-
-    for line in plugins.warnings() + [failure.message() for failure in plugins.failures()]:
-        sys.stderr.write(f"enhtrain: warning: {line}\n")
-
-
 def run(args: list[str]) -> int:
     """Run ``enhtrain config validate ...``; returns 0 when the config is good.
 
@@ -49,9 +41,10 @@ def run(args: list[str]) -> int:
     if any(arg.startswith("--print_config") for arg in args):
         raise ConfigError("config validate: --print_config is not an option here; use `enhtrain fit "
                           "--config FILE --print_config` to print the composed config")
+    from enhtrain.commands._shared import warn_about_plugins
     from enhtrain.config.arguments import prepare_arguments
 
-    _warn_about_plugins()
+    warn_about_plugins()
     # Checked as for `fit`: the subcommand only chooses which Trainer method's arguments are accepted.
     prepared = prepare_arguments(["fit", *args], force=True)
     assert prepared is not None  # a subcommand is given, so composing is never skipped
