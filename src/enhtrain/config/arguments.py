@@ -439,22 +439,8 @@ def check_components(experiment: ExperimentConfig, composed: ComposedConfig) -> 
     check_experiment_options(experiment, composed.source_of)
 
 
-def _last_flag(rest: Sequence[str], flag: str) -> tuple[bool, Any]:
-    """``(given, value)`` of the last ``--flag VALUE`` or ``--flag=VALUE`` among jsonargparse's flags."""
-    found: tuple[bool, Any] = (False, None)
-    for i, arg in enumerate(rest):
-        if arg.startswith(flag + "="):
-            found = (True, parse_flag_value(arg[len(flag) + 1 :], f"flag {flag}"))
-        elif arg == flag and i + 1 < len(rest):
-            found = (True, parse_flag_value(rest[i + 1], f"flag {flag}"))
-    return found
-
-
-def trainer_root_dir(composed: ComposedConfig, rest: Sequence[str] = ()) -> tuple[Any, str]:
-    """``trainer.default_root_dir`` as the layers and jsonargparse's flags set it, and where it was set."""
-    given, value = _last_flag(rest, "--trainer.default_root_dir")
-    if given:
-        return value, "flag --trainer.default_root_dir"
+def trainer_root_dir(composed: ComposedConfig) -> tuple[Any, str]:
+    """``trainer.default_root_dir`` as the layers set it (a ``--trainer.default_root_dir`` flag is one), and where."""
     trainer = composed.data.get("trainer")
     value = trainer.get("default_root_dir") if isinstance(trainer, dict) else None
     return value, composed.source_of(("trainer", "default_root_dir")) or "config"
@@ -578,7 +564,7 @@ def prepare_arguments(
     composed = compose_arguments(split, environ=environ)
     experiment = validate_experiment(composed)
     composed.data["experiment"] = experiment.model_dump(mode="json")
-    experiment = reconcile_root_dir(experiment, composed, *trainer_root_dir(composed, split.rest))
+    experiment = reconcile_root_dir(experiment, composed, *trainer_root_dir(composed))
     check_components(experiment, composed)
     resolve_registered_classes(composed.data)
     policy = import_policy(split, environ)
