@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from enhtrain.config.compose import ComposedConfig, compose, parse_flag_value
+from enhtrain.config.compose import CLASS_SECTIONS, ComposedConfig, compose, parse_flag_value
 from enhtrain.config.loading import Layer
 from enhtrain.config.merging import set_path
 from enhtrain.errors import ConfigError, located
@@ -145,8 +145,6 @@ def split_arguments(argv: Sequence[str], subcommands: Sequence[str] | None = SUB
 
 # The sections of LightningCLI's parsers whose flags set config values that enhtrain composes.
 _COMPOSED_SECTIONS = ("trainer", "model", "data", "optimizer", "lr_scheduler", "seed_everything", "ckpt_path")
-# Sections that jsonargparse reads as a class chosen by name: `--model Name` is jsonargparse's to resolve.
-_CLASS_ROOTS = ("model", "data", "optimizer", "lr_scheduler")
 # Trainer settings that hold classes, whose sub-keys address list items or a class jsonargparse picks.
 _CLASS_SETTINGS = ("trainer.callbacks", "trainer.logger", "trainer.plugins", "trainer.profiler")
 
@@ -158,7 +156,8 @@ def _composes(key: str, value: Any, chosen: set[str]) -> bool:
     so are the flags after it that set that section's arguments (``--model.lr``), which belong to the new class.
     """
     path = key.split(".")
-    if path[0] in _CLASS_ROOTS and (len(path) == 1 or path[1:] == ["class_path"]):
+    # `--model Name` chooses a class by name, which is jsonargparse's to resolve.
+    if path[0] in CLASS_SECTIONS and (len(path) == 1 or path[1:] == ["class_path"]):
         chosen.add(path[0])
     if "+" in key or path[0] not in _COMPOSED_SECTIONS or path[0] in chosen:
         return False

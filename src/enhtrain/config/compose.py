@@ -26,6 +26,7 @@ from enhtrain.config.merging import merge_layers, set_path
 from enhtrain.errors import ConfigError
 
 __all__ = [
+    "CLASS_SECTIONS",
     "RESERVED_ENV_VARS",
     "ComposedConfig",
     "compose",
@@ -233,6 +234,9 @@ _CLASS_SECTIONS = {
     "lr_scheduler": ("class_path", "torch.optim.lr_scheduler.StepLR"),
 }
 
+CLASS_SECTIONS = tuple(_CLASS_SECTIONS)
+"""The top-level sections that hold a class: its name, or a mapping with ``class_path`` and ``init_args``."""
+
 
 def _example_setting(source: str, section: str, key: str, value: str) -> str:
     """How to set ``section.key`` in the same kind of layer as ``source``."""
@@ -316,7 +320,7 @@ def flag_path(data: Mapping[str, Any], dotted: str) -> tuple[str, ...]:
         dotted: The flag's key, without the leading ``--``.
     """
     path = tuple(dotted.split("."))
-    section = data.get(path[0]) if path[0] in _CLASS_SECTIONS else None
+    section = data.get(path[0]) if path[0] in CLASS_SECTIONS else None
     if len(path) > 1 and isinstance(section, dict) and "class_path" in section and path[1] not in _CLASS_KEYS:
         return (path[0], "init_args", *path[1:])
     return path

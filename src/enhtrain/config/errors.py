@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from enhtrain.config.compose import ComposedConfig
+from enhtrain.config.compose import CLASS_SECTIONS, ComposedConfig
 
 __all__ = ["describe_parser_error", "where_set"]
 
@@ -55,7 +55,7 @@ def _class_parameters(class_path: str) -> list[str]:
 
 def _unknown_key_hint(key: str, composed: ComposedConfig | None) -> str:
     """Suggest the accepted key closest to the first unknown part of a dotted key (top level, trainer, init_args)."""
-    from enhtrain.config.json_schema import CLASS_SECTIONS, top_level_keys, trainer_parameters
+    from enhtrain.config.json_schema import top_level_keys, trainer_parameters
 
     parts = key.split(".")
     top = top_level_keys()

@@ -19,8 +19,9 @@ import types
 import typing
 from typing import Any
 
+from enhtrain.config.compose import CLASS_SECTIONS
+
 __all__ = [
-    "CLASS_SECTIONS",
     "SCHEMA_DIALECT",
     "config_schema",
     "top_level_keys",
@@ -30,8 +31,6 @@ __all__ = [
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 """The JSON Schema dialect of :func:`config_schema`."""
 
-CLASS_SECTIONS = ("model", "data", "optimizer", "lr_scheduler")
-"""The top-level sections that hold a class: its name, or ``class_path`` and ``init_args``."""
 
 _SEED_MAX = 2**32 - 1
 _CLASS_REF = {"$ref": "#/$defs/ClassSpec"}
