@@ -14,6 +14,7 @@ import yaml
 from enhtrain._io import atomic_write_bytes, atomic_write_text
 from enhtrain.errors import ConfigError
 from enhtrain.security import inside
+from enhtrain.sweeps._common import quiet_optuna
 from enhtrain.sweeps.base import set_dotted
 from enhtrain.sweeps.runner import SURPLUS_ATTR as _SURPLUS
 from enhtrain.sweeps.study import Sweep, mask_url
@@ -180,8 +181,6 @@ def write_plots(sweep: Sweep, out: Path | None = None) -> tuple[list[Path], dict
 
     import matplotlib.pyplot as plt
     from plotly.offline import get_plotlyjs
-
-    from enhtrain.sweeps.study import quiet_optuna
 
     quiet_optuna()
     complete = [t for t in sweep.study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]

@@ -28,6 +28,7 @@ from enhtrain.config.compose import ComposedConfig
 from enhtrain.config.loading import Layer, load_yaml_file
 from enhtrain.config.schema import NamedComponent, infer_mode
 from enhtrain.errors import ConfigError
+from enhtrain.sweeps._common import quiet_optuna
 
 __all__ = [
     "PRUNERS",
@@ -423,8 +424,6 @@ def _check_options(kind: str, name: str, table: dict[str, str], options: dict[st
 
 
 def _build(kind: str, name: str, table: dict[str, str], options: dict[str, Any], extra: dict[str, Any]) -> Any:
-    from enhtrain.sweeps.study import quiet_optuna
-
     quiet_optuna()
     cls = _optuna_class(kind, name, table)
     try:

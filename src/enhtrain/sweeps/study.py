@@ -23,7 +23,9 @@ import yaml
 
 from enhtrain.errors import ConfigError
 from enhtrain.security import inside
-from enhtrain.sweeps.spec import Param, SweepSpec
+from enhtrain.sweeps._common import quiet_optuna
+from enhtrain.sweeps.base import first_difference
+from enhtrain.sweeps.spec import Param, SweepSpec, build_pruner, build_sampler
 
 if TYPE_CHECKING:
     import optuna
@@ -54,18 +56,6 @@ _PASSWORD = re.compile(r"(://[^:/@]*:)([^@]*)(@)")
 def mask_url(url: str) -> str:
     """A storage URL with its password replaced by ``***``, for messages and tables."""
     return _PASSWORD.sub(r"\1***\3", url)
-
-
-def quiet_optuna() -> None:
-    """Keep Optuna's INFO lines and experimental-feature warnings out of enhtrain's output."""
-    import warnings
-
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    # enhtrain's workers keep the heartbeat themselves while a trial's process runs.
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
 
 
 def sweep_dir(root_dir: str | Path, name: str) -> Path:
@@ -272,8 +262,6 @@ def open_sweep(name: str, url: str, directory: Path | None = None, *, seed_offse
     """
     import optuna
 
-    from enhtrain.sweeps.spec import build_pruner, build_sampler
-
     shown = mask_url(url)
     probe = open_storage(url, what="--storage")
     names = [s.study_name for s in optuna.get_all_study_summaries(probe, include_best_trial=False)]
@@ -314,8 +302,6 @@ def create_or_continue(spec: SweepSpec, base: dict[str, Any], trial_flags: list[
     import optuna
 
     from enhtrain import __version__
-    from enhtrain.sweeps.base import first_difference
-    from enhtrain.sweeps.spec import build_pruner, build_sampler
 
     storage = open_storage(url, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.grace_period,
                            max_retry=spec.max_retry)
