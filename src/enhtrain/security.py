@@ -28,12 +28,10 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from enhtrain.documents import YAMLSyntaxError, parse_yaml, read_text
 from enhtrain.errors import ConfigError, RunDirError
-
-if TYPE_CHECKING:
-    from enhtrain.config.compose import ComposedConfig
 
 __all__ = [
     "DENIED_MODULES",
@@ -239,10 +237,8 @@ def _iter_dotted_strings(obj: Any, path: tuple[str, ...]) -> Iterator[tuple[tupl
 
 def _parse_flag_value(text: str, label: str) -> Any:
     """Read a flag's value as jsonargparse will: YAML, or the plain string when it is not valid YAML."""
-    from enhtrain.config.loading import YAMLSyntaxError, load_yaml_value
-
     try:
-        return load_yaml_value(text, label)
+        return parse_yaml(text, label)
     except YAMLSyntaxError:
         return text
 
@@ -296,10 +292,8 @@ def _apply_flags(data: dict[str, Any], rest: Sequence[str]) -> dict[tuple[str, .
         candidate = Path(text) if text and "\n" not in text and len(text) < 4096 else None
         reads_files = key.rsplit(".", 1)[-1] in _FILE_KEYS or text.lower().endswith((".yaml", ".yml", ".json"))
         if candidate is not None and reads_files and candidate.is_file():
-            from enhtrain.config.loading import read_config_text
-
             label = f"{label} ({text})"
-            value = _parse_flag_value(read_config_text(candidate), label)
+            value = _parse_flag_value(read_text(candidate, what="config file", give="a YAML file"), label)
         else:
             value = _parse_flag_value(text, label)
         keys = tuple(key.split("."))
@@ -345,8 +339,17 @@ def check_config_imports(
             check_import(value, key=".".join(key_path), where=where(key_path))
 
 
+class _Composed(Protocol):
+    """A composed config as the gate reads it: its data and where each key was set."""
+
+    data: dict[str, Any]
+
+    def source_of(self, key_path: Sequence[str]) -> str | None:
+        """Where ``key_path`` was set."""
+
+
 def check_class_paths(
-    composed: ComposedConfig,
+    composed: _Composed,
     rest: Sequence[str] = (),
     *,
     safe: bool = False,
