@@ -191,7 +191,7 @@ BAD_METADATA: dict[str, tuple[bytes | Callable[[dict[str, Any]], None], str]] = 
     "pid_string": (_top("pid", "12"), "pid: expected an integer, got '12'"),
     "metrics_list": (_top("metrics", [0.5]), "metrics: expected an object, got a list"),
     "metric_bool": (_top("metrics", {"val/loss": False}), "metrics['val/loss']: expected a number, got false"),
-    "duration_nan": (b'{"duration_s": NaN}', "duration_s: expected a finite number"),
+    "duration_nan": (b'{"duration_s": NaN}', "'NaN' is not a JSON number: write a finite number or null"),
     "start_time_int": (_top("start_time", 5), "start_time: expected a string, got 5"),
     "resumes_entry": (_top("resumes", [1]), "resumes[0]: expected an object, got 1"),
 }

@@ -377,8 +377,10 @@ def parse_json(text: str, label: str) -> Any:
         raise ConfigError(
             f"{label}: JSON nested more than {MAX_YAML_DEPTH} levels deep (limit): flatten the structure"
         ) from err
-    except ValueError as err:  # json.JSONDecodeError, and float('...') of an absurd literal
-        raise ConfigError(f"{label}: not valid JSON: {' '.join(str(err).split())}") from err
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{label} is not valid JSON (line {err.lineno}, column {err.colno})") from err
+    except ValueError as err:
+        raise ConfigError(f"{label} is not valid JSON ({' '.join(str(err).split())})") from err
     _measure(value, label)
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{label}: a JSON number out of range: write a finite number")

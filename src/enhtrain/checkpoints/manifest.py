@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from enhtrain._io import atomic_write_json
-from enhtrain.errors import CheckpointError, EnhtrainError, MalformedFileError
+from enhtrain.documents import parse_json, read_text
+from enhtrain.errors import CheckpointError, ConfigError, EnhtrainError, MalformedFileError
 from enhtrain.security import inside, is_plain_name
 
 __all__ = [
@@ -187,19 +188,10 @@ def read_json_object(
     if not path.exists() and not path.is_symlink():
         return None
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise error(f"{path} is not UTF-8 text") from None
-    except OSError as err:
-        raise error(f"{path} cannot be read ({err.strerror or err})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise error(f"{path} is not valid JSON (line {err.lineno}, column {err.colno})") from None
-    except RecursionError:
-        raise error(f"{path} is not valid JSON (nested too deeply)") from None
-    except ValueError as err:
-        raise error(f"{path} is not valid JSON ({err})") from None
+        data = parse_json(read_text(path, str(path), what="run file", follow_symlinks=False, give="a JSON file"),
+                          str(path))
+    except ConfigError as err:
+        raise error(str(err).removeprefix("run file ")) from None
     if not isinstance(data, dict):
         raise error(f"{path}: expected a JSON object at the top level, got {_shown(data)}")
     try:

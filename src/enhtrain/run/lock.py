@@ -16,8 +16,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from enhtrain.errors import RunDirError
+from enhtrain.documents import parse_json, read_text
+from enhtrain.errors import ConfigError, RunDirError
 from enhtrain.security import inside
+
+_MAX_LOCK_BYTES = 4096  # what the holder writes is a pid and a host name
 
 __all__ = ["LOCK_NAME", "RunLock", "RunLockedError"]
 
@@ -49,8 +52,9 @@ class RunLock:
     def holder(self) -> dict[str, Any]:
         """Return what the holder wrote into the lock file (``pid``, ``host``), or ``{}``."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8") or "{}")
-        except (OSError, ValueError):
+            text = read_text(self.path, what="lock file", max_bytes=_MAX_LOCK_BYTES, follow_symlinks=False)
+            data = parse_json(text or "{}", str(self.path))
+        except ConfigError:
             return {}
         return data if isinstance(data, dict) else {}
 
