@@ -10,6 +10,7 @@ __all__ = [
     "PluginError",
     "RunDirError",
     "located",
+    "quote",
 ]
 
 
@@ -91,3 +92,36 @@ def located(where: str | None, message: str) -> str:
     if flag != where and message.startswith(f"{flag}:"):
         return f"{where}{message[len(flag):]}"
     return f"{where}: {message}"
+
+
+_MAX_SHOWN_DIGITS = 60
+
+
+def quote(value: object, limit: int = 80) -> str:
+    """Render a user's value for a one-line message: quoted and escaped like ``repr``, and shortened.
+
+    A newline, tab, escape sequence or any other character that is not printable is shown escaped (``\\n``),
+    so that a message stays on one line whatever the value holds; text past ``limit`` characters ends in
+    ``...``; an integer too long to show (or to convert: Python refuses more than 4300 digits) is described by
+    its size.
+
+    Args:
+        value: The value: usually a string (a name, a path, a variable's text), or a number.
+        limit: The most characters of the value to show.
+
+    Returns:
+        ``'text'`` for a string, the number for a short integer, ``repr(value)`` shortened otherwise.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > _MAX_SHOWN_DIGITS * 3:
+        digits = int(value.bit_length() * 0.30103) + 1  # log10(2): no conversion of the whole number to text
+        return f"an integer of about {digits} digits"
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        shown = repr(value[:limit])
+        return f"{shown[:-1]}...{shown[-1]}"
+    try:
+        text = repr(value)
+    except ValueError:  # an integer too long to convert, inside a list or mapping
+        return f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: max(limit - 3, 1)] + "..."
