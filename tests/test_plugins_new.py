@@ -133,6 +133,9 @@ def test_every_choice_of_kinds_gives_a_clean_package(tmp_path: Path, kinds: list
         (["acme", "--dir", "taken"], "plugins new: 'taken' already exists and is not an empty folder: choose "
                                      "another --dir"),
         ([], "enhtrain plugins new: the following arguments are required: name"),
+        (["a" * 300], "plugins new: the plugin name 'aaaaaaaaaa"),
+        (["a" * 300], "has 300 characters, more than 64: choose a shorter name"),
+        (["ab\ncd"], "plugins new: 'ab\\ncd' is not a valid plugin name"),
     ],
 )
 def test_names_and_options_are_checked(enhtrain_cli: Any, tmp_path: Path, args: list[str], message: str) -> None:
@@ -146,6 +149,41 @@ def test_names_and_options_are_checked(enhtrain_cli: Any, tmp_path: Path, args: 
     assert message in result.stderr, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
     assert (tmp_path / "taken" / "keep.txt").read_text(encoding="utf-8") == "mine\n"
+
+
+@pytest.mark.parametrize("link_to", ["nowhere", "elsewhere"], ids=["dangling", "to_a_folder"])
+def test_a_dir_that_is_a_symbolic_link_is_refused(enhtrain_cli: Any, tmp_path: Path, link_to: str) -> None:
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(link_to)
+
+    result = enhtrain_cli("plugins", "new", "acme", "--dir", "link", "--kinds", "check")
+
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "plugins new: 'link' is a symbolic link: choose another --dir" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere", "link"]
+    assert not (tmp_path / "nowhere").exists() and not any((tmp_path / "elsewhere").iterdir())
+
+
+def test_a_folder_that_cannot_be_made_leaves_nothing(enhtrain_cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("mine\n", encoding="utf-8")
+
+    result = enhtrain_cli("plugins", "new", "acme", "--dir", "file/acme", "--kinds", "check")
+
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1
+    assert "plugins new: cannot write 'file/acme': " in result.stderr and "choose another --dir" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_an_empty_folder_is_filled_in_place(enhtrain_cli: Any, tmp_path: Path) -> None:
+    (tmp_path / "here").mkdir()
+    before = (tmp_path / "here").stat().st_ino
+
+    result = enhtrain_cli("plugins", "new", "acme", "--dir", "here", "--kinds", "check")
+
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "here").stat().st_ino == before
+    assert (tmp_path / "here" / "pyproject.toml").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["here"]  # no temp folder left beside it
 
 
 def test_a_leading_enhtrain_prefix_is_dropped(enhtrain_cli: Any, tmp_path: Path) -> None:

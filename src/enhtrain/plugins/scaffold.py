@@ -27,7 +27,10 @@ joined for the kinds chosen.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -35,13 +38,17 @@ from importlib import metadata, resources
 from pathlib import Path
 from typing import NamedTuple
 
-from enhtrain.errors import ConfigError
+from enhtrain._io import TMP_PREFIX, atomic_write_text, file_mode
+from enhtrain.errors import ConfigError, quote
 from enhtrain.plugins.manager import ENTRY_POINT_GROUP, normalize_name
 
-__all__ = ["KINDS", "PluginPlan", "new_plugin", "plan_plugin", "write_plugin"]
+__all__ = ["KINDS", "MAX_NAME_LENGTH", "PluginPlan", "new_plugin", "plan_plugin", "write_plugin"]
 
 KINDS = ("callback", "logger", "profiler", "template", "env", "check")
 """The kinds of example ``plugins new`` can write, in the order of ``--kinds``."""
+
+MAX_NAME_LENGTH = 64
+"""The longest plugin name: its folder, package and file names must fit the file system's 255 bytes."""
 
 _NAME = re.compile(r"[a-z][a-z0-9]*(?:[-_][a-z0-9]+)*")
 _RUNTIME_KINDS = ("callback", "logger", "profiler")
@@ -109,8 +116,13 @@ def _check_name(name: str) -> str:
     package = "enhtrain_" + plain.replace("-", "_")
     if not _NAME.fullmatch(plain) or not package.isidentifier() or plain == "enhtrain":
         raise ConfigError(
-            f"plugins new: '{name}' is not a valid plugin name: use lower-case letters, digits, '-' and '_', "
+            f"plugins new: {quote(name)} is not a valid plugin name: use lower-case letters, digits, '-' and '_', "
             "starting with a letter (for example acme or acme-tools)"
+        )
+    if len(plain) > MAX_NAME_LENGTH:
+        raise ConfigError(
+            f"plugins new: the plugin name {quote(name, 40)} has {len(plain)} characters, more than "
+            f"{MAX_NAME_LENGTH}: choose a shorter name"
         )
     return plain
 
@@ -357,7 +369,10 @@ def new_plugin(name: str, kinds: Sequence[str] = KINDS) -> PluginPlan:
 
 
 def write_plugin(plan: PluginPlan, target: str | Path) -> list[Path]:
-    """Write the plan's files into ``target``, which must be missing or empty.
+    """Write the plan's files into ``target``, which must be missing or an empty folder.
+
+    The distribution is built in a temp folder beside ``target`` and renamed into place, so that ``target``
+    appears complete or not at all.
 
     Args:
         plan: What to write.
@@ -367,20 +382,46 @@ def write_plugin(plan: PluginPlan, target: str | Path) -> list[Path]:
         The files written, sorted.
 
     Raises:
-        ConfigError: If ``target`` exists and is not an empty folder.
+        ConfigError: If ``target`` is a symbolic link, exists and is not an empty folder, or cannot be written.
     """
-    target = Path(target)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise ConfigError(
-            f"plugins new: '{target}' already exists and is not an empty folder: choose another --dir"
-        )
     from enhtrain.security import inside
 
-    target.mkdir(parents=True, exist_ok=True)
-    written = []
-    for relative, text in plan.files.items():
-        path = inside(target / relative, target, what="plugin file")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        written.append(target / relative)
-    return sorted(written)
+    target = Path(target)
+    if target.is_symlink():
+        raise ConfigError(f"plugins new: {quote(str(target))} is a symbolic link: choose another --dir")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise ConfigError(
+            f"plugins new: {quote(str(target))} already exists and is not an empty folder: choose another --dir"
+        )
+    parent = Path(os.path.abspath(target)).parent
+    building: Path | None = None
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        building = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=parent))
+        building.chmod(file_mode() | 0o111)  # mkdtemp's 0700 would outlive the rename
+        for relative, text in plan.files.items():
+            path = inside(building / relative, building, what="plugin file")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, text)
+        destination = inside(target, parent, what="plugin folder")
+        if not os.path.lexists(destination):
+            os.rename(building, destination)
+        else:
+            # An empty folder the user made (perhaps the working directory) keeps its identity: move the
+            # finished parts into it, never over anything that appeared meanwhile.
+            for entry in sorted(building.iterdir()):
+                moved = inside(destination / entry.name, destination, what="plugin file")
+                if os.path.lexists(moved):
+                    raise FileExistsError(17, f"{entry.name} appeared while the plugin was written")
+                os.rename(entry, moved)
+            inside(building, parent, what="plugin folder").rmdir()
+        building = None
+    except OSError as err:
+        reason = err.strerror or str(err)
+        raise ConfigError(
+            f"plugins new: cannot write {quote(str(target))}: {reason}: choose another --dir"
+        ) from None
+    finally:
+        if building is not None:
+            shutil.rmtree(inside(building, parent, what="plugin folder"), ignore_errors=True)
+    return sorted(target / relative for relative in plan.files)
