@@ -355,12 +355,14 @@ def _measure(value: Any, label: str) -> None:
             pending.extend((child, depth + 1) for child in children)
 
 
-def parse_json(text: str, label: str) -> Any:
+def parse_json(text: str, label: str, *, allow_nan: bool = False) -> Any:
     """Parse JSON text within the limits: size, values, nesting, integer digits, and no ``NaN``/``Infinity``.
 
     Args:
         text: The JSON text.
         label: What the text is, for messages (a file name).
+        allow_nan: Accept ``NaN`` and ``Infinity`` (for another program's output that reports metrics, never
+            for a file that enhtrain acts on).
 
     Returns:
         The value.
@@ -370,7 +372,8 @@ def parse_json(text: str, label: str) -> Any:
     """
     _check_size(text, label, "JSON")
     try:
-        value = json.loads(text, parse_constant=_refuse_constant(label), parse_int=_json_int(label))
+        refuse = None if allow_nan else _refuse_constant(label)
+        value = json.loads(text, parse_constant=refuse, parse_int=_json_int(label))
     except ConfigError:
         raise
     except RecursionError as err:
@@ -382,7 +385,7 @@ def parse_json(text: str, label: str) -> Any:
     except ValueError as err:
         raise ConfigError(f"{label} is not valid JSON ({' '.join(str(err).split())})") from err
     _measure(value, label)
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, float) and not math.isfinite(value) and not allow_nan:
         raise ConfigError(f"{label}: a JSON number out of range: write a finite number")
     return value
 

@@ -18,7 +18,6 @@ Importing this module does not import ``wandb``; creating a logger does.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.utilities.rank_zero import rank_zero_debug, rank_zero_only, rank_zero_warn
 from typing_extensions import override
 
+from enhtrain.documents import parse_json
 from enhtrain.errors import ConfigError
 from enhtrain.loggers._common import _AllInLogDir, _check_options, _checked_by, _offline, _parameters, _require
 from enhtrain.secrets import mask_argv
@@ -191,8 +191,8 @@ def _read_run_summary(run_file: str) -> dict[str, Any] | None:
     command = [core, "leet", "inspect", "--no-observability", "--summary", "--json", "--run-file", run_file, wandb_dir]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=_WANDB_READ_TIMEOUT, check=False)
-        summary = json.loads(result.stdout) if result.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError, ValueError):
+        summary = parse_json(result.stdout, "wandb's summary", allow_nan=True) if result.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ConfigError):
         return None
     return summary if isinstance(summary, dict) else None
 

@@ -13,12 +13,11 @@ plugins imports nothing heavy.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pluggy
 
 if TYPE_CHECKING:
-    from enhtrain.config.runtime import RuntimeKeyRegistry
     from enhtrain.plugins.registry import KindRegistry
 
 hookspec = pluggy.HookspecMarker("enhtrain")
@@ -29,6 +28,18 @@ hookimpl = pluggy.HookimplMarker("enhtrain")
 
 Also importable as ``enhtrain.hookimpl``.
 """
+
+
+
+class RuntimeKeyRegistry(Protocol):
+    """What :func:`enhtrain_runtime_keys` receives (``enhtrain.config.runtime.RuntimeKeyRegistry``).
+
+    Declared here, not imported, so that the plugin system stays below the configuration that calls it.
+    """
+
+    def register(self, name: str, **options: Any) -> None:
+        """Declare a runtime key ``name`` with its ``type``, ``apply``, ``read``, ``help`` and bounds."""
+
 
 __all__ = [
     "enhtrain_env_overlays",

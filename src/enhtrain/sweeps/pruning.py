@@ -23,6 +23,8 @@ from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from enhtrain.documents import parse_json
+from enhtrain.errors import ConfigError
 from enhtrain.sweeps import CHANNEL_ENV
 
 __all__ = ["SweepPruning"]
@@ -43,8 +45,8 @@ class _Channel:
     def _read(self) -> None:
         for line in self._reader:
             try:
-                self._answers.put(json.loads(line))
-            except ValueError:
+                self._answers.put(parse_json(line, "the sweep's channel"))
+            except ConfigError:
                 continue
         self._answers.put(None)
         with self._lock:
