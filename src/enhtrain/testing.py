@@ -106,8 +106,10 @@ def write_tiny_config(path: str | Path, overrides: dict[str, Any] | None = None)
     """
     import yaml
 
+    from enhtrain._io import atomic_write_text
+
     path = Path(path)
-    path.write_text(yaml.safe_dump(tiny_config(overrides), sort_keys=False), encoding="utf-8")
+    atomic_write_text(path, yaml.safe_dump(tiny_config(overrides), sort_keys=False))
     return path
 
 
