@@ -523,12 +523,57 @@ def test_migrate_an_unwritable_output(cwd: Path, capsys: pytest.CaptureFixture[s
     ([], "give the config file to convert"),
     (["a.yaml", "b.yaml"], "unexpected argument 'b.yaml'"),
     (["a.yaml", "-o"], "-o needs a file name"),
+    (["a.yaml", "--output="], "--output needs a file name"),
+    (["a.yaml", "--in-place=yes"], "--in-place takes no value (got 'yes')"),
     (["a.yaml", "--force"], "unknown option '--force'"),
+    (["a.yaml", "--x\ny"], "unknown option '--x\\ny'"),
 ])
 def test_migrate_bad_arguments(args: list[str], fragment: str, cwd: Path,
                                capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(["config", "migrate", *args], capsys)
     assert_refused(code, err, fragment)
+
+
+@pytest.mark.parametrize("form", [["--output=new.yaml"], ["--out", "new.yaml"], ["--outp=new.yaml"], ["-onew.yaml"]])
+def test_migrate_output_forms_name_the_output(form: list[str], cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = _write(cwd / "old.yaml", LEGACY.read_text())
+    code, _, err = _run(["config", "migrate", "old.yaml", *form], capsys)
+    assert code == 0, err
+    assert "wrote new.yaml" in err
+    assert yaml.safe_load((cwd / "new.yaml").read_text())["schema_version"] == CURRENT_SCHEMA_VERSION
+    assert old.read_text() == LEGACY.read_text()
+
+
+def test_migrate_in_place_keeps_the_mode(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = _write(cwd / "old.yaml", LEGACY.read_text())
+    old.chmod(0o640)
+    code, _, err = _run(["config", "migrate", "old.yaml", "--in-place"], capsys)
+    assert code == 0, err
+    assert old.stat().st_mode & 0o777 == 0o640
+    assert yaml.safe_load(old.read_text())["schema_version"] == CURRENT_SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("option", [["--in-place"], ["-o", "target.yaml"]])
+def test_migrate_refuses_a_read_only_file(option: list[str], cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = _write(cwd / "old.yaml", LEGACY.read_text())
+    target = _write(cwd / "target.yaml", "mine: 1\n")
+    for path in (old, target):
+        path.chmod(0o444)
+    code, _, err = _run(["config", "migrate", "old.yaml", *option], capsys)
+    name = "old.yaml" if option == ["--in-place"] else "target.yaml"
+    assert_refused(code, err, f"{option[0]} '{name}' is read-only: make it writable")
+    assert old.read_text() == LEGACY.read_text() and target.read_text() == "mine: 1\n"
+    assert old.stat().st_mode & 0o777 == 0o444
+    assert sorted(p.name for p in cwd.iterdir()) == ["old.yaml", "target.yaml"]
+
+
+def test_migrate_refuses_to_write_through_a_link(cwd: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write(cwd / "old.yaml", LEGACY.read_text())
+    mine = _write(cwd / "mine.yaml", "mine: 1\n")
+    (cwd / "link.yaml").symlink_to("mine.yaml")
+    code, _, err = _run(["config", "migrate", "old.yaml", "-o", "link.yaml"], capsys)
+    assert_refused(code, err, "-o 'link.yaml' is a symbolic link")
+    assert (cwd / "link.yaml").is_symlink() and mine.read_text() == "mine: 1\n"
 
 
 def test_migrate_is_listed(capsys: pytest.CaptureFixture[str]) -> None:
