@@ -109,18 +109,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     Loading is safe by default: checkpoints load with ``weights_only=True`` unless ``trust_checkpoint``.
 
+    With ``manifest_dir``, every checkpoint saved into that folder, whichever callback (or
+    ``trainer.save_checkpoint``) saves it, is listed in its ``manifest.json`` with its sha256, size, step and
+    epoch (and the metrics that enhtrain's provenance entry recorded), and every checkpoint removed from it is
+    taken out of the manifest.
+
     Args:
         trust_checkpoint: Allow loading checkpoints that need pickled Python objects.
         root: The run directory: a checkpoint path that resolves outside it is refused (the path gate).
+        manifest_dir: The run's ``checkpoints/`` folder, whose manifest this IO keeps (only the process that
+            writes run files passes it).
 
     Attributes:
         last_saved: Path of the most recent save to ``(sha256, size)``.
     """
 
-    def __init__(self, trust_checkpoint: bool = False, root: str | Path | None = None) -> None:
+    def __init__(
+        self, trust_checkpoint: bool = False, root: str | Path | None = None, manifest_dir: str | Path | None = None
+    ) -> None:
         super().__init__()
         self.trust_checkpoint = trust_checkpoint
         self.root = root
+        self.manifest_dir = Path(manifest_dir) if manifest_dir is not None else None
         self.last_saved: dict[str, tuple[str, int]] = {}
 
     @override
@@ -149,6 +159,51 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         assert writer is not None
         _fsync_dir(target.parent)
         self.last_saved[str(target)] = (writer.digest.hexdigest(), writer.size)
+        if self._in_manifest_dir(target):
+            self._record(target, checkpoint, self.last_saved[str(target)])
+
+    @override
+    def remove_checkpoint(self, path: _PATH) -> None:
+        target = Path(path)
+        if self.root is not None:
+            inside(target, self.root, what="checkpoint file")
+        super().remove_checkpoint(path)
+        if self._in_manifest_dir(target):
+            from enhtrain.checkpoints.manifest import Manifest
+
+            manifest = Manifest(target.parent)
+            if manifest.entry(target.name) is not None:
+                manifest.remove(target.name)
+                manifest.save()
+
+    def _in_manifest_dir(self, target: Path) -> bool:
+        if self.manifest_dir is None:
+            return False
+        return os.path.realpath(target.parent) == os.path.realpath(self.manifest_dir)
+
+    def _record(self, target: Path, checkpoint: dict[str, Any], digest: tuple[str, int]) -> None:
+        """List a checkpoint saved into the run's ``checkpoints/`` in its manifest."""
+        from datetime import datetime, timezone
+
+        from enhtrain.checkpoints.manifest import Manifest
+
+        provenance = checkpoint.get("enhtrain")
+        metrics = provenance.get("metrics") if isinstance(provenance, dict) else None
+        step, epoch = checkpoint.get("global_step"), checkpoint.get("epoch")
+        manifest = Manifest(target.parent)
+        manifest.add(
+            {
+                "file": target.name,
+                "sha256": digest[0],
+                "size": digest[1],
+                "step": step if isinstance(step, int) else None,
+                "epoch": epoch if isinstance(epoch, int) else None,
+                "metrics": metrics if isinstance(metrics, dict) else {},
+                "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+        )
+        manifest.data["last" if target.stem.startswith("last") else "newest"] = target.name
+        manifest.save()
 
     @override
     def load_checkpoint(self, path: _PATH, map_location: Any | None = None, weights_only: bool | None = None) -> Any:

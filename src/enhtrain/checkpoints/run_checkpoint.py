@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from typing_extensions import override
 
 from enhtrain._io import TMP_PREFIX
@@ -19,7 +19,7 @@ from enhtrain.checkpoints.retention import plan_prune
 from enhtrain.checkpoints.rng import collect_rng_states, restore_rng_states
 from enhtrain.security import PathEscapeError, inside, is_plain_name
 
-__all__ = ["RunCheckpoint"]
+__all__ = ["CheckpointProvenance", "RunCheckpoint"]
 
 
 def _floats(metrics: dict[str, Any]) -> dict[str, float]:
@@ -43,6 +43,62 @@ def _relocated(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
     if isinstance(state.get("best_k_models"), dict):
         out["best_k_models"] = {move(k): v for k, v in state["best_k_models"].items()}
     return out
+
+
+def _provenance(
+    run_info: dict[str, Any], trainer: pl.Trainer, monitor: str | None, mode: str | None, started: float
+) -> dict[str, Any]:
+    """The ``enhtrain`` entry of a checkpoint: the run, the step, the metrics and the random states."""
+    return {
+        **run_info,
+        "global_step": trainer.global_step,
+        "epoch": trainer.current_epoch,
+        "metrics": _floats(trainer.callback_metrics),
+        "monitor": monitor,
+        "mode": mode,
+        "wall_time_s": round(time.monotonic() - started, 3),
+        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "rng": collect_rng_states(),
+    }
+
+
+class CheckpointProvenance(Callback):
+    """Gives the checkpoints of a user's ``ModelCheckpoint`` the ``enhtrain`` entry that :class:`RunCheckpoint` writes.
+
+    Used when a ``ModelCheckpoint`` given to the Trainer replaces enhtrain's: its checkpoints record the run,
+    the step, the metrics (which the manifest lists) and the random states, restored when training resumes.
+
+    Args:
+        run_info: What to embed in every checkpoint (name, version, config, config_hash, git, versions).
+    """
+
+    def __init__(self, run_info: dict[str, Any]) -> None:
+        self.run_info = dict(run_info)
+        self._started = time.monotonic()
+        self._rng_to_restore: dict[str, Any] | None = None
+
+    @override
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        given = trainer.checkpoint_callback
+        monitor = getattr(given, "monitor", None)
+        mode = getattr(given, "mode", None)
+        checkpoint["enhtrain"] = _provenance(self.run_info, trainer, monitor, mode, self._started)
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        saved = checkpoint.get("enhtrain")
+        rng = saved.get("rng") if isinstance(saved, dict) else None
+        self._rng_to_restore = rng if isinstance(rng, dict) else None
+
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._rng_to_restore is not None:
+            restore_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -109,17 +165,7 @@ class RunCheckpoint(ModelCheckpoint):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
-        checkpoint["enhtrain"] = {
-            **self.run_info,
-            "global_step": trainer.global_step,
-            "epoch": trainer.current_epoch,
-            "metrics": _floats(trainer.callback_metrics),
-            "monitor": self.monitor,
-            "mode": self.mode,
-            "wall_time_s": round(time.monotonic() - self._started, 3),
-            "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "rng": collect_rng_states(),
-        }
+        checkpoint["enhtrain"] = _provenance(self.run_info, trainer, self.monitor, self.mode, self._started)
 
     @override
     def on_load_checkpoint(
