@@ -20,7 +20,8 @@ __all__ = ["USAGE", "run"]
 
 USAGE = """\
 usage: enhtrain sweep run --sweep SPEC [--workers N] [--trials N] [--storage URL] [--config FILE ...] [flags]
-       enhtrain sweep worker [NAME] [--storage URL] [--study NAME] [--workers N] [--root DIR]
+       enhtrain sweep worker [NAME] [--storage URL] [--study NAME] [--workers N] [--root DIR] [--safe]
+                             [--allow_module M]
        enhtrain sweep show NAME [--storage URL] [--root DIR] [--json]
        enhtrain sweep best NAME [--storage URL] [--root DIR] [--print_config | --json]
        enhtrain sweep plots NAME [--storage URL] [--root DIR] [--out DIR]
@@ -69,9 +70,49 @@ def _echo_lock() -> Any:
     return echo
 
 
+_MAX_WORKERS = 256
+
+
 def _check_workers(workers: int) -> None:
-    if workers < 1:
-        raise ConfigError(f"--workers {workers}: give at least 1 (the number of trials that run at a time)")
+    if not 1 <= workers <= _MAX_WORKERS:
+        raise ConfigError(f"--workers {_count(workers)}: give 1 to {_MAX_WORKERS} (the number of trials that run at a "
+                          "time on this machine)")
+
+
+def _count(value: int) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} digits)"
+
+
+def _check_name(name: str | None) -> None:
+    """Refuse a sweep name that cannot be one: a control character would also break the one-line message."""
+    from enhtrain.sweeps.spec import shown
+
+    if name is not None and (not name or not name.isprintable() or len(name.encode()) > 4096):
+        raise ConfigError(f"sweep name '{shown(name)}': not a sweep's name or directory (it holds a control "
+                          "character, or is empty or too long); give the name of the sweep (see its spec's sweep.name)")
+
+
+_DAMAGED = (ValueError, KeyError, TypeError, AttributeError, LookupError, RecursionError)
+
+
+def _reading(action: str, handler: Any, argv: list[str]) -> int:
+    """Run a command that reads a study; whatever a damaged store breaks inside Optuna becomes one line."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from enhtrain.sweeps.spec import shown
+    from enhtrain.sweeps.study import mask_url
+
+    try:
+        return int(handler(argv))
+    except ConfigError:
+        raise
+    except (*_DAMAGED, SQLAlchemyError) as err:
+        detail = mask_url(" ".join(str(err).split()))
+        raise ConfigError(
+            f"enhtrain sweep {action}: cannot read the sweep's store ({type(err).__name__}: {shown(detail, 200)}): "
+            "the study is damaged or was written by something else than enhtrain"
+        ) from err
 
 
 def _sweep_run(argv: list[str]) -> int:
@@ -85,8 +126,10 @@ def _sweep_run(argv: list[str]) -> int:
         raise ConfigError("enhtrain sweep run: --sweep SPEC is required: the YAML file with the sweep's name, metric "
                           "and params (see configs/sweeps/lr.yaml)")
     _check_workers(args.workers)
-    if args.trials is not None and args.trials < 1:
-        raise ConfigError(f"--trials {args.trials}: give at least 1")
+    from enhtrain.sweeps.spec import MAX_TRIALS
+
+    if args.trials is not None and not 1 <= args.trials <= MAX_TRIALS:
+        raise ConfigError(f"--trials {_count(args.trials)}: give 1 to {MAX_TRIALS}")
     if not Path(args.sweep).is_file():
         raise ConfigError(f"--sweep: spec file '{args.sweep}' not found: check the path")
     spec = load_spec(args.sweep, trials=args.trials, storage=args.storage)
@@ -170,16 +213,21 @@ def _work(sweep: Any, workers: int, *, created: list[Path] | None = None) -> int
 
 
 def _sweep_worker(argv: list[str]) -> int:
+    from enhtrain.sweeps.stored import worker_flags
     from enhtrain.sweeps.study import find_storage, open_sweep
 
+    # The flags that loosen or tighten the trials' checks come from this command line only, never from the store.
+    flags, argv = worker_flags(argv)
     args = _parser("worker").parse_args(argv)
     _check_workers(args.workers)
     name = args.study or args.name
     if name is None:
         raise ConfigError("enhtrain sweep worker: give the study: --study NAME (with --storage URL), or the sweep's "
                           "name for its embedded store")
+    _check_name(name)
     url, directory = find_storage(name, storage=args.storage, root=args.root)
-    sweep = open_sweep(Path(name).name, url, directory, seed_offset=os.getpid())
+    sweep = _reading("worker", lambda _: open_sweep(Path(name).name, url, directory, seed_offset=os.getpid(),
+                                                     flags=flags, root=args.root), argv)
     sweep.write_base()
     return _work(sweep, args.workers)
 
@@ -187,8 +235,9 @@ def _sweep_worker(argv: list[str]) -> int:
 def _open_for_results(args: Any) -> Any:
     from enhtrain.sweeps.study import find_storage, open_sweep
 
+    _check_name(args.name)
     url, directory = find_storage(args.name, storage=args.storage, root=args.root)
-    return open_sweep(Path(args.name).name, url, directory, for_work=False)
+    return open_sweep(Path(args.name).name, url, directory, for_work=False, root=args.root)
 
 
 def _sweep_show(argv: list[str]) -> int:
@@ -231,13 +280,33 @@ def _sweep_plots(argv: list[str]) -> int:
     from enhtrain.sweeps.results import write_plots
 
     args = _parser("plots").parse_args(argv)
+    out = _plots_folder(args.out)
     sweep = _open_for_results(args)
-    written, skipped = write_plots(sweep, Path(args.out) if args.out else None)
+    written, skipped = write_plots(sweep, out)
     for path in written:
         sys.stdout.write(f"{path}\n")
     for name, reason in skipped.items():
         sys.stdout.write(f"skipped {name}: {reason}\n")
     return 0
+
+
+def _plots_folder(out: str | None) -> Path | None:
+    """Refuse an ``--out`` that is not a folder one can write into, before the store is opened."""
+    from enhtrain.sweeps.spec import shown
+
+    if out is None:
+        return None
+    path = Path(out)
+    if not out or not out.isprintable():
+        raise ConfigError(f"--out '{shown(out)}': give the folder to write the plots into")
+    real = Path(os.path.realpath(path))
+    if real.parts[1:2] in (("proc",), ("sys",), ("dev",)):
+        raise ConfigError(f"--out '{shown(out, 200)}': a system folder ({real.parts[1]}) cannot hold plots; give "
+                          "a folder of your own")
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out '{shown(out, 200)}' is a file, not a folder: give the folder to write the plots "
+                          "into")
+    return path
 
 
 def run(args: list[str]) -> int:
@@ -264,4 +333,6 @@ def run(args: list[str]) -> int:
         raise ConfigError("enhtrain sweep needs Optuna: pip install 'enhtrain[sweep]'") from err
     handler = {"run": _sweep_run, "worker": _sweep_worker, "show": _sweep_show, "best": _sweep_best,
                "plots": _sweep_plots}[action]
+    if action in ("show", "best", "plots"):
+        return _reading(action, handler, rest)
     return handler(rest)

@@ -12,17 +12,29 @@ import difflib
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import yaml
-
 from enhtrain.config.compose import RESERVED_ENV_VARS
+from enhtrain.documents import parse_yaml
 from enhtrain.errors import ConfigError
 from enhtrain.secrets import MASK
-from enhtrain.sweeps.spec import Param
+from enhtrain.sweeps.spec import Param, shown
 
-__all__ = ["check_params", "compose_base", "config_keys", "first_difference", "set_dotted", "trial_environment"]
+__all__ = [
+    "check_config",
+    "check_params",
+    "compose_base",
+    "config_keys",
+    "first_difference",
+    "get_dotted",
+    "set_dotted",
+    "trial_environment",
+]
+
+_CHECKING = threading.Lock()  # the plugin registry and the composition are shared by a worker's threads
+_UNSET = object()
 
 
 def trial_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -31,7 +43,9 @@ def trial_environment(environ: Mapping[str, str]) -> dict[str, str]:
     ``ENHTRAIN_ENV`` and the ``ENHTRAIN_<SECTION>__<KEY>`` variables are composed into the base config; applied
     again, they would sit above the trial's layer and hide the sampled values.
     """
-    keep = (set(RESERVED_ENV_VARS) - {"ENHTRAIN_ENV", "ENHTRAIN_RUN_DIR"}) | {"ENHTRAIN_ALLOWED_MODULES"}
+    # A trial is a launch of its own (no run token) and trusts no checkpoint.
+    keep = set(RESERVED_ENV_VARS) - {"ENHTRAIN_ENV", "ENHTRAIN_RUN_DIR", "ENHTRAIN_RUN_TOKEN",
+                                     "ENHTRAIN_TRUST_CHECKPOINT"}
     return {k: v for k, v in environ.items() if not k.startswith("ENHTRAIN_") or k in keep}
 
 
@@ -63,10 +77,7 @@ def compose_base(args: Sequence[str], environ: Mapping[str, str] | None = None, 
             tail = lines[-1] if lines else f"exit status {done.returncode}"
             message = f"cannot compose the base config (enhtrain fit ... --print_config failed: {tail})"
         raise ConfigError(message)
-    try:
-        data = yaml.safe_load(done.stdout)
-    except yaml.YAMLError as err:  # pragma: no cover - Lightning prints valid YAML
-        raise ConfigError(f"cannot read the composed base config: {err}") from err
+    data = parse_yaml(done.stdout, "the composed base config")
     if not isinstance(data, dict):
         raise ConfigError("the composed base config is empty: give a config with --config")
     secret = _find_mask(data)
@@ -153,3 +164,57 @@ def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
             child = data[part] = {}
         data = child
     data[parts[-1]] = value
+
+
+def get_dotted(data: Mapping[str, Any], key: str, default: Any = None) -> Any:
+    """``data["a"]["b"]`` for the key ``"a.b"``, or ``default`` when a level is missing or not a mapping."""
+    value: Any = data
+    for part in key.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return default
+        value = value[part]
+    return value
+
+
+def check_config(args: Sequence[str], flags: Sequence[str], environ: Mapping[str, str], *, label: str,
+                 expected: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Compose ``enhtrain fit ARGS FLAGS`` and check it as ``fit`` does before it imports Lightning.
+
+    Every check of ``fit`` applies (schema, components, import gate, trust rule); then each key of ``expected``
+    must hold the value the sweep sets, so that a sampled section (``experiment: {root_dir: ...}``) cannot move a
+    trial, and no checkpoint is trusted or loaded.
+
+    Args:
+        args: The config arguments (``--config FILE`` or inline YAML).
+        flags: The trial flags (``--safe``, ``--allow_module M``).
+        environ: The trial's environment.
+        label: What is checked, for messages.
+        expected: Dotted keys the sweep sets and their values.
+
+    Returns:
+        The composed config.
+
+    Raises:
+        ConfigError: With ``fit``'s one-line message, or naming the key the sweep sets.
+    """
+    from enhtrain.config.arguments import prepare_arguments
+
+    with _CHECKING:
+        prepared = prepare_arguments(["fit", *args, *flags], force=True, environ=environ)
+    assert prepared is not None  # force=True always composes
+    data = prepared.composed.data
+    for key, value in (expected or {}).items():
+        actual = get_dotted(data, key, _UNSET)
+        if actual is _UNSET and value is None:
+            continue
+        if actual != value:
+            where = prepared.composed.source_of(tuple(key.split("."))) or label
+            raise ConfigError(
+                f"{where}: {key}: set to {shown(actual)} but the sweep sets it on every trial (to {shown(value)}); "
+                "sample other keys"
+            )
+    if get_dotted(data, "experiment.trust_checkpoint") not in (None, False):
+        where = prepared.composed.source_of(("experiment", "trust_checkpoint")) or label
+        raise ConfigError(f"{where}: experiment.trust_checkpoint: a sweep's trials load no checkpoint and trust "
+                          "none; remove it")
+    return data

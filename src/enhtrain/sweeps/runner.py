@@ -33,10 +33,11 @@ from typing import Any
 import yaml
 
 from enhtrain._io import atomic_write_json, atomic_write_text
+from enhtrain.documents import parse_json, read_json, read_text
 from enhtrain.errors import ConfigError
 from enhtrain.security import inside
 from enhtrain.sweeps import CHANNEL_ENV
-from enhtrain.sweeps.base import set_dotted, trial_environment
+from enhtrain.sweeps.base import check_config, set_dotted, trial_environment
 from enhtrain.sweeps.study import Sweep, mask_url
 
 __all__ = [
@@ -134,9 +135,10 @@ def trial_layer(sweep: Sweep, number: int, params: dict[str, Any]) -> dict[str, 
 def _last_error(log: Path) -> str | None:
     """The last ``enhtrain: error:`` line of a trial's log, or its last line."""
     try:
-        lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
-    except OSError:
+        text = read_text(log, what="trial log", max_bytes=64 * 1024 * 1024, follow_symlinks=False)
+    except ConfigError:
         return None
+    lines = [line.strip() for line in text.splitlines()]
     lines = [line for line in lines if line]
     found = next((line.removeprefix("enhtrain: error: ") for line in reversed(lines)
                   if line.startswith("enhtrain: error: ")), None)
@@ -345,14 +347,22 @@ class WorkerPool:
         run_dir = Path(sweep.root_dir) / spec.name / f"trial_{number}"
         header = (f"# sweep trial {number} of {spec.name}: the sampled values, the trial's run directory and the "
                   "pruning callback,\n# layered on sweep-base.yaml\n")
-        atomic_write_text(layer_path, header + yaml.safe_dump(trial_layer(sweep, number, params), sort_keys=False))
+        layer = trial_layer(sweep, number, params)
+        atomic_write_text(layer_path, header + yaml.safe_dump(layer, sort_keys=False))
         worker = f"{socket.gethostname()}:{os.getpid()}:{index}"
         env = self._environment(index)
+        configs = ["--config", str(sweep.base_path), "--config", str(directory / layer_path.name)]
+        self._check(trial, state, configs, env, {
+            "experiment.name": spec.name, "experiment.version": f"trial_{number}",
+            "experiment.root_dir": sweep.root_dir, "experiment.resume": None,
+            "experiment.sweep": layer["experiment"]["sweep"],
+            "trainer.callbacks": layer["trainer"]["callbacks"], "ckpt_path": None,
+        })
         device = env.get("CUDA_VISIBLE_DEVICES") if self.devices else None
         trial.set_user_attr("enhtrain_worker", worker)
         trial.set_user_attr("enhtrain_run_dir", str(run_dir))
-        command = [sys.executable, "-m", "enhtrain", "fit", "--config", str(sweep.base_path),
-                   "--config", str(directory / layer_path.name), *sweep.trial_flags]
+        # Built from the checked spec, the sampled values and this worker's own flags only.
+        command = [sys.executable, "-m", "enhtrain", "fit", *configs, *sweep.trial_flags]
         shown = ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in params.items())
         self.echo(f"trial {number} started: {shown}" + (f" (GPU {device})" if device else ""))
         started = time.monotonic()
@@ -393,8 +403,10 @@ class WorkerPool:
                     os.fdopen(answer_write, "w", encoding="utf-8") as answers:
                 for line in requests:
                     try:
-                        message = json.loads(line)
-                    except ValueError:
+                        message = parse_json(line, "a trial's pruning message")
+                    except ConfigError:
+                        continue
+                    if not isinstance(message, dict):
                         continue
                     prune = False
                     if "missing" in message:
@@ -473,6 +485,21 @@ class WorkerPool:
         if stopped:
             raise _Stopped
 
+    def _check(self, trial: Any, state: dict[str, Any], configs: list[str], env: dict[str, str],
+               expected: dict[str, Any]) -> None:
+        """Check the trial's composed config as ``fit`` checks one; a refused config fails the trial for good."""
+        from optuna.trial import TrialState
+
+        try:
+            check_config(configs, self.sweep.trial_flags, env, label=configs[-1], expected=expected)
+        except ConfigError as err:
+            message = str(err)
+            trial.set_user_attr("enhtrain_error", message[:300])
+            self.sweep.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            state["told"] = True
+            raise ConfigError(f"sweep trial {trial.number}: its config was refused: {message}; check the values of "
+                              "sweep.params") from err
+
     def _heartbeat(self, trial_id: int, done: threading.Event) -> None:
         interval = self.sweep.spec.heartbeat_interval
         while not done.wait(interval):
@@ -506,8 +533,8 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
 
 def _read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(path, what="run file")
+    except ConfigError:
         return {}
     return data if isinstance(data, dict) else {}
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -28,9 +29,15 @@ from enhtrain.config.compose import ComposedConfig
 from enhtrain.config.loading import Layer, load_yaml_file
 from enhtrain.config.schema import NamedComponent, infer_mode
 from enhtrain.errors import ConfigError
+from enhtrain.secrets import is_secret_key, secret_values
 from enhtrain.sweeps._common import quiet_optuna
 
 __all__ = [
+    "MAX_CHOICES",
+    "MAX_GRID_POINTS",
+    "MAX_HEARTBEAT_INTERVAL",
+    "MAX_INT",
+    "MAX_TRIALS",
     "PRUNERS",
     "RESERVED_PARAMS",
     "SAMPLERS",
@@ -38,9 +45,12 @@ __all__ = [
     "SweepSpec",
     "build_pruner",
     "build_sampler",
+    "check_spec",
+    "grid_size",
     "load_spec",
     "param_locations",
     "parse_param",
+    "shown",
 ]
 
 SAMPLERS = {
@@ -63,6 +73,24 @@ PRUNERS = {
 RESERVED_PARAMS = ("experiment.name", "experiment.version", "experiment.root_dir", "experiment.resume",
                    "experiment.sweep", "trainer.callbacks", "ckpt_path")
 """Keys a sweep sets on every trial itself, which a spec may not sample."""
+
+MAX_TRIALS = 100_000
+"""The most trials a sweep may ask for."""
+
+MAX_GRID_POINTS = 100_000
+"""The most points a grid search may have (the product of every parameter's number of values); Optuna's grid
+sampler holds them all in memory."""
+
+MAX_CHOICES = 10_000
+"""The most values one ``choice`` may list."""
+
+MAX_INT = 2**53
+"""The largest magnitude of an ``int`` range's bounds: Optuna stores every sampled value as a float, which holds
+whole numbers exactly up to here."""
+
+MAX_HEARTBEAT_INTERVAL = 3600
+"""The longest heartbeat interval and the shortest grace period's upper bound, in seconds (one hour; the grace
+period may be up to a day)."""
 
 _KINDS = ("float", "int", "choice")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -131,24 +159,58 @@ class Param:
             return int(value)
         return value
 
-    def grid(self) -> list[Any]:
-        """The values a grid search tries.
+    def grid_count(self) -> int:
+        """How many values a grid search tries, counted without listing them.
 
         Raises:
             ValueError: For a float range without a ``step``.
         """
         if self.kind == "choice":
-            return self.optuna_choices()
+            return len(self.choices)
         if self.step is None and self.kind == "float":
             raise ValueError("the grid sampler needs a step for a float range (or use choice)")
+        if self.kind == "int":
+            return (int(self.high) - int(self.low)) // int(self.step or 1) + 1  # type: ignore[arg-type]
+        spans = (float(self.high) - float(self.low)) / float(self.step) + 1e-9  # type: ignore[arg-type]
+        return math.floor(spans) + 1 if math.isfinite(spans) and spans < MAX_GRID_POINTS else MAX_GRID_POINTS + 1
+
+    def grid(self) -> list[Any]:
+        """The values a grid search tries.
+
+        Raises:
+            ValueError: For a float range without a ``step``, or with more than :data:`MAX_GRID_POINTS` values.
+        """
+        count = self.grid_count()
+        if count > MAX_GRID_POINTS:
+            raise ValueError(f"{count} grid points is over the limit of {MAX_GRID_POINTS}: use a wider step")
+        if self.kind == "choice":
+            return self.optuna_choices()
         step = self.step or 1
-        count = math.floor((float(self.high) - float(self.low)) / step + 1e-9) + 1  # type: ignore[arg-type]
         values = [float(self.low) + i * step for i in range(count)]  # type: ignore[arg-type]
         return [round(v) for v in values] if self.kind == "int" else [round(v, 12) for v in values]
 
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def shown(text: object, limit: int = 80) -> str:
+    """A value for a one-line message: control characters escaped, cut to ``limit`` characters."""
+    text = str(text)
+    escaped = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return escaped if len(escaped) <= limit else escaped[:limit] + "..."
+
+
+def grid_size(params: list[Param]) -> int:
+    """The number of points of a grid search over ``params`` (capped just past :data:`MAX_GRID_POINTS`).
+
+    Raises:
+        ValueError: For a float range without a ``step``.
+    """
+    total = 1
+    for param in params:
+        total = min(total * param.grid_count(), MAX_GRID_POINTS + 1)
+    return total
 
 
 def parse_param(key: str, raw: Any) -> Param:
@@ -183,6 +245,8 @@ def parse_param(key: str, raw: Any) -> Param:
             raise ValueError("bad distribution: log and step apply to a float or int range, not to choice")
         if not isinstance(choices, list) or not choices:
             raise ValueError("empty choice: give a non-empty list of values, such as choice: [32, 64]")
+        if len(choices) > MAX_CHOICES:
+            raise ValueError(f"choice lists {len(choices)} values, over the limit of {MAX_CHOICES}")
         texts = [json.dumps(c, sort_keys=True) for c in choices]
         if len(set(texts)) != len(texts):
             raise ValueError("choice lists a value twice: give each value once")
@@ -201,6 +265,10 @@ def parse_param(key: str, raw: Any) -> Param:
         raise ValueError(f"bad distribution: step must be a positive number, got {step!r}")
     if kind == "int" and not all(float(v).is_integer() for v in (low, high, step or 1)):
         raise ValueError(f"bad distribution: an int range takes whole numbers, got {bounds} (use float for others)")
+    if kind == "int" and not all(abs(v) <= MAX_INT for v in (low, high, step or 1)):
+        raise ValueError(f"bad distribution: an int range lies within -2**53 and 2**53, got {bounds}")
+    if not math.isfinite(float(high) - float(low)):
+        raise ValueError(f"bad distribution: the range [{low}, {high}] is too wide to sample")
     if low >= high:
         raise ValueError(f"empty range [{low}, {high}]: the first number must be below the second")
     if log and low <= 0:
@@ -243,13 +311,13 @@ class SweepSpec(BaseModel):
     name: str
     metric: str
     mode: Literal["min", "max"] | None = None
-    trials: int = Field(default=20, ge=1)
+    trials: int = Field(default=20, ge=1, le=MAX_TRIALS)
     sampler: str | NamedComponent = "tpe"
     pruner: str | NamedComponent = "median"
     storage: str | None = None
-    heartbeat_interval: int = Field(default=10, ge=1)
-    grace_period: int | None = Field(default=None, ge=1)
-    max_retry: int | None = Field(default=3, ge=0)
+    heartbeat_interval: int = Field(default=10, ge=1, le=MAX_HEARTBEAT_INTERVAL)
+    grace_period: int | None = Field(default=None, ge=1, le=24 * MAX_HEARTBEAT_INTERVAL)
+    max_retry: int | None = Field(default=3, ge=0, le=1000)
     params: dict[str, Any]
     enqueue: list[dict[str, Any]] = Field(default_factory=list)
 
@@ -257,7 +325,8 @@ class SweepSpec(BaseModel):
     @classmethod
     def _check_name(cls, value: str) -> str:
         if not value or not set(value) <= _NAME_CHARS or value[0] in ".-_" or len(value.encode()) > 200:
-            raise ValueError(f"'{value}' is not a valid sweep name: use letters, digits, '_', '-' and '.'")
+            raise ValueError(f"'{shown(value)}' is not a valid sweep name: use letters, digits, '_', '-' and '.' "
+                             "(200 bytes at most)")
         return value
 
     @field_validator("sampler", "pruner", mode="before")
@@ -340,61 +409,109 @@ def load_spec(path: str | Path, *, trials: int | None = None, storage: str | Non
     section = layer.data.get("sweep")
     if set(layer.data) != {"sweep"} or not isinstance(section, dict):
         extra = sorted(k for k in layer.data if k != "sweep")
-        detail = f"unknown top-level key '{extra[0]}'" if extra else "no 'sweep' mapping"
+        detail = f"unknown top-level key '{shown(extra[0])}'" if extra else "no 'sweep' mapping"
         raise ConfigError(f"{path}: {detail}: a sweep spec holds one section, 'sweep:', with name, metric and params")
     data = dict(section)
     if trials is not None:
         data["trials"] = trials
     if storage is not None:
         data["storage"] = storage
+    return check_spec(data, lambda keys: _where(layer, ("sweep", *keys), str(path)))
+
+
+def check_spec(data: Any, where: Callable[[tuple[str, ...]], str]) -> SweepSpec:
+    """Check the ``sweep`` section of a spec, from a file or from a study's store, as one.
+
+    Args:
+        data: The section's mapping.
+        where: Where a key path of the section was set (``spec.yaml:7``), for messages.
+
+    Raises:
+        ConfigError: Naming where, the key, and the fix.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where(())}: sweep: not a mapping: a sweep spec holds name, metric and params")
+    _check_secrets(data, where)
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as err:
         first = err.errors()[0]
         loc = tuple(str(p) for p in first["loc"] if not (isinstance(p, str) and (p[:1].isupper() or p == "str")))
-        where = _where(layer, ("sweep", *loc), str(path))
         message = first["msg"].removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
-            message = f"unknown key '{loc[-1]}'; allowed keys: {', '.join(SweepSpec.model_fields)}"
+            message = f"unknown key '{shown(loc[-1])}'; allowed keys: {', '.join(SweepSpec.model_fields)}"
         elif first["type"] == "missing":
             message = f"'{loc[-1]}' is missing: a sweep needs name, metric and params"
-        raise ConfigError(f"{where}: sweep.{'.'.join(loc)}: {message}") from err
+        raise ConfigError(f"{where(loc)}: sweep.{shown('.'.join(loc), 120)}: {shown(message, 300)}") from err
     for key, raw in spec.params.items():
-        where = _where(layer, ("sweep", "params", key), str(path))
+        at = where(("params", key))
         if not key or any(not part for part in key.split(".")):
-            raise ConfigError(f"{where}: sweep.params: '{key}' is not a dotted config key such as model.init_args.lr")
+            raise ConfigError(f"{at}: sweep.params: '{shown(key)}' is not a dotted config key such as "
+                              "model.init_args.lr")
         reserved = next((r for r in RESERVED_PARAMS if key == r or key.startswith(r + ".")), None)
         if reserved is not None:
-            raise ConfigError(f"{where}: sweep.params.{key}: '{reserved}' is set by the sweep on every trial; "
+            raise ConfigError(f"{at}: sweep.params.{shown(key)}: '{reserved}' is set by the sweep on every trial; "
                               "sample another key")
+        holds = next((r for r in RESERVED_PARAMS if r.startswith(key + ".")), None)
+        if holds is not None:
+            raise ConfigError(f"{at}: sweep.params.{shown(key)}: it holds '{holds}', which the sweep sets on every "
+                              f"trial; sample the keys under {shown(key)} one by one")
         try:
             parse_param(key, raw)
         except ValueError as err:
-            raise ConfigError(f"{where}: sweep.params.{key}: {err}") from err
+            raise ConfigError(f"{at}: sweep.params.{shown(key)}: {shown(err, 300)}") from err
     params = {p.key: p for p in spec.parsed_params()}
     if len(spec.enqueue) > spec.trials:
-        where = _where(layer, ("sweep", "enqueue"), str(path))
-        raise ConfigError(f"{where}: sweep.enqueue: {len(spec.enqueue)} entries, but trials is {spec.trials}: "
-                          "enqueue at most as many as the sweep runs")
+        raise ConfigError(f"{where(('enqueue',))}: sweep.enqueue: {len(spec.enqueue)} entries, but trials is "
+                          f"{spec.trials}: enqueue at most as many as the sweep runs")
     for index, values in enumerate(spec.enqueue):
-        where = _where(layer, ("sweep", "enqueue", str(index)), str(path))
+        at = where(("enqueue", str(index)))
         for key, value in values.items():
             if key not in params:
-                raise ConfigError(f"{where}: sweep.enqueue[{index}]: '{key}' is not one of sweep.params: "
-                                  f"{', '.join(params)}")
+                raise ConfigError(f"{at}: sweep.enqueue[{index}]: '{shown(key)}' is not one of sweep.params: "
+                                  f"{shown(', '.join(params), 200)}")
             try:
                 params[key].encode(value)
             except ValueError as err:
-                raise ConfigError(f"{where}: sweep.enqueue[{index}].{key}: {err}") from err
+                raise ConfigError(f"{at}: sweep.enqueue[{index}].{shown(key)}: {shown(err, 200)}") from err
     for kind, component, table in (("sampler", spec.sampler, SAMPLERS), ("pruner", spec.pruner, PRUNERS)):
         options = component.options() if isinstance(component, NamedComponent) else {}
         name = component if isinstance(component, str) else component.name
-        where = _where(layer, ("sweep", kind), str(path))
         try:
             _check_options(kind, name, table, options, spec)
         except ValueError as err:
-            raise ConfigError(f"{where}: sweep.{kind}: {err}") from err
+            raise ConfigError(f"{where((kind,))}: sweep.{kind}: {shown(err, 300)}") from err
     return spec
+
+
+def _check_secrets(data: dict[str, Any], where: Callable[[tuple[str, ...]], str]) -> None:
+    """Refuse a spec that holds a secret: the study stores it, and every trial's files repeat its values."""
+    values = sorted(secret_values(), key=len, reverse=True)
+
+    def walk(obj: Any, keys: tuple[str, ...], depth: int = 0) -> None:
+        if depth > 100:
+            return  # the schema refuses it; no secret check can be deeper than the reader's limit
+        if isinstance(obj, dict):
+            for key, item in obj.items():
+                named = keys[-1:] == ("params",) and isinstance(key, str) and is_secret_key(key.rsplit(".", 1)[-1])
+                if named or any(v in str(key) for v in values):
+                    _refuse_secret(where((*keys, str(key))), (*keys, str(key)))
+                walk(item, (*keys, str(key)), depth + 1)
+        elif isinstance(obj, list):
+            for index, item in enumerate(obj):
+                walk(item, (*keys, str(index)), depth + 1)
+        elif isinstance(obj, str) and any(v in obj for v in values):
+            _refuse_secret(where(keys), keys)
+
+    walk({k: v for k, v in data.items() if k != "storage"}, ())
+
+
+def _refuse_secret(at: str, keys: tuple[str, ...]) -> None:
+    raise ConfigError(
+        f"{at}: sweep.{shown('.'.join(keys), 120)}: holds a secret (the value of a secret environment variable, or "
+        "a key named like one); a sweep stores its spec in the study and in every trial's files: remove it and let "
+        "the component read its own environment variable"
+    )
 
 
 def _optuna_class(kind: str, name: str, table: dict[str, str]) -> Any:
@@ -416,11 +533,15 @@ def _check_options(kind: str, name: str, table: dict[str, str], options: dict[st
     if unknown:
         raise ValueError(f"{name} has no option '{unknown[0]}'; its options: {', '.join(accepted) or 'none'}")
     if kind == "sampler" and name == "grid":
-        for param in spec.parsed_params():
+        params = spec.parsed_params()
+        for param in params:
             try:
-                param.grid()
+                param.grid_count()
             except ValueError as err:
                 raise ValueError(f"{param.key}: {err}") from err
+        if grid_size(params) > MAX_GRID_POINTS:
+            raise ValueError(f"the grid has over {MAX_GRID_POINTS} points (the product of each parameter's number of "
+                             "values): use wider steps or fewer values, or another sampler")
 
 
 def _build(kind: str, name: str, table: dict[str, str], options: dict[str, Any], extra: dict[str, Any]) -> Any:

@@ -15,17 +15,21 @@ import os
 import re
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import yaml
 
+from enhtrain.documents import read_text
 from enhtrain.errors import ConfigError
 from enhtrain.security import inside
 from enhtrain.sweeps._common import quiet_optuna
 from enhtrain.sweeps.base import first_difference
-from enhtrain.sweeps.spec import Param, SweepSpec, build_pruner, build_sampler
+from enhtrain.sweeps.spec import MAX_TRIALS, Param, SweepSpec, build_pruner, build_sampler, shown
+from enhtrain.sweeps.stored import RECORD_ATTR, check_record, check_root, read_record, stored_flags
 
 if TYPE_CHECKING:
     import optuna
@@ -37,6 +41,7 @@ __all__ = [
     "create_or_continue",
     "embedded_url",
     "find_storage",
+    "mask_text",
     "mask_url",
     "open_storage",
     "open_sweep",
@@ -47,15 +52,32 @@ __all__ = [
 EMBEDDED_NAME = "study.db"
 """File name of the embedded store in a sweep's directory."""
 
-ATTR = "enhtrain"
+ATTR = RECORD_ATTR
 """The study's user attribute that holds the spec, the base config and the trials' extra flags."""
 
-_PASSWORD = re.compile(r"(://[^:/@]*:)([^@]*)(@)")
+_PASSWORD = re.compile(r"(://[^:/@\s]*:)([^@\s]*)(@)")
+_QUERY_PASSWORD = re.compile(r"([?&;](?:password|passwd|pwd)=)([^&;#\s]*)", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
-    """A storage URL with its password replaced by ``***``, for messages and tables."""
-    return _PASSWORD.sub(r"\1***\3", url)
+    """A storage URL (or any text holding one) with its passwords replaced by ``***``, for messages and files.
+
+    Both places a database URL holds a password are masked: ``user:PASSWORD@host`` and ``?password=PASSWORD``.
+    """
+    return _QUERY_PASSWORD.sub(r"\1***", _PASSWORD.sub(r"\1***\3", url))
+
+
+def _passwords(url: str) -> list[str]:
+    found = [m.group(2) for m in _PASSWORD.finditer(url)] + [m.group(2) for m in _QUERY_PASSWORD.finditer(url)]
+    return [p for p in {*found, *(unquote(p) for p in found)} if p]
+
+
+def mask_text(text: str, url: str) -> str:
+    """``text`` with the URL masked, and every password of the URL masked wherever else it appears."""
+    masked = mask_url(text.replace(url, mask_url(url)))
+    for password in sorted(_passwords(url), key=len, reverse=True):
+        masked = masked.replace(password, "***")
+    return masked
 
 
 def sweep_dir(root_dir: str | Path, name: str) -> Path:
@@ -100,7 +122,7 @@ def _connect_args(url: str) -> dict[str, Any]:
 
 
 def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_period: int | None = None,
-                 max_retry: int | None = 3, what: str = "sweep.storage") -> Any:
+                 max_retry: int | None = 3, what: str = "sweep.storage", create: bool = False) -> Any:
     """Open an Optuna RDB storage, with the heartbeat and the retry of dead workers' trials when asked.
 
     Args:
@@ -109,6 +131,8 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
         grace_period: Seconds without a heartbeat before a running trial counts as dead.
         max_retry: How many times a dead worker's trial is queued again.
         what: Where the URL came from, for messages.
+        create: Create an SQLite file that does not exist yet (``sweep run`` only; a command that reads a sweep
+            never creates a database).
 
     Raises:
         ConfigError: If the URL is malformed, its driver is missing, or the database cannot be reached.
@@ -116,12 +140,16 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     quiet_optuna()
-    shown = mask_url(url)
+    shown_url = shown(mask_url(url), 200)
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///"):])
         if not path.parent.is_dir():
-            raise ConfigError(f"{what}: cannot open '{shown}': the folder '{path.parent}' does not exist")
+            raise ConfigError(f"{what}: cannot open '{shown_url}': the folder '{shown(path.parent, 200)}' does not "
+                              "exist")
         if not path.exists():
+            if not create:
+                raise ConfigError(f"{what}: no database '{shown_url}': the file "
+                                  f"'{shown(path, 200)}' does not exist; give the URL of an existing sweep's store")
             _create_embedded(path)
     kwargs: dict[str, Any] = {"engine_kwargs": {"connect_args": _connect_args(url)}}
     if heartbeat_interval is not None:
@@ -132,14 +160,13 @@ def open_storage(url: str, *, heartbeat_interval: int | None = None, grace_perio
     except ImportError as err:
         cause = err.__cause__ if isinstance(err.__cause__, ImportError) else err
         raise ConfigError(
-            f"{what}: '{shown}' needs the database driver '{cause.name or cause}', which is not installed; "
+            f"{what}: '{shown_url}' needs the database driver '{cause.name or cause}', which is not installed; "
             "install it (pip install 'enhtrain[sweep]' has psycopg, the PostgreSQL one)"
         ) from err
     except Exception as err:
-        detail = " ".join(str(err).split("\n")[0].split())
-        detail = detail.replace(url, shown)[:300]
-        raise ConfigError(f"{what}: cannot reach the storage '{shown}': {detail}; check the URL, and that the "
-                          "database server runs and accepts this user") from err
+        detail = mask_text(" ".join(str(err).split("\n")[0].split()), url)[:300]
+        raise ConfigError(f"{what}: cannot reach the storage '{shown_url}': {shown(detail, 300)}; check the URL, and "
+                          "that the database server runs and accepts this user") from err
 
 
 def _rdb_storage(url: str, kwargs: dict[str, Any], attempts: int = 5) -> Any:
@@ -175,8 +202,9 @@ def find_storage(name: str, *, storage: str | None, root: str | Path) -> tuple[s
         if (candidate / EMBEDDED_NAME).is_file():
             return embedded_url(candidate), candidate
     raise ConfigError(
-        f"sweep '{name}' not found: no {Path(root) / name / EMBEDDED_NAME}; give the sweep's name (its directory "
-        f"under ./{root}, or --root DIR), its directory, or --storage URL for a sweep in a database"
+        f"sweep '{shown(name)}' not found: no {shown(Path(root) / name / EMBEDDED_NAME, 200)}; give the sweep's name "
+        f"(its directory under ./{shown(root)}, or --root DIR), its directory, or --storage URL for a sweep in a "
+        "database"
     )
 
 
@@ -228,58 +256,76 @@ class Sweep:
                   "sweep-trial-<n>.yaml.\n")
         text = header + yaml.safe_dump(self.base, sort_keys=False)
         path = inside(self.base_path, self.directory, what="sweep file")
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
+        try:
+            same = read_text(path, what="sweep file") == text
+        except ConfigError:  # missing, or not a plain file: replaced by the file it should be
+            same = False
+        if not same:
             atomic_write_text(path, text)
         return self.base_path
 
     def target(self) -> int:
         """The number of trials the study is to finish, as stored (``sweep run --trials`` may raise it)."""
-        stored = self.study.user_attrs.get(ATTR, {})
-        return int((stored.get("spec") or {}).get("trials") or self.spec.trials)
+        where = f"study '{self.spec.name}' in '{mask_url(self.url)}'"
+        record = read_record(self.storage, self.spec.name, where)
+        trials = (record.get("spec") or {}).get("trials") if isinstance(record, dict) else None
+        if trials is None:
+            return self.spec.trials
+        if not isinstance(trials, int) or isinstance(trials, bool) or not 1 <= trials <= MAX_TRIALS:
+            raise ConfigError(f"{where}: sweep.trials: {shown(trials)} is not a number of trials from 1 to "
+                              f"{MAX_TRIALS}: the store is damaged")
+        return trials
 
 
-def _stored(study: optuna.Study, name: str, shown: str) -> dict[str, Any]:
-    stored = study.user_attrs.get(ATTR)
-    if not isinstance(stored, dict) or not isinstance(stored.get("spec"), dict) or "base" not in stored:
-        raise ConfigError(f"study '{name}' in '{shown}' was not made by `enhtrain sweep run`: it has no spec or base "
-                          "config; start it with enhtrain sweep run")
-    return stored
+def _study_names(storage: Any) -> list[str]:
+    import optuna
+
+    return list(optuna.get_all_study_names(storage))
 
 
 def open_sweep(name: str, url: str, directory: Path | None = None, *, seed_offset: int = 0,
-               for_work: bool = True) -> Sweep:
-    """Open an existing sweep from its study.
+               for_work: bool = True, flags: Sequence[str] = (), root: str | Path = "runs") -> Sweep:
+    """Open an existing sweep from its study, checking what the store holds as a file on disk is checked.
 
     Args:
         name: The study's name.
         url: The storage URL.
-        directory: The sweep's directory on this machine (default: ``<root_dir>/<name>`` of its base config).
+        directory: The sweep's directory on this machine (default: ``<root>/<name>``).
         seed_offset: Added to the sampler's seed (one offset per worker).
         for_work: Open with the heartbeat (to run trials) rather than to read results.
+        flags: The trial flags of the person running this command (``--safe``, ``--allow_module M``); none is
+            ever taken from the store.
+        root: The folder trials run in (``--root``): a worker refuses a study whose base config sends them
+            elsewhere.
 
     Raises:
-        ConfigError: If the storage cannot be reached, the study does not exist or was not made by enhtrain.
+        ConfigError: If the storage cannot be reached, the study does not exist or was not made by enhtrain, or
+            what the store holds fails a check.
     """
     import optuna
 
-    shown = mask_url(url)
+    shown_url = mask_url(url)
+    where = f"study '{shown(name)}' in '{shown(shown_url, 200)}'"
     probe = open_storage(url, what="--storage")
-    names = [s.study_name for s in optuna.get_all_study_summaries(probe, include_best_trial=False)]
+    names = _study_names(probe)
     if name not in names:
-        raise ConfigError(f"no study '{name}' in '{shown}'; its studies: {', '.join(sorted(names)) or 'none'}")
-    study = optuna.load_study(study_name=name, storage=probe)
-    stored = _stored(study, name, shown)
-    spec = SweepSpec.model_validate({**stored["spec"], "storage": url})
-    base = yaml.safe_load(stored["base"])
+        listed = shown(", ".join(sorted(names)), 300) or "none"
+        raise ConfigError(f"no study '{shown(name)}' in '{shown(shown_url, 200)}'; its studies: {listed}")
+    record = read_record(probe, name, where)
+    spec, base, trial_flags = check_record(record, url=url, where=where, flags=flags)
+    if spec.name != name:
+        raise ConfigError(f"{where}: the stored spec names the sweep '{spec.name}': the store is damaged")
+    if directory is None:
+        directory = sweep_dir(root, name)
+    if for_work:
+        check_root(base, directory.parent, where)
     storage = probe
     if for_work:
         storage = open_storage(url, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.grace_period,
                                max_retry=spec.max_retry, what="--storage")
     study = optuna.load_study(study_name=name, storage=storage, sampler=build_sampler(spec, seed_offset),
                               pruner=build_pruner(spec))
-    if directory is None:
-        directory = sweep_dir(str((base.get("experiment") or {}).get("root_dir") or "runs"), name)
-    return Sweep(spec, base, list(stored.get("trial_flags") or []), url, storage, study, directory)
+    return Sweep(spec, base, trial_flags, url, storage, study, directory)
 
 
 def create_or_continue(spec: SweepSpec, base: dict[str, Any], trial_flags: list[str], url: str, directory: Path,
@@ -304,15 +350,16 @@ def create_or_continue(spec: SweepSpec, base: dict[str, Any], trial_flags: list[
     from enhtrain import __version__
 
     storage = open_storage(url, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.grace_period,
-                           max_retry=spec.max_retry)
-    shown = mask_url(url)
-    existing = [s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)]
+                           max_retry=spec.max_retry, create=True)
+    where = f"study '{spec.name}' in '{shown(mask_url(url), 200)}'"
+    existing = _study_names(storage)
     base_text = yaml.safe_dump(base, sort_keys=False)
     study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction,
                                 sampler=build_sampler(spec), pruner=build_pruner(spec), load_if_exists=True)
     if spec.name in existing:
-        stored = _stored(study, spec.name, shown)
-        old_spec = {k: v for k, v in stored["spec"].items() if k != "trials"}
+        stored = read_record(storage, spec.name, where)
+        stored_spec, stored_base, _ = check_record(stored, url=url, where=where, flags=trial_flags)
+        old_spec = {k: v for k, v in stored_spec.stored().items() if k != "trials"}
         new_spec = {k: v for k, v in spec.stored().items() if k != "trials"}
         changed = first_difference(old_spec, new_spec)
         if changed is not None:
@@ -320,18 +367,18 @@ def create_or_continue(spec: SweepSpec, base: dict[str, Any], trial_flags: list[
                 f"{spec_file}: sweep.{changed}: differs from the spec sweep '{spec.name}' started with (only trials "
                 "may change when a sweep continues); restore it, or give the sweep another name"
             )
-        changed = first_difference(yaml.safe_load(stored["base"]), base)
+        changed = first_difference(stored_base, base)
         if changed is not None:
             raise ConfigError(
                 f"{changed}: the base config differs from the one sweep '{spec.name}' started with; give the same "
                 "config files, environment and flags, or give the sweep another name"
             )
-        if stored["spec"].get("trials") != spec.trials:
+        if stored_spec.trials != spec.trials:
             study.set_user_attr(ATTR, {**stored, "spec": spec.stored()})
-        trial_flags = list(stored.get("trial_flags") or [])
     else:
         study.set_user_attr(ATTR, {"version": __version__, "spec": spec.stored(), "base": base_text,
-                                   "trial_flags": trial_flags, "command": command,
+                                   "trial_flags": stored_flags(trial_flags),
+                                   "command": [mask_url(arg) for arg in command],
                                    "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         params = {p.key: p for p in spec.parsed_params()}
         for values in spec.enqueue:
