@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-import enhtrain
+import enhtrain._version
 from enhtrain.commands import main
 from enhtrain.config import migration
 from enhtrain.config.compose import compose
@@ -111,7 +111,7 @@ def future_schema(monkeypatch: pytest.MonkeyPatch) -> None:
     """A schema version 3 with :data:`FUTURE_CHANGES`, read by this enhtrain's 0.3 line."""
     monkeypatch.setattr(migration, "KEY_CHANGES", (*KEY_CHANGES, *FUTURE_CHANGES))
     monkeypatch.setattr(migration, "CURRENT_SCHEMA_VERSION", 3)
-    monkeypatch.setattr(enhtrain, "__version__", "0.3.0")
+    monkeypatch.setattr(enhtrain._version, "__version__", "0.3.0")
 
 
 # --- schema_version ------------------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def _next_release(change: KeyChange) -> str:
 @pytest.mark.parametrize("change", KEY_CHANGES, ids=lambda c: c.old)
 def test_old_key_works_with_a_deprecation_warning(change: KeyChange, cwd: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(enhtrain, "__version__", f"{change.until}.9")
+    monkeypatch.setattr(enhtrain._version, "__version__", f"{change.until}.9")
     sample = SAMPLES[change.old]
     config = _write(cwd / "old.yaml", "schema_version: 1\n" + sample.text)
     with pytest.warns(ConfigDeprecationWarning) as caught:
@@ -210,7 +210,7 @@ def test_old_key_works_with_a_deprecation_warning(change: KeyChange, cwd: Path,
 @pytest.mark.parametrize("change", KEY_CHANGES, ids=lambda c: c.old)
 def test_old_key_past_its_last_release_is_refused(change: KeyChange, cwd: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(enhtrain, "__version__", _next_release(change))
+    monkeypatch.setattr(enhtrain._version, "__version__", _next_release(change))
     sample = SAMPLES[change.old]
     config = _write(cwd / "old.yaml", "schema_version: 1\n" + sample.text)
     code, _, err = _run(["config", "explain", "--config", str(config)], capsys)
@@ -223,7 +223,7 @@ def test_old_key_past_its_last_release_is_refused(change: KeyChange, cwd: Path, 
 
 def test_a_legacy_file_past_the_last_release_names_its_first_old_key(cwd: Path, monkeypatch: pytest.MonkeyPatch,
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(enhtrain, "__version__", "0.3.0")
+    monkeypatch.setattr(enhtrain._version, "__version__", "0.3.0")
     code, _, err = _run(["config", "explain", "--config", str(LEGACY)], capsys)
     assert_refused(code, err, f"{LEGACY}:3: 'seed' was renamed to 'seed_everything' and is refused since enhtrain 0.3",
                    "write 'seed_everything' instead", f"enhtrain config migrate {LEGACY}")
@@ -276,7 +276,7 @@ def test_a_renamed_key_works_with_a_deprecation_warning(cwd: Path) -> None:
 @pytest.mark.usefixtures("future_schema")
 def test_a_renamed_key_past_its_last_release_is_refused(cwd: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(enhtrain, "__version__", "0.4.0")
+    monkeypatch.setattr(enhtrain._version, "__version__", "0.4.0")
     config = _write(cwd / "old.yaml", "experiment:\n  title: old-name\n")
     code, _, err = _run(["config", "explain", "--config", str(config)], capsys)
     assert_refused(code, err, f"{config}:2: 'experiment.title' was renamed to 'experiment.name' and is refused since "
@@ -465,7 +465,7 @@ def test_migrate_writes_the_converted_config_with_comments(cwd: Path, capsys: py
 def test_migrate_keeps_comments_of_renamed_keys(cwd: Path, capsys: pytest.CaptureFixture[str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     _write(cwd / "old.yaml", "# my run\nexperiment:\n  title: a  # the name\n  notes: hi\n")
-    monkeypatch.setattr(enhtrain, "__version__", "9.9.0")  # converting works past the last release
+    monkeypatch.setattr(enhtrain._version, "__version__", "9.9.0")  # converting works past the last release
     code, out, err = _run(["config", "migrate", "old.yaml"], capsys)
     assert code == 0, err
     assert out.startswith("# my run\nschema_version: 3\n")
@@ -477,7 +477,7 @@ def test_migrate_keeps_comments_of_renamed_keys(cwd: Path, capsys: pytest.Captur
 def test_migrate_keeps_comments_of_legacy_keys(cwd: Path, capsys: pytest.CaptureFixture[str],
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     _write(cwd / "old.yaml", "# my run\nseed: 3  # the seed\nmodel:\n  lr: 0.1  # step size\n")
-    monkeypatch.setattr(enhtrain, "__version__", "9.9.0")
+    monkeypatch.setattr(enhtrain._version, "__version__", "9.9.0")
     code, out, err = _run(["config", "migrate", "old.yaml"], capsys)
     assert code == 0, err
     assert out.startswith(f"# my run\nschema_version: {CURRENT_SCHEMA_VERSION}\n")

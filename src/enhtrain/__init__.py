@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from enhtrain._version import __version__
 from enhtrain.errors import ConfigError, EnhtrainError, PluginError
 from enhtrain.plugins.hookspecs import hookimpl
-
-__version__ = "0.1.0"
-"""The installed version of enhtrain."""
 
 if TYPE_CHECKING:
     from enhtrain.cli import EnhancedCLI

@@ -29,8 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import enhtrain._version as _version
 from enhtrain.config.loading import KeyPath, Layer, load_yaml_text
-from enhtrain.errors import ConfigError
+from enhtrain.documents import MAX_INT_DIGITS
+from enhtrain.errors import ConfigError, quote
 
 __all__ = [
     "CURRENT_SCHEMA_VERSION",
@@ -174,9 +176,14 @@ class _Result:
 # --- helpers over nested mappings (plain dicts, or ruamel's commented maps) -----------------------------------
 
 
+def _line_number(text: str) -> int | None:
+    """``text`` as a line number: ASCII digits only (``'²'.isdigit()`` is true, yet ``int`` refuses it), few."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
+
+
 def _line(label: str) -> int | None:
     head, sep, tail = label.rpartition(":")
-    return int(tail) if sep and head and tail.isdigit() else None
+    return _line_number(tail) if sep and head else None
 
 
 def _where(sources: Mapping[KeyPath, str], path: KeyPath, label: str) -> str:
@@ -383,18 +390,17 @@ def _take_schema_version(data: MutableMapping[str, Any], sources: dict[KeyPath, 
     where = _where(sources, ("schema_version",), label)
     value = data.pop("schema_version")
     sources.pop(("schema_version",), None)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        shown = repr(value) if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else value
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1 or value.bit_length() > 64:
+        shown = str(value).lower() if isinstance(value, bool) else quote(value)
         raise ConfigError(
             f"{where}: schema_version must be a whole number from 1 to {CURRENT_SCHEMA_VERSION}, not {shown}: "
             f"write schema_version: {CURRENT_SCHEMA_VERSION}, or remove the key"
         )
     if value > CURRENT_SCHEMA_VERSION:
-        from enhtrain import __version__
-
         raise ConfigError(
-            f"{where}: schema_version {value} is newer than this enhtrain knows (enhtrain {__version__} reads "
-            f"schema versions 1 to {CURRENT_SCHEMA_VERSION}): upgrade enhtrain (pip install -U enhtrain)"
+            f"{where}: schema_version {quote(value)} is newer than this enhtrain knows (enhtrain "
+            f"{_version.__version__} reads schema versions 1 to {CURRENT_SCHEMA_VERSION}): upgrade enhtrain "
+            "(pip install -U enhtrain)"
         )
     return value
 
@@ -407,9 +413,7 @@ def _release(text: str) -> tuple[int, ...]:
 
 
 def _installed_release() -> tuple[int, ...]:
-    from enhtrain import __version__
-
-    return _release(__version__)
+    return _release(_version.__version__)
 
 
 def _next_release(until: str) -> str:
@@ -757,12 +761,13 @@ def _migrate(data: MutableMapping[str, Any], sources: dict[KeyPath, str], label:
 
 
 def _warn(message: str, where: str) -> None:
-    file, _, line = where.rpartition(":")
-    if not line.isdigit():
-        file, line = where, "1"
+    file, _, text = where.rpartition(":")
+    line = _line_number(text)
+    if line is None:
+        file, line = where, 1
     # Attributed to the config file and line, so Python shows the offending line under the message.
     warnings.warn_explicit(
-        message, ConfigDeprecationWarning, filename=file, lineno=int(line), module=__name__, registry=_SHOWN
+        message, ConfigDeprecationWarning, filename=file, lineno=line, module=__name__, registry=_SHOWN
     )
 
 
@@ -815,6 +820,25 @@ def _round_trip_yaml() -> Any:
     return rt
 
 
+def _refuse_long_integers(data: Any, label: str, path: tuple[str, ...] = ()) -> None:
+    """Refuse an integer past the reader's digit limit in what the round-trip parser read.
+
+    It reads YAML 1.2, where ``0o17`` is an integer: text that the bounded reader took for a string may reach
+    here as a number of any length, which Python then refuses to convert to text.
+    """
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            _refuse_long_integers(value, label, (*path, str(key)))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            _refuse_long_integers(value, label, (*path, str(index)))
+    elif isinstance(data, int) and not isinstance(data, bool) and data.bit_length() > MAX_INT_DIGITS * 3.33:
+        key = ".".join(path) or "the document"
+        raise ConfigError(
+            f"{label}: {key}: {quote(data)} is longer than {MAX_INT_DIGITS} digits (limit): give a smaller number"
+        )
+
+
 def migrate_text(text: str, label: str) -> tuple[str, list[str]]:
     """Convert the YAML text of a config file to the current schema, keeping its comments and key order.
 
@@ -837,6 +861,7 @@ def migrate_text(text: str, label: str) -> tuple[str, list[str]]:
     layer = load_yaml_text(text, label)  # the input limits, duplicate keys and tags; lines for messages
     rt = _round_trip_yaml()
     data = rt.load(text) if layer.data else None
+    _refuse_long_integers(data, label)
     if data is None:
         from ruamel.yaml.comments import CommentedMap
 
