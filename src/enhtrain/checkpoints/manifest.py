@@ -29,8 +29,11 @@ __all__ = [
     "Manifest",
     "ManifestError",
     "manifest_schema",
+    "overall_digest",
     "read_json_object",
     "sha256_file",
+    "sha256_files",
+    "verify_directory",
 ]
 
 MANIFEST_NAME = "manifest.json"
@@ -74,6 +77,102 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def sha256_files(root: str | Path, names: list[str], *, threads: int = 4) -> dict[str, dict[str, Any]]:
+    """Hash files of a sharded checkpoint, several at once (``hashlib`` releases the GIL on large buffers).
+
+    Args:
+        root: The checkpoint directory.
+        names: Paths relative to ``root``.
+        threads: How many files to hash at the same time.
+
+    Returns:
+        Each name to ``{"size": bytes, "sha256": hex digest}``.
+    """
+    root = Path(root)
+
+    def one(name: str) -> tuple[str, dict[str, Any]]:
+        path = root / name
+        return name, {"size": path.stat().st_size, "sha256": sha256_file(path)}
+
+    if len(names) <= 1 or threads <= 1:
+        return dict(map(one, names))
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(min(threads, len(names)), thread_name_prefix="enhtrain-hash") as pool:
+        return dict(pool.map(one, names))
+
+
+def overall_digest(files: dict[str, Any]) -> str:
+    """The one sha256 of a sharded checkpoint: over each file's name, size and sha256, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        digest.update(f"{name}\t{files[name]['size']}\t{files[name]['sha256']}\n".encode())
+    return digest.hexdigest()
+
+
+def _tree(root: Path) -> tuple[set[str], list[str]]:
+    """The regular files under ``root`` as relative POSIX paths, and every entry that is neither file nor folder."""
+    import os
+
+    found: set[str] = set()
+    odd: list[str] = []
+    for base, dirs, names in os.walk(root, followlinks=False):
+        rel = Path(base).relative_to(root)
+        for name in list(dirs):
+            if (Path(base) / name).is_symlink():
+                odd.append((rel / name).as_posix())
+                dirs.remove(name)
+        for name in names:
+            path = Path(base) / name
+            if path.is_symlink() or not path.is_file():
+                odd.append((rel / name).as_posix())
+            else:
+                found.add((rel / name).as_posix())
+    return found, odd
+
+
+def verify_directory(target: str | Path, entry: dict[str, Any]) -> str | None:
+    """Check a sharded checkpoint directory against its manifest entry.
+
+    Every file the entry lists must be there with its size and sha256; a file or link the entry does not list
+    is a problem too, and so is an entry whose overall digest does not match its files.
+
+    Returns:
+        ``None`` if the directory matches; otherwise the first reason it does not (and how many more).
+    """
+    target = Path(target)
+    files = entry.get("files") or {}
+    if target.is_symlink() or not target.is_dir():
+        return "directory is missing" if not target.exists() else "not a directory (the manifest lists a sharded one)"
+    if overall_digest(files) != entry.get("sha256"):
+        return "the manifest's sha256 does not match the files it lists (manifest edited?)"
+    try:
+        found, odd = _tree(target)
+        problems = [f"'{name}' is a link or special file, not part of the checkpoint" for name in odd]
+        problems += [f"file '{name}' is missing" for name in sorted(set(files) - found)]
+        problems += [f"extra file '{name}' is not in the manifest" for name in sorted(found - set(files))]
+        for name in sorted(set(files) & found):
+            size = (target / name).stat().st_size
+            if size != files[name]["size"]:
+                problems.append(f"file '{name}': size {size} differs from the manifest's {files[name]['size']}")
+            elif sha256_file(target / name) != files[name]["sha256"]:
+                problems.append(f"file '{name}': sha256 differs from the manifest (corrupt or modified)")
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    if not problems:
+        return None
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return problems[0] + more
+
+
+def _relative(files: dict[str, Any] | None) -> dict[str, Any] | None:
+    for name in files or {}:
+        parts = name.split("/")
+        if not all(is_plain_name(part) and len(part.encode()) <= _NAME_MAX for part in parts):
+            raise ValueError(f"expected a relative path of plain names inside the checkpoint, got {_shown(name)}")
+    return files
+
+
 def _plain(value: str | None) -> str | None:
     if value is not None and (not is_plain_name(value) or value == MANIFEST_NAME or len(value.encode()) > _NAME_MAX):
         raise ValueError(f"expected a plain checkpoint file name in checkpoints/, got {_shown(value)}")
@@ -88,7 +187,10 @@ def manifest_schema() -> type[Any]:
     (file names or ``null``), ``monitor`` (a metric name or ``null``) and ``mode`` (``min``, ``max`` or
     ``null``). An entry has ``file`` (a plain file name in ``checkpoints/``), ``sha256`` (a string), ``size``
     (an integer, 0 or more), and optionally ``step`` and ``epoch`` (integers), ``metrics`` (names to numbers
-    or ``null``) and ``time`` (a string). Types are strict (``"3"`` is not an integer); other keys are kept.
+    or ``null``) and ``time`` (a string). A sharded checkpoint (a directory) also has ``files`` (each relative
+    path to its ``size`` and ``sha256``; the entry's own ``sha256`` is :func:`overall_digest` of them and its
+    ``size`` their sum), ``world_size`` (an integer) and ``strategy`` (a string). Types are strict (``"3"`` is
+    not an integer); other keys are kept.
 
     Returns:
         The model class; ``model_validate`` raises ``pydantic.ValidationError`` on a malformed manifest.
@@ -96,6 +198,12 @@ def manifest_schema() -> type[Any]:
     from typing import Literal
 
     from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+    class FileDigest(BaseModel):
+        model_config = ConfigDict(strict=True, extra="forbid")
+
+        size: int = Field(ge=0)
+        sha256: str
 
     class ManifestEntry(BaseModel):
         model_config = ConfigDict(strict=True, extra="allow")
@@ -107,8 +215,12 @@ def manifest_schema() -> type[Any]:
         epoch: int | None = None
         metrics: dict[str, float | None] = Field(default_factory=dict)
         time: str | None = None
+        files: dict[str, FileDigest] | None = None
+        world_size: int | None = Field(default=None, ge=1)
+        strategy: str | None = None
 
         _file = field_validator("file")(_plain)
+        _files = field_validator("files")(_relative)
 
     class ManifestFile(BaseModel):
         model_config = ConfigDict(strict=True, extra="allow")
@@ -274,15 +386,18 @@ class Manifest:
         atomic_write_json(inside(self.path, self.path.parent, what="manifest"), self.data)
 
     def verify(self, filename: str) -> str | None:
-        """Check a checkpoint against its entry.
+        """Check a checkpoint (a file, or a sharded checkpoint's directory) against its entry.
 
         Returns:
-            ``None`` if the file exists and its size and sha256 match; otherwise the reason it does not.
+            ``None`` if the file exists and its size and sha256 match (for a directory: see
+            :func:`verify_directory`); otherwise the reason it does not.
         """
         entry = self.entry(filename)
         if entry is None:
             return "not in the manifest"
         target = self.directory / filename
+        if entry.get("files") is not None:
+            return verify_directory(target, entry)
         try:
             if not target.is_file():
                 return "file is missing"

@@ -13,10 +13,19 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from typing_extensions import override
 
 from enhtrain._io import TMP_PREFIX
-from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO
-from enhtrain.checkpoints.manifest import Manifest, sha256_file
+from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO, _masked
+from enhtrain.checkpoints.manifest import Manifest, overall_digest, sha256_file, sha256_files
 from enhtrain.checkpoints.retention import plan_prune
 from enhtrain.checkpoints.rng import collect_rng_states, restore_rng_states
+from enhtrain.checkpoints.sharded import (
+    check_world_size,
+    commit_directory,
+    own_files,
+    remove_checkpoint_path,
+    remove_leftovers,
+    strategy_writes_directory,
+)
+from enhtrain.errors import CheckpointError
 from enhtrain.security import PathEscapeError, inside, is_plain_name
 
 __all__ = ["CheckpointProvenance", "RunCheckpoint"]
@@ -28,6 +37,23 @@ def _floats(metrics: dict[str, Any]) -> dict[str, float]:
         with contextlib.suppress(TypeError, ValueError, RuntimeError):
             out[key] = float(value)
     return out
+
+
+def _gather(obj: Any, world_size: int) -> list[Any]:
+    """Every rank's ``obj``, in rank order (a collective: every rank calls it)."""
+    import torch.distributed as dist
+
+    if world_size <= 1 or not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _present(path: Path, entry: dict[str, Any]) -> bool:
+    if entry.get("files") is not None:
+        return path.is_dir() and not path.is_symlink()
+    return path.is_file()
 
 
 def _relocated(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
@@ -59,7 +85,15 @@ def _provenance(
         "wall_time_s": round(time.monotonic() - started, 3),
         "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "rng": collect_rng_states(),
+        "strategy": type(trainer.strategy).__name__,
+        "world_size": trainer.world_size,
     }
+
+
+def _mask_if_sharded(trainer: pl.Trainer, checkpoint: dict[str, Any]) -> None:
+    """Mask the secrets of a checkpoint that the strategy writes itself, past the IO plugin that masks them."""
+    if strategy_writes_directory(trainer.strategy):
+        checkpoint.update(_masked(checkpoint))
 
 
 class CheckpointProvenance(Callback):
@@ -85,6 +119,7 @@ class CheckpointProvenance(Callback):
         monitor = getattr(given, "monitor", None)
         mode = getattr(given, "mode", None)
         checkpoint["enhtrain"] = _provenance(self.run_info, trainer, monitor, mode, self._started)
+        _mask_if_sharded(trainer, checkpoint)
 
     @override
     def on_load_checkpoint(
@@ -149,13 +184,15 @@ class RunCheckpoint(ModelCheckpoint):
     @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
+        if self.dirpath and trainer.ckpt_path and Path(trainer.ckpt_path).parent == Path(self.dirpath):
+            resumed = Path(trainer.ckpt_path)
+            if resumed.is_dir():
+                check_world_size(self.manifest.entry(resumed.name), resumed, trainer.world_size)
         if trainer.is_global_zero and self.dirpath and Path(self.dirpath).is_dir():
-            for leftover in Path(self.dirpath).glob(TMP_PREFIX + "*"):
-                with contextlib.suppress(OSError):
-                    inside(leftover, self.dirpath, what="temp file").unlink()
+            remove_leftovers(self.dirpath)
             # A run killed between deleting a checkpoint and rewriting the manifest leaves an entry without a file.
             manifest = self.manifest
-            missing = [e["file"] for e in manifest.entries if not (manifest.directory / e["file"]).is_file()]
+            missing = [e["file"] for e in manifest.entries if not _present(manifest.directory / e["file"], e)]
             for name in missing:
                 manifest.remove(name)
             if missing:
@@ -166,6 +203,7 @@ class RunCheckpoint(ModelCheckpoint):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
     ) -> None:
         checkpoint["enhtrain"] = _provenance(self.run_info, trainer, self.monitor, self.mode, self._started)
+        _mask_if_sharded(trainer, checkpoint)
 
     @override
     def on_load_checkpoint(
@@ -208,15 +246,23 @@ class RunCheckpoint(ModelCheckpoint):
     @override
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         self._guard(filepath)
-        super()._save_checkpoint(trainer, filepath)
+        sharded = strategy_writes_directory(trainer.strategy)
+        files = self._save_sharded(trainer, filepath) if sharded else None
+        if not sharded:
+            super()._save_checkpoint(trainer, filepath)
         if Path(filepath).stem.startswith(self.CHECKPOINT_NAME_LAST):
             self._last_file_step = trainer.global_step  # on every rank, so that all agree in on_train_end
         if not trainer.is_global_zero:
             return
-        io = trainer.strategy.checkpoint_io
-        digest = io.last_saved.pop(filepath, None) if isinstance(io, AtomicCheckpointIO) else None
-        if digest is None:
-            digest = (sha256_file(filepath), Path(filepath).stat().st_size)
+        extra: dict[str, Any] = {}
+        if files is not None:
+            digest = (overall_digest(files), sum(f["size"] for f in files.values()))
+            extra = {"files": files, "world_size": trainer.world_size, "strategy": type(trainer.strategy).__name__}
+        else:
+            io = trainer.strategy.checkpoint_io
+            digest = io.last_saved.pop(filepath, None) if isinstance(io, AtomicCheckpointIO) else None
+            if digest is None:
+                digest = (sha256_file(filepath), Path(filepath).stat().st_size)
         manifest = self.manifest
         name = Path(filepath).name
         manifest.add(
@@ -228,6 +274,7 @@ class RunCheckpoint(ModelCheckpoint):
                 "epoch": trainer.current_epoch,
                 "metrics": _floats(trainer.callback_metrics),
                 "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                **extra,
             }
         )
         if Path(filepath).stem.startswith(self.CHECKPOINT_NAME_LAST):
@@ -241,6 +288,50 @@ class RunCheckpoint(ModelCheckpoint):
         manifest.save()
         if self.keep_last is not None:
             self._apply_retention(trainer, manifest)
+
+    def _save_sharded(self, trainer: pl.Trainer, filepath: str) -> dict[str, Any] | None:
+        """Write a sharded checkpoint under a temporary name, hash it on every rank, and commit it on rank 0.
+
+        Every rank hashes the shards it wrote (still in the page cache) and rank 0 gathers the digests, so no
+        rank reads another's shards. The directory gets its final name by one rename, after all ranks are done.
+
+        Returns:
+            On rank 0, each file of the checkpoint to its size and sha256; ``None`` on the other ranks.
+
+        Raises:
+            CheckpointError: On every rank, if a file another rank wrote is not visible to rank 0 (the
+                checkpoint folder must be on a file system all nodes share).
+        """
+        assert self.dirpath is not None
+        strategy, root, final = trainer.strategy, Path(self.dirpath), Path(filepath)
+        tmp = root / f"{TMP_PREFIX}{final.name}"
+        if trainer.is_global_zero:
+            root.mkdir(parents=True, exist_ok=True)
+            if tmp.exists() or tmp.is_symlink():
+                remove_leftovers(root)
+        strategy.barrier("enhtrain.sharded_save")
+        super()._save_checkpoint(trainer, str(tmp))  # Lightning's save ends with a barrier of all ranks
+        self._last_checkpoint_saved = filepath
+        mine = sha256_files(tmp, own_files(tmp, trainer.global_rank, trainer.world_size))
+        parts = _gather(mine, trainer.world_size)
+        files: dict[str, Any] | None = None
+        problem = None
+        if trainer.is_global_zero:
+            files = {}
+            for rank, part in enumerate(parts):
+                for name, digest in part.items():
+                    if not (tmp / name).is_file():
+                        problem = (
+                            f"checkpoint file '{name}' written by rank {rank} is not visible to rank 0 in '{tmp}'; "
+                            "put experiment.root_dir on a file system that every node shares"
+                        )
+                    files[name] = digest
+            if problem is None:
+                commit_directory(tmp, final, root)
+        problem = strategy.broadcast(problem)
+        if problem is not None:
+            raise CheckpointError(problem)
+        return files
 
     def _apply_retention(self, trainer: pl.Trainer, manifest: Manifest) -> None:
         assert self.dirpath is not None
@@ -290,7 +381,11 @@ class RunCheckpoint(ModelCheckpoint):
     @override
     def _remove_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         self._guard(filepath)
-        super()._remove_checkpoint(trainer, filepath)
+        if strategy_writes_directory(trainer.strategy) or Path(filepath).is_dir():
+            if trainer.is_global_zero:
+                remove_checkpoint_path(Path(filepath).parent, Path(filepath).name)
+        else:
+            super()._remove_checkpoint(trainer, filepath)
         if trainer.is_global_zero:
             manifest = self.manifest
             manifest.remove(Path(filepath).name)

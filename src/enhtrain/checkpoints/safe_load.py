@@ -44,8 +44,11 @@ def safe_load(
 ) -> Any:
     """Load a checkpoint with ``weights_only=True`` unless ``trust``.
 
+    A sharded checkpoint (a directory) loads as what it holds besides its tensors: its index is checked for
+    pickled objects and its ``meta.pt`` loaded like a file (see :func:`enhtrain.checkpoints.sharded.load_meta`).
+
     Args:
-        path: The checkpoint file.
+        path: The checkpoint file, or a sharded checkpoint's directory.
         trust: Allow pickled Python objects (``weights_only=False``).
         map_location: Passed to :func:`torch.load`.
         verify: Check the file against its run's manifest first (see :func:`check_manifest`).
@@ -60,6 +63,12 @@ def safe_load(
     import torch
 
     path = Path(path)
+    if path.is_dir() and not path.is_symlink():
+        from enhtrain.checkpoints.sharded import load_meta
+
+        if verify:
+            check_manifest(path)
+        return load_meta(path, trust=trust, map_location=map_location)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' not found: check the path")
     if verify:
@@ -152,8 +161,13 @@ def _is_pickle(path: Path) -> bool:
 
 
 def require_lightning(checkpoint: Any, path: str | Path) -> None:
-    """Raise :class:`CheckpointError` unless ``checkpoint`` is a dict that Lightning wrote."""
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or (
+    """Raise :class:`CheckpointError` unless ``checkpoint`` is a dict that Lightning wrote.
+
+    For a sharded checkpoint (``path`` a directory), ``checkpoint`` is its ``meta.pt``: the tensors are in the
+    shards, so only the Lightning version is required.
+    """
+    sharded = Path(path).is_dir()
+    if not isinstance(checkpoint, dict) or ("state_dict" not in checkpoint and not sharded) or (
         "pytorch-lightning_version" not in checkpoint
     ):
         raise CheckpointError(

@@ -1,0 +1,271 @@
+"""Sharded checkpoints: directories written by ``torch.distributed.checkpoint`` (one file per rank plus metadata).
+
+``ModelParallelStrategy`` (FSDP2, tensor parallelism), ``FSDPStrategy`` with ``state_dict_type="sharded"`` and
+``DeepSpeedStrategy`` save a checkpoint as a directory. A run keeps such a directory like a single file: it is
+written under a temporary name inside ``checkpoints/`` and committed by one rename, listed in the manifest with
+every file's size and sha256, verified, pruned through the path gate and loaded without running pickled code.
+
+This module imports torch only inside the functions that load a checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import pickle
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from enhtrain._io import TMP_PREFIX, _fsync_dir
+from enhtrain.errors import CheckpointError
+from enhtrain.security import inside, is_plain_name
+
+__all__ = [
+    "DCP_METADATA",
+    "META_FILE",
+    "SHARDED_FORMATS",
+    "check_world_size",
+    "commit_directory",
+    "is_sharded",
+    "load_meta",
+    "own_files",
+    "read_dcp_metadata",
+    "remove_checkpoint_path",
+    "remove_leftovers",
+    "strategy_writes_directory",
+]
+
+META_FILE = "meta.pt"
+"""The file of a Lightning sharded checkpoint that holds everything but the tensors (``torch.save`` format)."""
+DCP_METADATA = ".metadata"
+"""The index that ``torch.distributed.checkpoint`` writes into a sharded checkpoint (a plain pickle)."""
+SHARDED_FORMATS = (
+    "ModelParallelStrategy (FSDP2, tensor parallel)",
+    "FSDPStrategy with state_dict_type='sharded'",
+)
+"""The strategies whose sharded checkpoints ``enhtrain ckpt consolidate`` reads."""
+
+_SHARD = re.compile(r"__(\d+)_\d+\.distcp")
+# What a `.metadata` index refers to: torch's own metadata classes, tensor properties and paths. Anything else
+# in it would be a pickle that runs code.
+_DCP_CLASSES = {
+    "torch.distributed.checkpoint.metadata": {
+        "Metadata", "MetadataIndex", "StorageMeta", "TensorProperties", "TensorStorageMetadata",
+        "ChunkStorageMetadata", "BytesStorageMetadata", "_MEM_FORMAT_ENCODING",
+    },
+    "torch.distributed.checkpoint.filesystem": {"_StorageInfo", "_StoragePrefix"},
+    "torch.serialization": {"_get_layout"},
+    "torch": {"Size"},
+    "pathlib": {"PosixPath", "PurePosixPath", "WindowsPath", "PureWindowsPath", "Path"},
+    "collections": {"OrderedDict"},
+}
+
+
+def _class_names(obj: Any) -> set[str]:
+    return {cls.__name__ for cls in type(obj).__mro__}
+
+
+def strategy_writes_directory(strategy: Any) -> bool:
+    """Whether ``strategy`` saves a checkpoint as a directory of shards rather than as one file."""
+    names = _class_names(strategy)
+    if "DeepSpeedStrategy" in names:
+        return True
+    if "ModelParallelStrategy" in names:
+        return bool(getattr(strategy, "_save_distributed_checkpoint", True))
+    if "FSDPStrategy" in names:
+        return getattr(strategy, "_state_dict_type", "full") == "sharded"
+    return False
+
+
+def is_sharded(path: str | Path) -> bool:
+    """Whether ``path`` is a sharded checkpoint: a real directory (not a link) holding checkpoint files."""
+    path = Path(path)
+    return path.is_dir() and not path.is_symlink()
+
+
+def own_files(directory: str | Path, rank: int, world_size: int) -> list[str]:
+    """The files of a just-written sharded checkpoint that ``rank`` hashes: its own shards.
+
+    ``torch.distributed.checkpoint`` names each rank's shard ``__<rank>_<n>.distcp``. Rank 0 also takes every
+    file that no rank names as its own (the index, ``meta.pt``, other layouts such as DeepSpeed's).
+
+    Returns:
+        Paths relative to ``directory``, in POSIX form.
+    """
+    directory = Path(directory)
+    mine: list[str] = []
+    for base, dirs, names in os.walk(directory, followlinks=False):
+        dirs.sort()
+        for name in sorted(names):
+            rel = (Path(base) / name).relative_to(directory).as_posix()
+            match = _SHARD.fullmatch(name)
+            owner = int(match.group(1)) if match and base == str(directory) else None
+            if owner is not None and owner >= world_size:
+                owner = None
+            if owner == rank or (owner is None and rank == 0):
+                mine.append(rel)
+    return mine
+
+
+def commit_directory(tmp: Path, final: Path, root: Path) -> None:
+    """Rename a complete sharded checkpoint from its temporary name to ``final``, replacing what is there.
+
+    The new directory's files and the directory itself are synced first. An old checkpoint under the final
+    name is moved aside, the new one renamed into place, and the old one removed: a kill in between leaves a
+    temporary name, which the run removes when it starts again.
+
+    Args:
+        tmp: The complete checkpoint under its temporary name.
+        final: Its name in ``checkpoints/``.
+        root: The ``checkpoints/`` folder (the path gate).
+    """
+    inside(tmp, root, what="checkpoint directory")
+    inside(final, root, what="checkpoint directory")
+    meta = tmp / META_FILE
+    if meta.is_file():
+        # Lightning writes it with a plain torch.save; the shards and the index are synced by torch.
+        with contextlib.suppress(OSError):
+            fd = os.open(meta, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    _fsync_dir(tmp)
+    aside = None
+    if final.is_symlink() or final.is_file():
+        final.unlink()
+    elif final.exists():
+        aside = root / f"{TMP_PREFIX}{final.name}.old-{os.getpid()}"
+        os.replace(final, aside)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def remove_checkpoint_path(directory: str | Path, name: str) -> None:
+    """Delete the checkpoint ``name`` of ``directory`` (a file or a sharded checkpoint's directory).
+
+    The path passes the path gate first. A link is removed itself, never followed; a directory is first renamed
+    to a temporary name, so that it is gone from ``checkpoints/`` at once, then removed without following any
+    link inside it.
+
+    Raises:
+        PathEscapeError: If the checkpoint resolves outside ``directory``.
+        OSError: If it cannot be deleted.
+    """
+    directory = Path(directory)
+    if not is_plain_name(name):
+        raise CheckpointError(f"'{name}' is not a plain checkpoint name in '{directory}'")
+    target = directory / name
+    if target.is_symlink() or not target.is_dir():
+        inside(target, directory, what="checkpoint file")
+        target.unlink(missing_ok=True)
+        return
+    inside(target, directory, what="checkpoint directory")
+    doomed = directory / f"{TMP_PREFIX}{name}.del-{os.getpid()}"
+    os.replace(target, doomed)
+    _fsync_dir(directory)
+    shutil.rmtree(doomed)
+
+
+def remove_leftovers(directory: str | Path) -> None:
+    """Remove the temporary files and directories a killed save or deletion left in ``checkpoints/``."""
+    directory = Path(directory)
+    for leftover in directory.glob(TMP_PREFIX + "*"):
+        with contextlib.suppress(OSError):
+            inside(leftover, directory, what="temp file")
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+
+
+class _IndexUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if name in _DCP_CLASSES.get(module, ()):
+            return super().find_class(module, name)
+        if module == "torch":
+            import torch
+
+            if isinstance(getattr(torch, name, None), (torch.dtype, torch.layout, torch.memory_format)):
+                return getattr(torch, name)
+        raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed in a checkpoint index")
+
+
+def read_dcp_metadata(path: str | Path) -> Any:
+    """Read the ``.metadata`` index of a sharded checkpoint, allowing only the classes torch writes into it.
+
+    ``torch.distributed.checkpoint`` reads this file with a bare ``pickle.load``; checking it first means that
+    a tampered index is refused before torch or Lightning ever opens it.
+
+    Raises:
+        CheckpointError: If the file names any other Python object (it could run code) or is corrupt.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise CheckpointError(f"checkpoint index '{path}' cannot be read ({err.strerror or err})") from None
+    try:
+        return _IndexUnpickler(io.BytesIO(data)).load()
+    except pickle.UnpicklingError as err:
+        if "is not allowed" in str(err):
+            raise CheckpointError(
+                f"checkpoint index '{path}' needs pickled Python objects ({err}), which could run code when "
+                "loaded; it was refused. Use a checkpoint written by torch.distributed.checkpoint"
+            ) from None
+        raise CheckpointError(f"checkpoint index '{path}' is truncated or corrupt; use another checkpoint") from None
+    except Exception:
+        raise CheckpointError(f"checkpoint index '{path}' is truncated or corrupt; use another checkpoint") from None
+
+
+def load_meta(directory: str | Path, *, trust: bool = False, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load what a sharded checkpoint holds besides its tensors, as safely as a single-file checkpoint.
+
+    The index (``.metadata``) is checked by :func:`read_dcp_metadata`, and ``meta.pt`` (the epoch, step, loops,
+    callbacks, hyper-parameters and enhtrain's own record) is loaded with ``weights_only=True`` unless
+    ``trust``.
+
+    Raises:
+        CheckpointError: If either file is missing, corrupt, or needs pickled objects while not trusted.
+    """
+    from enhtrain.checkpoints.safe_load import safe_load
+
+    directory = Path(directory)
+    if (directory / DCP_METADATA).exists():
+        read_dcp_metadata(directory / DCP_METADATA)
+    meta = directory / META_FILE
+    if not meta.is_file():
+        raise CheckpointError(
+            f"'{directory}' is not a sharded checkpoint that Lightning wrote (no {META_FILE} in it); give a "
+            "checkpoint saved by ModelParallelStrategy or FSDPStrategy"
+        )
+    loaded = safe_load(meta, trust=trust, map_location=map_location, verify=False)
+    if not isinstance(loaded, dict):
+        raise CheckpointError(f"checkpoint metadata '{meta}' is not a Lightning checkpoint's (not a dict)")
+    return loaded
+
+
+def check_world_size(entry: dict[str, Any] | None, path: str | Path, world_size: int | None) -> None:
+    """Refuse to resume a sharded checkpoint with another number of processes than wrote it.
+
+    Args:
+        entry: The checkpoint's manifest entry (``world_size`` is read from it), or ``None``.
+        path: The checkpoint, for the message.
+        world_size: The number of processes of the run that resumes, or ``None`` when it is not known yet.
+
+    Raises:
+        CheckpointError: Naming both numbers and the fix.
+    """
+    saved = (entry or {}).get("world_size")
+    if not isinstance(saved, int) or world_size is None or saved == world_size:
+        return
+    raise CheckpointError(
+        f"sharded checkpoint '{path}' was written by {saved} processes, and this run has {world_size}; resume "
+        f"with {saved} processes (trainer.devices x trainer.num_nodes), or consolidate it with `enhtrain ckpt "
+        "consolidate` and start a new run from the file with --ckpt_path"
+    )
