@@ -75,7 +75,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def _checked_by(check: Callable[[Mapping[str, Any]], object]) -> Callable[[_F], _F]:
     """Attach ``check`` to a logger factory as its ``check_options``, for checking a config before a run starts.
 
-    :func:`enhtrain.run.components.check_options` calls it when the config is composed, so that an unknown
+    :func:`enhtrain.config.components.check_options` calls it when the config is composed, so that an unknown
     option is refused before anything is built; the factory calls the same check when it creates the logger.
     What ``check`` returns (the checked options, for a factory that goes on to use them) is dropped.
     """

@@ -1,18 +1,25 @@
-"""Building the loggers, callbacks and profiler an ``experiment`` section names, from the registry."""
+"""Building the loggers, callbacks and profiler an ``experiment`` section names, from the registry.
+
+Their options are checked before anything is built by :mod:`enhtrain.config.components`, which this module
+builds on.
+"""
 
 from __future__ import annotations
 
-import difflib
-import inspect
-from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from enhtrain import plugins
-from enhtrain.errors import ConfigError, EnhtrainError, located
+from enhtrain.config.components import (
+    FILLED_OPTIONS,
+    check_experiment_options,
+    check_options,
+    parameters,
+    refuse_run_options,
+    resolve_component,
+)
+from enhtrain.errors import ConfigError, EnhtrainError
 from enhtrain.run.directory import RunDir
-
-if TYPE_CHECKING:
-    from enhtrain.config.schema import ExperimentConfig
 
 __all__ = [
     "FILLED_OPTIONS",
@@ -23,67 +30,6 @@ __all__ = [
     "check_experiment_options",
     "check_options",
 ]
-
-FILLED_OPTIONS = {
-    "loggers": frozenset({"log_dir", "save_dir", "name", "version"}),
-    "callbacks": frozenset({"run_dir", "dirpath"}),
-    "profilers": frozenset({"dirpath", "filename"}),
-}
-"""Per kind of component, the options enhtrain fills in from the run when the signature takes them."""
-
-
-def _parameters(target: Callable[..., Any]) -> tuple[dict[str, inspect.Parameter], bool]:
-    func = target.__init__ if inspect.isclass(target) else target  # type: ignore[misc]
-    try:
-        params = dict(inspect.signature(func).parameters)
-    except (TypeError, ValueError):
-        return {}, True
-    params.pop("self", None)
-    var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    variadic = (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
-    named = {k: p for k, p in params.items() if p.kind not in variadic}
-    return named, var_kw
-
-
-def check_options(target: Callable[..., Any], options: Mapping[str, Any], key: str,
-                  filled: Collection[str] = ()) -> None:
-    """Check a component's options against what it accepts, without building it.
-
-    A class or factory whose signature names its parameters is checked against them: an option it does not
-    take, or a required parameter that neither the options nor enhtrain (``filled``) give, is an error. A
-    factory that takes ``**options`` may carry a ``check_options(options)`` function (the built-in loggers
-    do), which is called instead; without one, any option is accepted here and the factory checks its own.
-
-    Args:
-        target: The registered class or factory.
-        options: The user's options from the config.
-        key: The config key, for messages (``experiment.callbacks.grad_norm``).
-        filled: The options enhtrain fills in from the run; they are left out of the accepted ones listed.
-
-    Raises:
-        ConfigError: Naming ``key``, the option, and the accepted options.
-    """
-    own_check = getattr(target, "check_options", None)
-    if callable(own_check) and not inspect.isclass(target):
-        try:
-            own_check(options)
-        except ConfigError as err:
-            raise ConfigError(f"{key}: {err}") from err
-        return
-    params, var_kw = _parameters(target)
-    accepted = ", ".join(k for k in params if k not in filled) or "none"
-    unknown = [k for k in options if k not in params]
-    if unknown and not var_kw:
-        close = difflib.get_close_matches(unknown[0], [k for k in params if k not in filled], n=1)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise ConfigError(f"{key}: unknown option '{unknown[0]}'; accepted options: {accepted}{hint}")
-    missing = [
-        k for k, p in params.items()
-        if p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.POSITIONAL_ONLY
-        and k not in options and k not in filled
-    ]
-    if missing:
-        raise ConfigError(f"{key}: missing required option '{missing[0]}'; accepted options: {accepted}")
 
 
 def call_with_options(
@@ -102,7 +48,7 @@ def call_with_options(
         ConfigError: If an option is not accepted or the call rejects a value.
     """
     check_options(target, options, key, filled=set(context))
-    params, _ = _parameters(target)
+    params, _ = parameters(target)
     kwargs = {k: v for k, v in context.items() if k in params and k not in options}
     kwargs.update(options)
     try:
@@ -115,62 +61,13 @@ def call_with_options(
         raise ConfigError(f"{key}: {' '.join(str(err).split())}") from err
 
 
-def _refuse_run_options(name: str, options: Mapping[str, Any]) -> None:
-    """Refuse the options through which every logger shares the run's directory, name and version."""
-    reserved = sorted(set(options) & FILLED_OPTIONS["loggers"])
-    if reserved:
-        raise ConfigError(
-            f"experiment.loggers.{name}.{reserved[0]}: set by enhtrain so that every logger shares the run's "
-            "directory, name and version; remove it (set experiment.name, experiment.version or "
-            "experiment.root_dir instead)"
-        )
-
-
-def check_experiment_options(experiment: ExperimentConfig, source_of: Callable[[Sequence[str]], str | None]) -> None:
-    """Check the options of every logger, callback and profiler the experiment names, before anything is built.
-
-    Every command that composes a config calls this (``fit``, ``validate``, ``test``, ``predict``,
-    ``--print_config``, ``config explain``). A component is imported only when the config gives it options:
-    ``{}`` needs no look at its signature, so the defaults cost nothing.
-
-    Args:
-        experiment: The validated experiment section.
-        source_of: Where a key was set (:meth:`enhtrain.config.compose.ComposedConfig.source_of`).
-
-    Raises:
-        ConfigError: Naming where the option was set, the key, and the accepted options.
-        PluginError: If a plugin's component cannot be imported.
-    """
-    registry = plugins.get_registry()
-    wanted: list[tuple[str, str, Mapping[str, Any], tuple[str, ...]]] = []
-    for name, options in experiment.active_loggers().items():
-        wanted.append(("loggers", name, options, ("experiment", "loggers", name)))
-    for name, options in experiment.active_callbacks().items():
-        wanted.append(("callbacks", name, options, ("experiment", "callbacks", name)))
-    spec = experiment.profiler_spec()
-    if spec is not None:
-        wanted.append(("profilers", spec[0], spec[1], ("experiment", "profiler")))
-    for kind, name, options, path in wanted:
-        key = ".".join(path)
-        try:
-            if kind == "loggers":
-                _refuse_run_options(name, options)
-            if not options:
-                continue
-            check_options(_resolve(registry.kinds[kind], name, key), options, key, filled=FILLED_OPTIONS[kind])
-        except ConfigError as err:
-            option = str(err).split(":", 1)[0].split(".")
-            where = source_of(option) or source_of(path)
-            raise ConfigError(located(where, str(err))) from err
-
-
 def build_loggers(loggers: Mapping[str, Mapping[str, Any]], run: RunDir) -> list[Any]:
     """Instantiate the named loggers, each writing under ``<run>/logs/<name>/`` with the run's name and version."""
     registry = plugins.get_registry().loggers
     out = []
     for name, options in loggers.items():
-        _refuse_run_options(name, options)
-        target = _resolve(registry, name, f"experiment.loggers.{name}")
+        refuse_run_options(name, options)
+        target = resolve_component(registry, name, f"experiment.loggers.{name}")
         context = {
             "log_dir": str(run.logs / name),
             "save_dir": str(run.logs / name),
@@ -187,7 +84,8 @@ def build_callbacks(callbacks: Mapping[str, Mapping[str, Any]], run: RunDir) -> 
     context = {"run_dir": str(run.path), "dirpath": str(run.checkpoints)}
     return [
         call_with_options(
-            _resolve(registry, name, f"experiment.callbacks.{name}"), options, context, f"experiment.callbacks.{name}"
+            resolve_component(registry, name, f"experiment.callbacks.{name}"), options, context,
+            f"experiment.callbacks.{name}",
         )
         for name, options in callbacks.items()
     ]
@@ -196,17 +94,6 @@ def build_callbacks(callbacks: Mapping[str, Mapping[str, Any]], run: RunDir) -> 
 def build_profiler(name: str, options: Mapping[str, Any], run: RunDir) -> Any:
     """Instantiate the named profiler, reporting into ``<run>/profiler/``."""
     registry = plugins.get_registry().profilers
-    target = _resolve(registry, name, "experiment.profiler")
+    target = resolve_component(registry, name, "experiment.profiler")
     context = {"dirpath": str(run.profiler), "filename": name}
     return call_with_options(target, options, context, "experiment.profiler")
-
-
-def _resolve(registry: Any, name: str, key: str) -> Any:
-    found = registry.find(name)
-    if found is None:
-        known = ", ".join(registry.names()) or "none"
-        raise ConfigError(
-            f"{key}: unknown {registry.kind[:-1]} '{name}'. Known {registry.kind}: {known}"
-            + plugins.failure_hint(name)
-        )
-    return found.load()
