@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from enhtrain._io import TMP_PREFIX
 from enhtrain.checkpoints.manifest import MANIFEST_NAME, Manifest
-from enhtrain.errors import ConfigError
+from enhtrain.errors import ConfigError, one_line
 from enhtrain.run.directory import latest_version
 
 __all__ = [
@@ -138,6 +139,7 @@ def checkpoint_rows(checkpoints_dir: Path, *, verify: bool) -> list[dict[str, An
                 "monitor": monitor,
                 "value": metrics.get(monitor) if monitor else None,
                 "size": entry.get("size"),
+                "files": len(entry["files"]) if isinstance(entry.get("files"), dict) else None,
                 "time": entry.get("time"),
                 "best": manifest.data.get("best") == name,
                 "last": manifest.data.get("last") == name,
@@ -147,7 +149,7 @@ def checkpoint_rows(checkpoints_dir: Path, *, verify: bool) -> list[dict[str, An
     listed = {row["file"] for row in rows}
     if checkpoints_dir.is_dir():
         for path in sorted(checkpoints_dir.glob("*" + _SUFFIX)):
-            if path.name not in listed and path.is_file():
+            if path.name not in listed and path.is_file() and not path.name.startswith(TMP_PREFIX):
                 try:
                     size: int | None = path.stat().st_size
                 except OSError:
@@ -160,6 +162,7 @@ def checkpoint_rows(checkpoints_dir: Path, *, verify: bool) -> list[dict[str, An
                         "monitor": monitor,
                         "value": None,
                         "size": size,
+                        "files": None,
                         "time": None,
                         "best": False,
                         "last": False,
@@ -182,7 +185,8 @@ def format_checkpoints(rows: list[dict[str, Any]], *, verified: bool) -> str:
         check = "ok" if row["problem"] is None else row["problem"]
         table.append(
             [
-                row["file"] + (f" ({', '.join(marks)})" if marks else ""),
+                row["file"] + (f" ({', '.join(marks)})" if marks else "")
+                + (f" [sharded, {row['files']} files]" if row.get("files") is not None else ""),
                 "-" if row["step"] is None else str(row["step"]),
                 "-" if row["epoch"] is None else str(row["epoch"]),
                 "-" if not isinstance(value, (int, float)) else f"{value:.6g}",
@@ -213,4 +217,4 @@ def warn_about_plugins() -> None:
 
     if global_rank() == 0:
         for line in lines:
-            sys.stderr.write(f"enhtrain: warning: {line}\n")
+            sys.stderr.write(f"enhtrain: warning: {one_line(line)}\n")

@@ -1,6 +1,6 @@
-"""``enhtrain ckpt list|verify|prune RUN``: a run's checkpoints against its ``checkpoints/manifest.json``.
+"""``enhtrain ckpt list|verify|prune|consolidate RUN``: a run's checkpoints against its ``checkpoints/manifest.json``.
 
-Nothing here imports torch.
+Nothing here imports torch, except ``consolidate``, which loads the checkpoint it converts.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import json
 import os
 import socket
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from enhtrain.checkpoints.manifest import Manifest
 from enhtrain.checkpoints.retention import plan_prune, protected_files
+from enhtrain.checkpoints.sharded import SHARDED_FORMATS, remove_checkpoint_path
 from enhtrain.commands._shared import ArgParser, checkpoint_rows, format_checkpoints, resolve_run, run_status
 from enhtrain.errors import CheckpointError, ConfigError
 from enhtrain.run.lock import LOCK_NAME, RunLock
@@ -102,7 +104,7 @@ def _prune(args: argparse.Namespace) -> int:
             manifest, doomed, targets = _plan(directory, args)  # again, now that no run can change it
             for name, target in zip(doomed, targets, strict=True):
                 try:
-                    target.unlink(missing_ok=True)
+                    remove_checkpoint_path(directory, name)
                 except OSError as err:
                     raise CheckpointError(
                         f"ckpt prune: cannot delete '{target}' ({err.strerror or err}); the checkpoints listed above "
@@ -117,6 +119,91 @@ def _prune(args: argparse.Namespace) -> int:
     kept = [e["file"] for e in manifest.entries if e["file"] not in doomed]
     notes = ", ".join(f"{name} (protected)" if name in protected else name for name in kept) or "nothing"
     sys.stdout.write(f"kept: {notes}\n")
+    return 0
+
+
+def _sharded_entry(directory: Path, manifest: Manifest, name: str | None) -> dict:
+    """The manifest entry of the sharded checkpoint to consolidate: ``name``, or the run's newest one."""
+    if name is None:
+        sharded = [e for e in manifest.entries if e.get("files") is not None]
+        if not sharded:
+            raise CheckpointError(
+                f"ckpt consolidate: {manifest.path} lists no sharded checkpoint; only a checkpoint saved by a "
+                "sharded strategy (a directory) needs consolidating"
+            )
+        last = manifest.entry(manifest.data.get("last") or "")
+        newest = max(sharded, key=lambda e: (e.get("step") or 0, e is last))
+        return last if last is not None and last.get("files") is not None else newest
+    entry = manifest.entry(name)
+    if entry is None:
+        listed = ", ".join(e["file"] for e in manifest.entries) or "none"
+        raise CheckpointError(
+            f"ckpt consolidate: checkpoint '{name}' is not in {manifest.path} (checkpoints: {listed})"
+        )
+    if entry.get("files") is None:
+        raise CheckpointError(
+            f"ckpt consolidate: '{directory / name}' is a single-file checkpoint already; load it as it is, or name "
+            "a sharded checkpoint (a directory)"
+        )
+    return entry
+
+
+def _output(spec: str, run_dir: Path, checkpoints: Path, manifest: Manifest) -> Path:
+    """Check ``-o``: a new file in an existing folder; inside the run only as a new checkpoint in checkpoints/."""
+    out = Path(spec)
+    if out.is_symlink():
+        raise ConfigError(f"ckpt consolidate -o: '{spec}' is a symbolic link; give a new file name")
+    if out.is_dir():
+        raise ConfigError(f"ckpt consolidate -o: '{spec}' is a directory; give a file name, such as {out / 'x.ckpt'}")
+    if out.exists():
+        raise ConfigError(f"ckpt consolidate -o: '{spec}' exists already; give a new file name or remove it first")
+    if not out.parent.is_dir():
+        raise ConfigError(f"ckpt consolidate -o: folder '{out.parent}' does not exist; create it or choose another")
+    real = Path(os.path.realpath(out))
+    if real.is_relative_to(os.path.realpath(run_dir)):
+        if real.parent != Path(os.path.realpath(checkpoints)) or out.suffix != ".ckpt":
+            raise ConfigError(
+                f"ckpt consolidate -o: '{spec}' is inside run '{run_dir}' but not a .ckpt file in its checkpoints/ "
+                f"folder; write it to {checkpoints / 'consolidated.ckpt'} or outside the run"
+            )
+        if manifest.entry(out.name) is not None:
+            raise ConfigError(f"ckpt consolidate -o: {manifest.path} lists '{out.name}' already; choose another name")
+    return out
+
+
+def _consolidate(args: argparse.Namespace) -> int:
+    directory = _checkpoints_dir(args.run)
+    run_dir = directory.parent
+    manifest = Manifest(directory, strict=True)
+    entry = _sharded_entry(directory, manifest, args.checkpoint)
+    out = _output(args.output, run_dir, directory, manifest)
+    source = directory / entry["file"]
+    problem = manifest.verify(entry["file"])
+    if problem is not None:
+        raise CheckpointError(
+            f"ckpt consolidate: '{source}' does not match {manifest.path}: {problem}; consolidate another checkpoint "
+            "(`enhtrain ckpt verify` checks them all)"
+        )
+    in_run = Path(os.path.realpath(out)).parent == Path(os.path.realpath(directory))
+    lock = None
+    if in_run:
+        _refuse_if_running(run_dir)
+        lock = RunLock(run_dir)
+        lock.acquire(action="add a checkpoint to it")
+    try:
+        from enhtrain.checkpoints.consolidate import consolidate
+
+        digest, size = consolidate(source, out)
+        if in_run:
+            manifest = Manifest(directory, strict=True)
+            manifest.add({**{k: v for k, v in entry.items() if k not in ("files", "world_size", "strategy")},
+                          "file": out.name, "sha256": digest, "size": size, "consolidated_from": entry["file"],
+                          "time": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            manifest.save()
+    finally:
+        if lock is not None:
+            lock.release()
+    sys.stdout.write(f"wrote {out} ({size} bytes) from {source}\n")
     return 0
 
 
@@ -140,7 +227,7 @@ def run(args: list[str]) -> int:
             metric.
         RunDirError: When another process holds the run's lock, or its ``metadata.json`` is malformed.
     """
-    parser = ArgParser(prog="enhtrain ckpt", description="List, verify and prune a run's checkpoints.")
+    parser = ArgParser(prog="enhtrain ckpt", description="List, verify, prune and consolidate a run's checkpoints.")
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True, parser_class=ArgParser)
     listing = sub.add_parser("list", help="list the checkpoints in the run's manifest")
     listing.add_argument("run", help="a run directory, name/version under ./runs, or a name for its latest version")
@@ -152,8 +239,25 @@ def run(args: list[str]) -> int:
     prune.add_argument("--keep-last", type=_count, default=None, metavar="N", help="keep the N newest checkpoints")
     prune.add_argument("--keep-best", type=_count, default=None, metavar="K", help="keep the K best checkpoints")
     prune.add_argument("--dry-run", action="store_true", help="print what would be deleted and delete nothing")
+    formats = "; ".join(SHARDED_FORMATS)
+    consolidate = sub.add_parser(
+        "consolidate",
+        help="turn a sharded checkpoint (a directory) into one file",
+        description=(
+            "Turn a sharded checkpoint of a run into one file that torch.load(weights_only=True) and "
+            f"--ckpt_path load on one process. Reads the directories written by {formats}, with "
+            "torch.distributed.checkpoint and Lightning's own converter. The file carries enhtrain's record of the "
+            "run; written into the run's checkpoints/ folder, it is listed in the manifest."
+        ),
+    )
+    consolidate.add_argument("run", help="a run directory, name/version under ./runs, or a name for its latest version")
+    consolidate.add_argument(
+        "checkpoint", nargs="?", default=None,
+        help="the sharded checkpoint's name in checkpoints/ (default: last, else the newest sharded one)",
+    )
+    consolidate.add_argument("-o", "--output", required=True, metavar="FILE", help="the file to write (must not exist)")
     try:
         parsed = parser.parse_args(args)
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 0
-    return {"list": _list, "verify": _verify, "prune": _prune}[parsed.action](parsed)
+    return {"list": _list, "verify": _verify, "prune": _prune, "consolidate": _consolidate}[parsed.action](parsed)
