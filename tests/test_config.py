@@ -127,7 +127,8 @@ def test_split_arguments_extracts_enhtrain_flags() -> None:
     assert split.subcommand == "fit"
     assert split.config_files == ["a.yaml", "b.yaml"]
     assert split.env == "dev"
-    assert split.experiment_flags == [("name", "x"), ("loggers.csv", None), ("trust_checkpoint", True)]
+    assert split.experiment_flags == [("name", "x"), ("loggers.csv", None)]
+    assert split.trust_checkpoint
     assert split.rest == ["--trainer.max_epochs", "3"]
 
 

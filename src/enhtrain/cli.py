@@ -162,7 +162,7 @@ class EnhancedCLI(LightningCLI):
         if not subcommand:
             return
         path = self.config[subcommand].get("ckpt_path")
-        trust = self.prepared.experiment.trust_checkpoint
+        trust = self.prepared.trust.trust_checkpoint
         hparams = cli_model_hparams(path, trust=trust)
         if path is not None and str(path) not in LIGHTNING_CKPT_ALIASES and not str(path).startswith("registry:"):
             require_lightning(safe_load(path, trust=trust, mmap=True), path)
@@ -192,7 +192,7 @@ class EnhancedCLI(LightningCLI):
         dumped = yaml.safe_load(parser.dump(self.config[self.subcommand], skip_none=False))
         # Checks only: the run directory is opened once the model and data module are built.
         self.session = RunSession.start(
-            self.prepared, dumped, subcommand=self.subcommand, trust=self.prepared.experiment.trust_checkpoint
+            self.prepared, dumped, subcommand=self.subcommand, trust=self.prepared.trust.trust_checkpoint
         )
         self.save_config_callback = None
         super()._set_seed()
@@ -333,7 +333,6 @@ _EXPERIMENT_HELP: tuple[tuple[str, str, Any, str], ...] = (
     ("profiler", "NAME|MAPPING", None, "simple, advanced, pytorch, or {name: ..., <options>}"),
     ("resume", "auto|VERSION|PATH", None, "continue a run in its own directory"),
     ("allow_config_change", "BOOL", False, "resume even if the config changed"),
-    ("trust_checkpoint", "BOOL", False, "same as --trust_checkpoint"),
     ("runtime_updates", "BOOL", True, "apply `enhtrain runs set/stop/checkpoint` while the run trains"),
     ("sweep", "MAPPING", None, "set by `enhtrain sweep` on each trial"),
 )
@@ -367,7 +366,8 @@ def _enhtrain_help() -> str:
     rows += [
         ("--safe", "allow only registered components, torch, lightning, enhtrain and torchmetrics as class paths"),
         ("--allow_module NAME", "with --safe, also allow classes from this package"),
-        ("--trust_checkpoint", "load checkpoints that need pickled objects (only from a trusted source)"),
+        ("--trust_checkpoint", "load checkpoints that need pickled objects (only from a trusted source; also "
+                               "ENHTRAIN_TRUST_CHECKPOINT=1); never with --safe, never from a config"),
         ("--print_config[=flags]", "print the composed config, with what enhtrain adds in comments, and exit"),
     ]
     width = max(len(left) for left, _ in rows) + 2

@@ -23,6 +23,7 @@ from enhtrain.security import check_config_imports
 if TYPE_CHECKING:
     from enhtrain.config.schema import ExperimentConfig
     from enhtrain.security import ImportPolicy
+    from enhtrain.trust import TrustSwitches
 
 __all__ = [
     "KEYED_MERGE_RULE",
@@ -41,6 +42,7 @@ __all__ = [
     "resolve_registered_classes",
     "split_arguments",
     "trainer_root_dir",
+    "trust_switches",
     "validate_experiment",
 ]
 
@@ -73,6 +75,9 @@ class SplitArguments:
         rest: The arguments jsonargparse parses, in order: every argument after the subcommand that enhtrain
             does not take for itself. A config flag stays here too, so that jsonargparse reads it with its
             types, unless its value holds an interpolation, which only the composed config can resolve.
+        safe: ``--safe`` was given.
+        allowed_modules: The values of ``--allow_module``.
+        trust_checkpoint: ``--trust_checkpoint`` was given (the switch never enters the composed config).
     """
 
     head: list[str] = field(default_factory=list)
@@ -85,6 +90,7 @@ class SplitArguments:
     rest: list[str] = field(default_factory=list)
     safe: bool = False
     allowed_modules: list[str] = field(default_factory=list)
+    trust_checkpoint: bool = False
 
 
 def _take_value(args: list[str], i: int, flag: str) -> tuple[str, int]:
@@ -129,7 +135,7 @@ def split_arguments(argv: Sequence[str], subcommands: Sequence[str] | None = SUB
             value, i = _take_value(args, i, "--allow_module")
             out.allowed_modules.extend(v.strip() for v in value.split(",") if v.strip())
         elif arg == "--trust_checkpoint":
-            out.experiment_flags.append(("trust_checkpoint", True))
+            out.trust_checkpoint = True
             i += 1
         elif arg.startswith("--experiment.") or arg == "--experiment" or arg.startswith("--experiment="):
             flag = arg.split("=", 1)[0]
@@ -287,7 +293,10 @@ def validate_experiment(composed: ComposedConfig) -> ExperimentConfig:
     from pydantic import ValidationError
 
     from enhtrain.config.schema import ExperimentConfig
+    from enhtrain.trust import check_config_switches
 
+    # Every layer ends here, so a switch that loosens a check is refused here whichever layer set it.
+    check_config_switches(composed.data, composed.source_of)
     section = composed.data.get("experiment")
     if section is None:
         section = {}
@@ -484,22 +493,39 @@ def reconcile_root_dir(
     )
 
 
+def trust_switches(split: SplitArguments, environ: Mapping[str, str]) -> TrustSwitches:
+    """The switches of a command line that loosen or tighten a check, from its own flags and shell variables only.
+
+    Raises:
+        ConfigError: For a switch variable that is not on or off, or a loosening switch refused in safe mode.
+    """
+    from enhtrain.trust import read_switches
+
+    return read_switches(safe_flag=split.safe, trust_flag=split.trust_checkpoint, allow_flags=split.allowed_modules,
+                         environ=environ)
+
+
 def import_policy(split: SplitArguments, environ: Mapping[str, str]) -> ImportPolicy:
     """The import gate's rules for a command line: safe mode and allowed modules from flags and variables."""
     from enhtrain import plugins
     from enhtrain.security import ImportPolicy
 
-    safe = split.safe or environ.get("ENHTRAIN_SAFE_CONFIG", "").strip() not in ("", "0")
-    allowed = [*split.allowed_modules]
-    allowed += [m.strip() for m in environ.get("ENHTRAIN_ALLOWED_MODULES", "").split(",") if m.strip()]
+    switches = trust_switches(split, environ)
+    safe = switches.safe
     registered = [e.import_path for kind in plugins.get_registry().kinds.values() for e in kind] if safe else []
-    return ImportPolicy(safe, tuple(allowed), frozenset(r.replace(":", ".") for r in registered))
+    return ImportPolicy(safe, switches.allowed_modules, frozenset(r.replace(":", ".") for r in registered))
 
 
 def _default_policy() -> ImportPolicy:
     from enhtrain.security import ImportPolicy
 
     return ImportPolicy()
+
+
+def _no_switches() -> TrustSwitches:
+    from enhtrain.trust import TrustSwitches
+
+    return TrustSwitches()
 
 
 @dataclass
@@ -513,6 +539,7 @@ class PreparedArgs:
         split: The original command line taken apart.
         original: The original command line.
         import_policy: The import gate's rules for this command line.
+        trust: The switches the person gave on the command line or in their shell (never from a config).
     """
 
     argv: list[str]
@@ -521,6 +548,7 @@ class PreparedArgs:
     split: SplitArguments
     original: list[str] = field(default_factory=list)
     import_policy: ImportPolicy = field(default_factory=lambda: _default_policy())
+    trust: TrustSwitches = field(default_factory=lambda: _no_switches())
 
 
 def prepare_arguments(
@@ -546,7 +574,11 @@ def prepare_arguments(
     if subcommands and split.subcommand is None:
         return None
     asks_for_experiment = (
-        split.env is not None or bool(split.experiment_flags) or split.safe or bool(environ.get("ENHTRAIN_ENV"))
+        split.env is not None
+        or bool(split.experiment_flags)
+        or split.safe
+        or split.trust_checkpoint
+        or bool(environ.get("ENHTRAIN_ENV"))
     )
     if not split.config_files and not asks_for_experiment and any(a in ("-h", "--help") for a in split.rest):
         # `SUBCOMMAND --help` alone: nothing to compose, the help lists the options, not a config's values.
@@ -560,6 +592,7 @@ def prepare_arguments(
             return None
         if "experiment" not in composed.data:
             return None
+    switches = trust_switches(split, environ)
     composed = compose_arguments(split, environ=environ)
     experiment = validate_experiment(composed)
     composed.data["experiment"] = experiment.model_dump(mode="json")
@@ -576,7 +609,8 @@ def prepare_arguments(
         data = mask_secrets(data, secret_values(environ))
     text = yaml.safe_dump(data, sort_keys=False)
     head = [*split.head, split.subcommand] if split.subcommand else list(split.head)
-    return PreparedArgs([*head, "--config", text, *split.rest], composed, experiment, split, list(argv), policy)
+    return PreparedArgs([*head, "--config", text, *split.rest], composed, experiment, split, list(argv), policy,
+                        switches)
 
 
 def _component_names(names: Sequence[str]) -> str:

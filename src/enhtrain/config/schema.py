@@ -133,7 +133,6 @@ class ExperimentConfig(_Strict):
         profiler: A profiler's registry name, or a mapping with ``name`` and options.
         resume: ``auto``, a checkpoint path or a run version.
         allow_config_change: Resume even if the config differs from the resumed run's.
-        trust_checkpoint: Load checkpoints that need pickled objects (``weights_only=False``).
         runtime_updates: Read ``<run>/runtime.yaml`` between training steps and apply what ``enhtrain runs
             set/stop/checkpoint`` asks for (learning rate, clipping, logging interval, limits, patience, a
             checkpoint now, a graceful stop).
@@ -156,7 +155,6 @@ class ExperimentConfig(_Strict):
     profiler: str | ProfilerConfig | None = None
     resume: str | None = None
     allow_config_change: bool = False
-    trust_checkpoint: bool = False
     runtime_updates: bool = True
     # Left out of the dumped section when unset, so that a run outside a sweep saves the same config as before.
     sweep: dict[str, Any] | None = Field(default=None, exclude_if=lambda value: value is None)

@@ -346,7 +346,7 @@ class RunSession:
         plugins_list = user_plugins if isinstance(user_plugins, list) else ([user_plugins] if user_plugins else [])
         if not any(isinstance(p, checkpoint_io_cls) for p in plugins_list):
             kwargs["plugins"] = [*plugins_list,
-                                 AtomicCheckpointIO(trust_checkpoint=exp.trust_checkpoint,
+                                 AtomicCheckpointIO(trust_checkpoint=self.prepared.trust.trust_checkpoint,
                                                     root=None if has_checkpoint else self.run.path)]
         self._loggers, self._callbacks = loggers, callbacks
         return kwargs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -45,12 +46,14 @@ def explain(args: list[str]) -> list[dict[str, Any]]:
         reconcile_root_dir,
         split_arguments,
         trainer_root_dir,
+        trust_switches,
         validate_experiment,
     )
     from enhtrain.config.compose import parse_flag_value
 
     split = split_arguments(args, subcommands=None)
     _check_arguments(split.rest)
+    trust_switches(split, os.environ)  # refused together as fit refuses them: --trust_checkpoint with --safe
     composed = compose_arguments(split)
     experiment = validate_experiment(composed)
     composed.data["experiment"] = experiment.model_dump(mode="json")
