@@ -146,7 +146,7 @@ def test_set_on_a_run_that_is_not_running_says_so(tmp_path: Path) -> None:
     code, _, err = cli("runs", "set", str(run), "optimizer.lr=oops")
     assert code == 2 and "optimizer.lr='oops'" in err
     code, _, err = cli("runs", "stop", str(run), "--timeout", "-1")
-    assert code == 2 and "--timeout -1 is negative" in err
+    assert code == 2 and "--timeout -1 is not a number of seconds >= 0" in err
 
 
 # --- a real run, changed while it trains -------------------------------------------------------------------------

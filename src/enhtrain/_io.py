@@ -1,16 +1,29 @@
-"""Atomic file writes: a temp file in the target's directory, fsync, then rename over the target."""
+"""Atomic file writes: a temp file in the target's directory, fsync, then rename over the target.
+
+No file written here holds ``NaN`` or ``Infinity``, which are not JSON: :func:`atomic_write_json` writes a
+non-finite number (a metric that diverged) as ``null``, and :func:`finite` does the same for other formats.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TMP_PREFIX", "atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "file_mode"]
+__all__ = [
+    "TMP_PREFIX",
+    "atomic_open",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "file_mode",
+    "finite",
+]
 
 TMP_PREFIX = ".enhtrain-tmp-"
 """File-name prefix of the temp files of atomic writes (a run's leftovers are removed when it resumes)."""
@@ -74,6 +87,26 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         handle.write(data)
 
 
+def finite(data: Any) -> Any:
+    """Return ``data`` with every ``NaN``, ``inf`` and ``-inf`` in it, at any depth, replaced by ``None``.
+
+    Mappings, lists and tuples are copied; any other value is returned as it is.
+    """
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite(value) for value in data]
+    return data
+
+
 def atomic_write_json(path: str | Path, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    """Write ``data`` as indented JSON to ``path`` atomically; a non-finite number is written as ``null``.
+
+    Raises:
+        ValueError: If a value cannot be written as JSON (such as an integer of more than 4300 digits); the
+            file is then left as it was.
+    """
+    text = json.dumps(finite(data), indent=2, sort_keys=False, default=str, allow_nan=False)
+    atomic_write_text(path, text + "\n")

@@ -174,6 +174,9 @@ def require_lightning(checkpoint: Any, path: str | Path) -> None:
             f"checkpoint '{path}' is not a Lightning checkpoint (it has no state_dict and Lightning version); "
             "give a file written by Trainer.save_checkpoint"
         )
+    from enhtrain.config.runtime import check_saved_state
+
+    check_saved_state(checkpoint, path)
 
 
 def cli_model_hparams(ckpt_path: str | Path | None, *, trust: bool = False) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +27,7 @@ from enhtrain.commands._shared import (
 from enhtrain.errors import ConfigError
 from enhtrain.run.directory import list_versions
 from enhtrain.run.metadata import MetadataError, read_metadata
+from enhtrain.secrets import mask_text
 
 __all__ = ["DEFAULT_TIMEOUT", "UNREADABLE", "best_metric", "find_runs", "run", "summarize"]
 
@@ -218,7 +220,18 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _fmt(value: Any) -> str:
-    return "-" if value is None else (f"{value:.6g}" if isinstance(value, float) else str(value))
+    from enhtrain.config.runtime import shown
+
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return shown(value).strip("'") if isinstance(value, str) else shown(value)
+
+
+def _rows(value: Any) -> list[dict[str, Any]]:
+    """The answer's list of mappings, bounded: an answer file is the run's, but anyone may have written it."""
+    return [row for row in value[:100] if isinstance(row, dict)] if isinstance(value, list) else []
 
 
 def _ask(args: argparse.Namespace) -> int:
@@ -226,8 +239,11 @@ def _ask(args: argparse.Namespace) -> int:
     from enhtrain.config.runtime import collect_runtime_keys, parse_assignments
     from enhtrain.run.runtime import check_accepts_updates, wait_for_ack, write_request
 
-    if args.timeout < 0:
-        raise ConfigError(f"runs {args.action}: --timeout {args.timeout:g} is negative: give seconds, 0 not to wait")
+    if not math.isfinite(args.timeout) or args.timeout < 0:
+        raise ConfigError(
+            f"runs {args.action}: --timeout {args.timeout:g} is not a number of seconds >= 0: give seconds, 0 not to "
+            "wait"
+        )
     updates: dict[str, Any] = {}
     if args.action == "set":
         updates = parse_assignments(args.assignments, collect_runtime_keys())
@@ -239,19 +255,21 @@ def _ask(args: argparse.Namespace) -> int:
         sys.stdout.write(f"asked run {run_dir}: request {request} written to runtime.yaml\n")
         return 0
     answer = wait_for_ack(run_dir, request, args.timeout)
-    step = answer.get("step")
+    step = _fmt(answer.get("step"))
     lines = [
-        f"{row.get('key')}: {_fmt(row.get('old'))} -> {_fmt(row.get('new'))}" for row in answer.get("applied") or []
+        f"{_fmt(row.get('key'))}: {_fmt(row.get('old'))} -> {_fmt(row.get('new'))}"
+        for row in _rows(answer.get("applied"))
     ]
     if answer.get("checkpoint"):
-        lines.append(f"checkpoint saved: {answer['checkpoint']}")
+        lines.append(f"checkpoint saved: {_fmt(answer['checkpoint'])}")
     if answer.get("stopped"):
         lines.append("training stops now; the run will be marked stopped")
     if lines:
         sys.stdout.write(f"run {run_dir}, step {step}:\n" + "".join(f"  {line}\n" for line in lines))
-    rejected = [str(r) for r in answer.get("rejected") or []]
+    rejected = answer.get("rejected") if isinstance(answer.get("rejected"), list) else []
     if rejected:
-        raise ConfigError(f"run '{run_dir}' rejected the update at step {step}: {'; '.join(rejected)}")
+        reasons = "; ".join(mask_text(" ".join(str(r)[:300].split())) for r in rejected[:10])
+        raise ConfigError(f"run '{run_dir}' rejected the update at step {step}: {reasons}")
     return 0
 
 

@@ -11,11 +11,15 @@ A request (``<run>/runtime.yaml``) sets keys and asks for actions::
 
 Keys are declared through the ``enhtrain_runtime_keys`` plugin hook, the built-in ones by
 :mod:`enhtrain.plugins.builtin.runtime`. Every value is validated by Pydantic against its key's type and range
-both by the command that writes the request and by the run before it applies it. Nothing here imports torch.
+both by the command that writes the request and by the run before it applies it. Besides a key's own range,
+every number must be finite, a whole number at most :data:`MAX_RUNTIME_INT` and any other number at most
+:data:`MAX_RUNTIME_FLOAT` in size, and a request sets at most :data:`MAX_RUNTIME_KEYS` keys. Values shown in
+messages are cut to a few dozen characters and secrets in them masked. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,17 +27,23 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from enhtrain.errors import ConfigError, PluginError
+from enhtrain.errors import CheckpointError, ConfigError, PluginError
 
 __all__ = [
     "ACK_FILE",
     "ACTIONS",
+    "MAX_RUNTIME_FLOAT",
+    "MAX_RUNTIME_INT",
+    "MAX_RUNTIME_KEYS",
     "RUNTIME_FILE",
     "RuntimeKey",
     "RuntimeKeyRegistry",
     "RuntimeRequest",
+    "check_saved_state",
     "collect_runtime_keys",
+    "out_of_range",
     "parse_assignments",
+    "shown",
     "validate_request",
 ]
 
@@ -46,7 +56,37 @@ ACK_FILE = "runtime.ack.yaml"
 ACTIONS = ("checkpoint", "stop")
 """What a request can ask for besides values: save a checkpoint now, stop gracefully (after a checkpoint)."""
 
+MAX_RUNTIME_INT = 2**53 - 1
+"""The largest whole number a runtime update may set (in size): exactly a float, as its metric is logged."""
+
+MAX_RUNTIME_FLOAT = 1e30
+"""The largest number a runtime update may set (in size): it fits a float32 tensor with room to spare."""
+
+MAX_RUNTIME_KEYS = 100
+"""The most keys one request may set."""
+
+_SHOWN = 60
 _KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+
+
+def shown(value: Any, limit: int = _SHOWN) -> str:
+    """``repr(value)`` for a message: cut to ``limit`` characters, secrets masked, never raising.
+
+    A huge or deeply nested value (a YAML alias expanded, an integer of thousands of digits) is described by its
+    type instead of being formatted in full.
+    """
+    from enhtrain.secrets import mask_text
+
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000:
+        return f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
+    if isinstance(value, (dict, list, tuple, set)) and len(value) > limit:
+        return f"<a {type(value).__name__} of {len(value)} items>"
+    try:
+        text = repr(value)
+    except (ValueError, RecursionError, TypeError):
+        return f"<a {type(value).__name__}>"
+    text = mask_text(" ".join(text.split()))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -82,21 +122,29 @@ class RuntimeKey:
         return self.type in (int, float)
 
     def validate(self, value: Any) -> Any:
-        """Return ``value`` converted to the key's type.
+        """Return ``value`` converted to the key's type, within its range and the limits of every number.
 
         Raises:
             ConfigError: Naming the key, the value and what is accepted.
         """
-        adapter: TypeAdapter[Any] = TypeAdapter(Annotated[self.type, Field(**dict(self.bounds))])
+        extra: dict[str, Any] = {"allow_inf_nan": False} if self.type is float else {}
+        adapter: TypeAdapter[Any] = TypeAdapter(Annotated[self.type, Field(**dict(self.bounds), **extra)])
         if isinstance(value, bool) and self.type in (int, float):
             value = str(value)  # Pydantic would take true as 1
-        try:
-            return adapter.validate_python(value)
-        except ValidationError as err:
-            reason = err.errors()[0].get("msg", "invalid value")
-            raise ConfigError(
-                f"runtime update {self.name}={value!r}: {reason}; give {self.describe()}", key=self.name
-            ) from None
+        reason = out_of_range(value)
+        if reason is None:
+            try:
+                converted = adapter.validate_python(value)
+            except (ValidationError, ValueError, TypeError, OverflowError) as err:
+                errors = err.errors() if isinstance(err, ValidationError) else []
+                reason = errors[0].get("msg", "invalid value") if errors else "invalid value"
+            else:
+                reason = out_of_range(converted)
+                if reason is None:
+                    return converted
+        raise ConfigError(
+            f"runtime update {self.name}={shown(value)}: {reason}; give {self.describe()}", key=self.name
+        ) from None
 
     def describe(self) -> str:
         """The accepted values in words: ``a number > 0``, ``a whole number >= -1``."""
@@ -113,6 +161,19 @@ class RuntimeKey:
     def load_read(self) -> Callable[..., Any] | None:
         """Return the ``read`` function, or ``None``."""
         return None if self.read is None else _load(self.read, self)
+
+
+def out_of_range(value: Any) -> str | None:
+    """Why a number is past the limits of every runtime value (not finite, too large), or ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int) and abs(value) > MAX_RUNTIME_INT:
+        return f"a whole number larger than {MAX_RUNTIME_INT} in size (limit)"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "not a finite number"
+    if isinstance(value, float) and abs(value) > MAX_RUNTIME_FLOAT:
+        return f"a number larger than {MAX_RUNTIME_FLOAT:g} in size (limit)"
+    return None
 
 
 def _load(target: Callable[..., Any] | str, key: RuntimeKey) -> Callable[..., Any]:
@@ -185,9 +246,9 @@ class RuntimeKeyRegistry:
         """
         if name not in self._keys:
             raise ConfigError(
-                f"runtime update '{name}' is not a key a running run accepts: use one of {', '.join(self.names())}"
-                f" (or the commands `enhtrain runs stop` and `enhtrain runs checkpoint`)",
-                key=name,
+                f"runtime update {shown(name)} is not a key a running run accepts: use one of "
+                f"{', '.join(self.names())} (or the commands `enhtrain runs stop` and `enhtrain runs checkpoint`)",
+                key=name[:_SHOWN],
             )
         return self._keys[name]
 
@@ -243,8 +304,8 @@ class RuntimeRequest(BaseModel):
 
     request: str | None = Field(default=None, max_length=200)
     source: str | None = Field(default=None, max_length=500)
-    set: dict[str, Any] = Field(default_factory=dict)
-    actions: list[Literal["checkpoint", "stop"]] = Field(default_factory=list)
+    set: dict[str, Any] = Field(default_factory=dict, max_length=MAX_RUNTIME_KEYS)
+    actions: list[Literal["checkpoint", "stop"]] = Field(default_factory=list, max_length=len(ACTIONS))
 
 
 def validate_request(data: Any, keys: RuntimeKeyRegistry) -> tuple[RuntimeRequest, dict[str, Any], list[str]]:
@@ -260,14 +321,16 @@ def validate_request(data: Any, keys: RuntimeKeyRegistry) -> tuple[RuntimeReques
     Raises:
         ConfigError: If the request itself is malformed (not a mapping, an unknown field, a bad action).
     """
+    from enhtrain.secrets import mask_text
+
     try:
         request = RuntimeRequest.model_validate(data if data is not None else {})
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "the file"
+        where = ".".join(mask_text(" ".join(str(p)[:_SHOWN].split())) for p in first.get("loc", ())) or "the file"
         raise ConfigError(
-            f"{RUNTIME_FILE}: {where}: {first.get('msg', 'invalid')}; write a mapping with 'set' (key: value) and "
-            f"'actions' (a list of {', '.join(ACTIONS)})"
+            f"{RUNTIME_FILE}: {where}: {' '.join(str(first.get('msg', 'invalid')).split())}; write a mapping with "
+            f"'set' (key: value, at most {MAX_RUNTIME_KEYS}) and 'actions' (a list of {', '.join(ACTIONS)})"
         ) from None
     valid: dict[str, Any] = {}
     errors: list[str] = []
@@ -282,20 +345,78 @@ def validate_request(data: Any, keys: RuntimeKeyRegistry) -> tuple[RuntimeReques
 def parse_assignments(assignments: list[str], keys: RuntimeKeyRegistry) -> dict[str, Any]:
     """Turn ``KEY=VALUE`` arguments into validated updates; values are YAML (``1e-4``, ``20``, ``true``).
 
-    Raises:
-        ConfigError: On the first argument without ``=``, unknown key or bad value.
-    """
-    import yaml
+    Each value is read by the bounded reader (:mod:`enhtrain.documents`), so an integer of thousands of digits
+    or a YAML alias bomb is refused in one line; text that is not YAML stays a string.
 
+    Raises:
+        ConfigError: On the first argument without ``=``, unknown key or bad value, or more than
+            :data:`MAX_RUNTIME_KEYS` arguments.
+    """
+    from enhtrain.documents import YAMLSyntaxError, parse_yaml
+
+    if len(assignments) > MAX_RUNTIME_KEYS:
+        raise ConfigError(f"runs set: {len(assignments)} updates; give at most {MAX_RUNTIME_KEYS} at once")
     updates: dict[str, Any] = {}
     for item in assignments:
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise ConfigError(f"runs set: '{item}' is not KEY=VALUE: write e.g. optimizer.lr=1e-4")
+            raise ConfigError(f"runs set: {shown(item)} is not KEY=VALUE: write e.g. optimizer.lr=1e-4")
+        key = keys.get(name)
         try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
+            value = parse_yaml(text, f"runs set {key.name}") if text.strip() else None
+        except YAMLSyntaxError:
             value = text
-        updates[name] = keys.get(name).validate(value)
+        updates[name] = key.validate(value)
     return updates
+
+
+_STATE_KEY = "RuntimeUpdates"
+_MAX_STATE_ITEMS = 10_000
+
+
+def check_saved_state(checkpoint: Any, path: object) -> None:
+    """Refuse a checkpoint whose runtime-update state a resumed run could not apply safely.
+
+    The state (``callbacks.RuntimeUpdates.applied``) maps at most :data:`MAX_RUNTIME_KEYS` dotted keys to
+    ``{"launch": value, "value": value}``; every value is a string, ``null``, true/false or a number within the
+    limits of a runtime value (finite, not too large), or a short list of them (a learning rate per parameter
+    group). Called before a run resumes or starts from the checkpoint, before anything is written.
+
+    Raises:
+        CheckpointError: Naming the checkpoint and what is wrong, in one line.
+    """
+    callbacks = checkpoint.get("callbacks") if isinstance(checkpoint, dict) else None
+    state = callbacks.get(_STATE_KEY) if isinstance(callbacks, dict) else None
+    if state is None:
+        return
+    problem = _state_problem(state)
+    if problem is not None:
+        raise CheckpointError(
+            f"checkpoint '{path}': its runtime-update state (callbacks.{_STATE_KEY}) {problem}; use another "
+            "checkpoint"
+        )
+
+
+def _state_problem(state: Any) -> str | None:
+    applied = state.get("applied") if isinstance(state, dict) else None
+    if not isinstance(applied, dict):
+        return "is not a mapping with 'applied'"
+    if len(applied) > MAX_RUNTIME_KEYS:
+        return f"sets {len(applied)} keys, more than {MAX_RUNTIME_KEYS} (limit)"
+    for key, entry in applied.items():
+        if not isinstance(key, str) or len(key) > 200:
+            return f"names a key that is not a dotted name: {shown(key)}"
+        if not isinstance(entry, dict) or len(entry) > 10:
+            return f"holds {shown(entry)} for {shown(key)}, not a mapping with 'launch' and 'value'"
+        for field_name, value in entry.items():
+            items = value if isinstance(value, list) else [value]
+            if len(items) > _MAX_STATE_ITEMS:
+                return f"holds {len(items)} values at {shown(key)}.{shown(field_name)} (limit {_MAX_STATE_ITEMS})"
+            for item in items:
+                if (isinstance(item, str) and len(item) <= 1000) or item is None or isinstance(item, bool):
+                    continue
+                reason = out_of_range(item) if isinstance(item, (int, float)) else "not a plain value"
+                if reason is not None:
+                    return f"holds {shown(item)} at {shown(key)}.{shown(field_name)}: {reason}"
+    return None

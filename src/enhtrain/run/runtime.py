@@ -3,9 +3,15 @@
 The commands write a request atomically into ``<run>/runtime.yaml`` and wait until the run answers in
 ``<run>/runtime.ack.yaml`` with the same request id. The run (:class:`RuntimeReader`, used by
 :class:`enhtrain.callbacks.runtime_updates.RuntimeUpdates`) looks at the file at step boundaries, at most every
-``every_n_steps`` steps and every ``min_interval_s`` seconds, whichever is rarer, with one ``os.stat``; it reads
-the file only when that changes. A file that was already there when the run started is an old request and is
-never applied.
+``every_n_steps`` steps and every ``min_interval_s`` seconds, whichever is rarer, with one ``os.lstat``; it
+reads the file only when that changes. A file that was already there when the run started is an old request and
+is never applied.
+
+Every file here is read by the bounded reader (:mod:`enhtrain.documents`): a regular file of at most
+:data:`MAX_REQUEST_BYTES` (the answer :data:`MAX_ACK_BYTES`), never through a symbolic link, never blocking on a
+named pipe, within the reader's limits on nodes, nesting and integer digits. ``runtime.yaml`` and
+``runtime.ack.yaml`` are written atomically, through the path gate, and never through a link: a link in their
+place is refused.
 
 The built-in keys' ``apply`` and ``read`` functions are here too; they touch only the objects they are given and
 import Lightning only when called. Nothing here imports torch.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import hashlib
+import math
 import os
 import socket
 import time
@@ -27,13 +34,16 @@ from typing import Any
 
 import yaml
 
-from enhtrain._io import atomic_write_text
-from enhtrain.config.runtime import ACK_FILE, RUNTIME_FILE
+from enhtrain._io import atomic_write_text, finite
+from enhtrain.config.runtime import ACK_FILE, MAX_RUNTIME_FLOAT, MAX_RUNTIME_KEYS, RUNTIME_FILE, out_of_range
+from enhtrain.documents import parse_yaml, read_text, read_yaml
 from enhtrain.errors import ConfigError, RunDirError
 from enhtrain.run.lock import LOCK_NAME, RunLock
+from enhtrain.secrets import mask_secrets, mask_text
 from enhtrain.security import inside
 
 __all__ = [
+    "MAX_ACK_BYTES",
     "MAX_REQUEST_BYTES",
     "Polled",
     "RuntimeReader",
@@ -61,6 +71,12 @@ __all__ = [
 MAX_REQUEST_BYTES = 64 * 1024
 """The largest ``runtime.yaml`` a run reads; a bigger one is rejected unread."""
 
+MAX_ACK_BYTES = 256 * 1024
+"""The largest ``runtime.ack.yaml`` the commands read."""
+
+_MAX_REJECTED = 20
+_MAX_LINE = 300
+
 
 @dataclass(frozen=True)
 class Polled:
@@ -77,12 +93,12 @@ class Polled:
     error: str | None = None
 
 
-def _signature(path: Path) -> tuple[int, int, int] | None:
+def _signature(path: Path) -> tuple[int, int, int, int] | None:
     try:
-        st = os.stat(path)
+        st = os.lstat(path)
     except OSError:
         return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    return (st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode)
 
 
 class RuntimeReader:
@@ -126,22 +142,26 @@ class RuntimeReader:
         return self.read()
 
     def read(self) -> Polled:
-        """Read and parse the file now."""
+        """Read and parse the file now, within the bounded reader's limits; never raises."""
         try:
-            with open(self.path, "rb") as handle:
-                raw = handle.read(MAX_REQUEST_BYTES + 1)
-        except OSError as err:
-            return Polled("unreadable", None, f"{RUNTIME_FILE}: cannot read it: {err.strerror or err}")
-        request = hashlib.sha256(raw).hexdigest()[:16]
-        if len(raw) > MAX_REQUEST_BYTES:
-            return Polled(request, None, f"{RUNTIME_FILE}: larger than {MAX_REQUEST_BYTES} bytes; ignored")
+            text = read_text(self.path, RUNTIME_FILE, what="run file", max_bytes=MAX_REQUEST_BYTES,
+                             follow_symlinks=False)
+        except ConfigError as err:
+            return Polled("unreadable", None, f"{_line(err)}; the request is ignored")
+        request = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
         try:
-            data = yaml.safe_load(raw.decode("utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            return Polled(request, None, f"{RUNTIME_FILE}: not valid YAML ({' '.join(str(err).split())[:200]})")
+            data = parse_yaml(text, RUNTIME_FILE)
+        except ConfigError as err:
+            return Polled(request, None, f"{_line(err)}; the request is ignored")
         if isinstance(data, dict) and isinstance(data.get("request"), str) and data["request"]:
-            request = data["request"][:200]
+            request = mask_text(" ".join(data["request"][:200].split()))
         return Polled(request, data)
+
+
+def _line(err: BaseException) -> str:
+    """One line of at most a few hundred characters, secrets masked, for an answer or a warning."""
+    text = mask_text(" ".join(str(err).split()))
+    return text if len(text) <= _MAX_LINE else text[: _MAX_LINE - 3] + "..."
 
 
 def _now() -> str:
@@ -154,12 +174,25 @@ def is_running(run_dir: str | Path) -> bool:
 
 
 def read_ack(run_dir: str | Path) -> dict[str, Any] | None:
-    """Return the run's last answer (``runtime.ack.yaml``), or ``None``."""
+    """Return the run's last answer (``runtime.ack.yaml``), or ``None`` when there is none or it breaks a limit."""
     try:
-        data = yaml.safe_load((Path(run_dir) / ACK_FILE).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        text = read_text(Path(run_dir) / ACK_FILE, ACK_FILE, what="run file", max_bytes=MAX_ACK_BYTES,
+                         follow_symlinks=False)
+        data = parse_yaml(text, ACK_FILE)
+    except ConfigError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _refuse_link(path: Path, run_dir: Path, what: str) -> Path:
+    """The path gate for a run file written by name: no link in its place, and inside the run."""
+    if path.is_symlink():
+        raise RunDirError(
+            f"{what} '{path}' is a symbolic link: enhtrain never writes through a link in a run directory; remove "
+            "the link"
+        )
+    inside(path, run_dir, what=what)
+    return path
 
 
 def _source() -> str:
@@ -183,17 +216,19 @@ def write_request(
         command: The command that asks (``enhtrain runs set``), recorded as part of the source.
     """
     run_dir = Path(run_dir)
-    path = inside(run_dir / RUNTIME_FILE, run_dir, what="runtime request")
+    path = _refuse_link(run_dir / RUNTIME_FILE, run_dir, "runtime request")
     merged_set: dict[str, Any] = {}
     merged_actions: list[str] = []
     if path.is_file():
         previous = RuntimeReader(run_dir).read()
         ack = read_ack(run_dir) or {}
         if isinstance(previous.data, dict) and ack.get("request") != previous.request:
+            # Only what the run would accept is carried over; the rest would be rejected there anyway.
             if isinstance(previous.data.get("set"), dict):
-                merged_set.update(previous.data["set"])
+                merged_set.update({k: v for k, v in list(previous.data["set"].items())[:MAX_RUNTIME_KEYS]
+                                   if isinstance(k, str) and len(k) <= 200 and _plain(v)})
             if isinstance(previous.data.get("actions"), list):
-                merged_actions += [a for a in previous.data["actions"] if isinstance(a, str)]
+                merged_actions += [a for a in previous.data["actions"][:10] if a in ("checkpoint", "stop")]
     merged_set.update(updates)
     merged_actions += [a for a in actions if a not in merged_actions]
     request = uuid.uuid4().hex
@@ -202,7 +237,7 @@ def write_request(
         body["set"] = merged_set
     if merged_actions:
         body["actions"] = merged_actions
-    text = f"# written {_now()}\n" + yaml.safe_dump(body, sort_keys=False)
+    text = f"# written {_now()}\n" + yaml.safe_dump(finite(body), sort_keys=False)
     try:
         atomic_write_text(path, text)
     except OSError as err:
@@ -212,11 +247,30 @@ def write_request(
     return request
 
 
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is a scalar within the limits of a runtime value (a request carried over holds no more)."""
+    if isinstance(value, str):
+        return len(value) <= 1000
+    return value is None or (isinstance(value, (bool, int, float)) and out_of_range(value) is None)
+
+
 def write_ack(run_dir: str | Path, answer: dict[str, Any]) -> None:
-    """Write the run's answer to a request into ``<run_dir>/runtime.ack.yaml`` atomically (global rank 0 only)."""
+    """Write the run's answer to a request into ``<run_dir>/runtime.ack.yaml`` atomically (global rank 0 only).
+
+    The answer is bounded (at most a few dozen lines, each cut to a few hundred characters), secrets are
+    masked, and a non-finite number is written as ``null``.
+
+    Raises:
+        RunDirError: If ``runtime.ack.yaml`` is a link or leads out of the run.
+        OSError: If it cannot be written.
+    """
     run_dir = Path(run_dir)
-    path = inside(run_dir / ACK_FILE, run_dir, what="runtime answer")
-    atomic_write_text(path, yaml.safe_dump({**answer, "time": _now()}, sort_keys=False))
+    path = _refuse_link(run_dir / ACK_FILE, run_dir, "runtime answer")
+    rejected = [_line(r) for r in answer.get("rejected") or []]
+    if len(rejected) > _MAX_REJECTED:
+        rejected = [*rejected[:_MAX_REJECTED], f"... and {len(rejected) - _MAX_REJECTED} more"]
+    body = mask_secrets(finite({**answer, "rejected": rejected, "time": _now()}))
+    atomic_write_text(path, yaml.safe_dump(body, sort_keys=False))
 
 
 def wait_for_ack(run_dir: str | Path, request: str, timeout: float, poll_s: float = 0.1) -> dict[str, Any]:
@@ -265,8 +319,8 @@ def check_accepts_updates(run_dir: str | Path) -> None:
             "run that trains; to continue a finished or stopped run with new settings, resume it"
         )
     try:
-        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        config = read_yaml(run_dir / "config.yaml", what="run file", follow_symlinks=False)
+    except ConfigError:
         return
     experiment = config.get("experiment") if isinstance(config, dict) else None
     if isinstance(experiment, dict) and experiment.get("runtime_updates") is False:
@@ -297,18 +351,34 @@ def read_lr(trainer: Any, pl_module: Any) -> float | list[float]:
     return rates[0] if len(set(rates)) == 1 else rates
 
 
+def _new_rate(rate: Any, old: Any) -> float:
+    new = rate(float(old))
+    if not (isinstance(new, (int, float)) and math.isfinite(new) and 0 < new <= MAX_RUNTIME_FLOAT):
+        raise ValueError(
+            f"the learning rate {float(old):g} would become {new:g}, outside (0, {MAX_RUNTIME_FLOAT:g}]; give a "
+            "scale that keeps it a finite number > 0"
+        )
+    return float(new)
+
+
 def _set_rates(trainer: Any, rate: Any) -> None:
-    """Set every parameter group's ``lr`` to ``rate(old)``, and the schedulers' base rates alike."""
-    for opt in _optimizers(trainer):
-        for group in opt.param_groups:
-            old = float(group["lr"])
-            group["lr"] = rate(old)
-            if "initial_lr" in group:
-                group["initial_lr"] = rate(float(group["initial_lr"]))
-    for scheduler in _schedulers(trainer):
-        # A scheduler that computes the rate from its base rates (cosine, one-cycle) would undo a plain change.
-        if isinstance(getattr(scheduler, "base_lrs", None), list):
-            scheduler.base_lrs = [rate(float(b)) for b in scheduler.base_lrs]
+    """Set every parameter group's ``lr`` to ``rate(old)``, and the schedulers' base rates alike.
+
+    Every new rate is computed and checked first: one outside ``(0, MAX_RUNTIME_FLOAT]`` (a scale that
+    overflows or underflows) raises ``ValueError`` and nothing changes.
+    """
+    groups = [group for opt in _optimizers(trainer) for group in opt.param_groups]
+    schedulers = [s for s in _schedulers(trainer) if isinstance(getattr(s, "base_lrs", None), list)]
+    rates = [(_new_rate(rate, g["lr"]), _new_rate(rate, g["initial_lr"]) if "initial_lr" in g else None)
+             for g in groups]
+    bases = [[_new_rate(rate, b) for b in s.base_lrs] for s in schedulers]
+    for group, (lr, initial) in zip(groups, rates, strict=True):
+        group["lr"] = lr
+        if initial is not None:
+            group["initial_lr"] = initial
+    # A scheduler that computes the rate from its base rates (cosine, one-cycle) would undo a plain change.
+    for scheduler, base in zip(schedulers, bases, strict=True):
+        scheduler.base_lrs = base
 
 
 def set_lr(trainer: Any, pl_module: Any, value: float) -> None:
