@@ -5,11 +5,13 @@ The parent process of a sweep never imports torch: each trial is an ordinary ``e
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +98,7 @@ def _check_name(name: str | None) -> None:
 _DAMAGED = (ValueError, KeyError, TypeError, AttributeError, LookupError, RecursionError)
 
 
-def _reading(action: str, handler: Any, argv: list[str]) -> int:
+def _reading(action: str, handler: Any, argv: list[str]) -> Any:
     """Run a command that reads a study; whatever a damaged store breaks inside Optuna becomes one line."""
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -104,14 +106,14 @@ def _reading(action: str, handler: Any, argv: list[str]) -> int:
     from enhtrain.sweeps.study import mask_url
 
     try:
-        return int(handler(argv))
+        return handler(argv)
     except ConfigError:
         raise
     except (*_DAMAGED, SQLAlchemyError) as err:
         detail = mask_url(" ".join(str(err).split()))
         raise ConfigError(
             f"enhtrain sweep {action}: cannot read the sweep's store ({type(err).__name__}: {shown(detail, 200)}): "
-            "the study is damaged or was written by something else than enhtrain"
+            "the store is damaged or was written by something else than enhtrain"
         ) from err
 
 
@@ -232,48 +234,53 @@ def _sweep_worker(argv: list[str]) -> int:
     return _work(sweep, args.workers)
 
 
-def _open_for_results(args: Any) -> Any:
+@contextlib.contextmanager
+def _open_for_results(args: Any) -> Iterator[Any]:
     from enhtrain.sweeps.study import find_storage, open_sweep
 
     _check_name(args.name)
     url, directory = find_storage(args.name, storage=args.storage, root=args.root)
-    return open_sweep(Path(args.name).name, url, directory, for_work=False, root=args.root)
+    sweep = open_sweep(Path(args.name).name, url, directory, for_work=False, root=args.root)
+    try:
+        yield sweep
+    finally:
+        sweep.close()
 
 
 def _sweep_show(argv: list[str]) -> int:
     from enhtrain.sweeps.results import format_table, summary, trial_rows
 
     args = _parser("show").parse_args(argv)
-    sweep = _open_for_results(args)
-    rows = trial_rows(sweep)
-    if args.json:
-        json.dump({"sweep": summary(sweep, rows), "trials": rows}, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(format_table(sweep, rows))
-    return 0
+    with _open_for_results(args) as sweep:
+        rows = trial_rows(sweep)
+        if args.json:
+            json.dump({"sweep": summary(sweep, rows), "trials": rows}, sys.stdout, indent=2, default=str)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(format_table(sweep, rows))
+        return 0
 
 
 def _sweep_best(argv: list[str]) -> int:
     from enhtrain.sweeps.results import best_config, summary, trial_rows
 
     args = _parser("best").parse_args(argv)
-    sweep = _open_for_results(args)
-    if args.print_config:
-        sys.stdout.write(best_config(sweep))
+    with _open_for_results(args) as sweep:
+        if args.print_config:
+            sys.stdout.write(best_config(sweep))
+            return 0
+        best = summary(sweep, trial_rows(sweep))["best"]
+        if best is None:
+            best_config(sweep)  # raises the error that says no trial is complete
+        if args.json:
+            json.dump(best, sys.stdout, indent=2, default=str)
+            sys.stdout.write("\n")
+            return 0
+        sys.stdout.write(f"trial {best['trial']}: {sweep.spec.metric}={best['value']:.6g}\n")
+        for key, value in best["params"].items():
+            sys.stdout.write(f"  {key}: {json.dumps(value)}\n")
+        sys.stdout.write(f"run: {best['run_dir'] or '-'}\n")
         return 0
-    best = summary(sweep, trial_rows(sweep))["best"]
-    if best is None:
-        best_config(sweep)  # raises the error that says no trial is complete
-    if args.json:
-        json.dump(best, sys.stdout, indent=2, default=str)
-        sys.stdout.write("\n")
-        return 0
-    sys.stdout.write(f"trial {best['trial']}: {sweep.spec.metric}={best['value']:.6g}\n")
-    for key, value in best["params"].items():
-        sys.stdout.write(f"  {key}: {json.dumps(value)}\n")
-    sys.stdout.write(f"run: {best['run_dir'] or '-'}\n")
-    return 0
 
 
 def _sweep_plots(argv: list[str]) -> int:
@@ -281,13 +288,20 @@ def _sweep_plots(argv: list[str]) -> int:
 
     args = _parser("plots").parse_args(argv)
     out = _plots_folder(args.out)
-    sweep = _open_for_results(args)
-    written, skipped = write_plots(sweep, out)
-    for path in written:
-        sys.stdout.write(f"{path}\n")
-    for name, reason in skipped.items():
-        sys.stdout.write(f"skipped {name}: {reason}\n")
-    return 0
+    with _open_for_results(args) as sweep:
+        try:
+            written, skipped = write_plots(sweep, out)
+        except OSError as err:
+            from enhtrain.sweeps.spec import shown
+
+            folder = out if out is not None else sweep.directory
+            raise ConfigError(f"sweep plots: cannot write the plots into '{shown(folder, 200)}': "
+                              f"{err.strerror or type(err).__name__}; give --out a folder you can write") from err
+        for path in written:
+            sys.stdout.write(f"{path}\n")
+        for name, reason in skipped.items():
+            sys.stdout.write(f"skipped {name}: {reason}\n")
+        return 0
 
 
 def _plots_folder(out: str | None) -> Path | None:

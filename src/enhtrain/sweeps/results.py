@@ -13,6 +13,7 @@ import yaml
 
 from enhtrain._io import atomic_write_bytes, atomic_write_text
 from enhtrain.errors import ConfigError
+from enhtrain.secrets import mask_secrets, secret_values
 from enhtrain.security import inside
 from enhtrain.sweeps._common import quiet_optuna
 from enhtrain.sweeps.base import set_dotted
@@ -147,7 +148,7 @@ def best_config(sweep: Sweep) -> str:
         set_dotted(config, param.key, param.decode(best.params[param.key]))
     header = (f"# The best trial ({best.number}) of sweep {sweep.spec.name}: {sweep.spec.metric}={best.value:.6g}\n"
               "# Train it again with: enhtrain fit --config best.yaml\n")
-    return header + yaml.safe_dump(config, sort_keys=False)
+    return header + yaml.safe_dump(mask_secrets(config, secret_values()), sort_keys=False)
 
 
 def _figures(sweep: Sweep, name: str) -> tuple[Any, Any]:

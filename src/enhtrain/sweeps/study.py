@@ -264,6 +264,10 @@ class Sweep:
             atomic_write_text(path, text)
         return self.base_path
 
+    def close(self) -> None:
+        """Close the storage's connections (an embedded store's side files go with the last one)."""
+        self.storage.engine.dispose()
+
     def target(self) -> int:
         """The number of trials the study is to finish, as stored (``sweep run --trials`` may raise it)."""
         where = f"study '{self.spec.name}' in '{mask_url(self.url)}'"
@@ -278,9 +282,11 @@ class Sweep:
 
 
 def _study_names(storage: Any) -> list[str]:
-    import optuna
+    """The studies of a storage, read without Optuna's loading of every study's attributes (unbounded JSON)."""
+    from sqlalchemy import text
 
-    return list(optuna.get_all_study_names(storage))
+    with storage.engine.connect() as connection:
+        return [str(row[0]) for row in connection.execute(text("SELECT study_name FROM studies"))]
 
 
 def open_sweep(name: str, url: str, directory: Path | None = None, *, seed_offset: int = 0,
@@ -302,11 +308,22 @@ def open_sweep(name: str, url: str, directory: Path | None = None, *, seed_offse
         ConfigError: If the storage cannot be reached, the study does not exist or was not made by enhtrain, or
             what the store holds fails a check.
     """
-    import optuna
-
     shown_url = mask_url(url)
     where = f"study '{shown(name)}' in '{shown(shown_url, 200)}'"
     probe = open_storage(url, what="--storage")
+    try:
+        return _open_checked(name, url, probe, directory, seed_offset=seed_offset, for_work=for_work, flags=flags,
+                             root=root, where=where)
+    except BaseException:
+        probe.engine.dispose()  # no connection left open: SQLite's side files go with it
+        raise
+
+
+def _open_checked(name: str, url: str, probe: Any, directory: Path | None, *, seed_offset: int, for_work: bool,
+                  flags: Sequence[str], root: str | Path, where: str) -> Sweep:
+    import optuna
+
+    shown_url = mask_url(url)
     names = _study_names(probe)
     if name not in names:
         listed = shown(", ".join(sorted(names)), 300) or "none"
@@ -323,9 +340,26 @@ def open_sweep(name: str, url: str, directory: Path | None = None, *, seed_offse
     if for_work:
         storage = open_storage(url, heartbeat_interval=spec.heartbeat_interval, grace_period=spec.grace_period,
                                max_retry=spec.max_retry, what="--storage")
-    study = optuna.load_study(study_name=name, storage=storage, sampler=build_sampler(spec, seed_offset),
-                              pruner=build_pruner(spec))
+    try:
+        study = optuna.load_study(study_name=name, storage=storage, sampler=build_sampler(spec, seed_offset),
+                                  pruner=build_pruner(spec))
+        _check_trials(study, where)
+    except BaseException:
+        storage.engine.dispose()
+        raise
     return Sweep(spec, base, trial_flags, url, storage, study, directory)
+
+
+def _check_trials(study: Any, where: str) -> None:
+    """Read every trial once, so that a damaged one is refused before anything runs or is written."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        study.get_trials(deepcopy=False)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, SQLAlchemyError) as err:
+        detail = shown(" ".join(str(err).split()), 150)
+        raise ConfigError(f"{where}: cannot read its trials ({type(err).__name__}: {detail}): the store is damaged "
+                          "or was written by something else than enhtrain") from err
 
 
 def create_or_continue(spec: SweepSpec, base: dict[str, Any], trial_flags: list[str], url: str, directory: Path,
