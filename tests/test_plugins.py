@@ -767,6 +767,11 @@ def enhtrain_register_loggers(registry):
          "name it", "add acme to ENHTRAIN_LOAD_PLUGINS"),
         ("ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD", "yes", "is not loaded because ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD=yes",
          "unset ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD"),
+        # A value that would break the line is shown quoted and escaped.
+        ("ENHTRAIN_DISABLED_PLUGINS", "acme-tools,\nother", "is disabled by ENHTRAIN_DISABLED_PLUGINS='acme-tools,"
+         "\\nother'", "remove it from ENHTRAIN_DISABLED_PLUGINS"),
+        ("ENHTRAIN_LOAD_PLUGINS", "bad_import,\x1b[2J", "is not loaded because ENHTRAIN_LOAD_PLUGINS='bad_import,"
+         "\\x1b[2J' does not name it", "add acme to ENHTRAIN_LOAD_PLUGINS"),
     ],
 )
 def test_unknown_name_says_which_unloaded_plugin_provides_it(
@@ -786,6 +791,8 @@ def test_unknown_name_says_which_unloaded_plugin_provides_it(
     assert line.startswith("enhtrain: error: flag --experiment.loggers.acme_jsonl: unknown logger 'acme_jsonl'.")
     assert line.endswith(f"(logger 'acme_jsonl' comes from plugin acme (acme-tools 1.0), which {reason}; {fix})")
     assert "fix that plugin" not in line
+    assert all(each.startswith("enhtrain: ") for each in result.stderr.splitlines()), result.stderr
+    assert "\x1b" not in result.stderr
     assert f"which {reason}" in str(shown.value)
     assert result.run_dirs() == []
 

@@ -10,6 +10,7 @@ __all__ = [
     "PluginError",
     "RunDirError",
     "located",
+    "one_line",
     "quote",
 ]
 
@@ -125,3 +126,13 @@ def quote(value: object, limit: int = 80) -> str:
     except ValueError:  # an integer too long to convert, inside a list or mapping
         return f"a {type(value).__name__}"
     return text if len(text) <= limit else text[: max(limit - 3, 1)] + "..."
+
+
+def one_line(message: str) -> str:
+    """Escape every character of ``message`` that would break its line or the terminal (``\\n``, ``\\x1b``).
+
+    The last guard of the one-line rule, for a value that reached a message without :func:`quote`.
+    """
+    if message.isprintable():
+        return message
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)

@@ -13,7 +13,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 
-from enhtrain.errors import EnhtrainError
+from enhtrain.errors import EnhtrainError, one_line
 
 __all__ = ["INFO_COMMANDS", "main"]
 
@@ -47,7 +47,7 @@ INFO_COMMANDS = ("plugins", "templates", "config", "runs", "ckpt")
 
 
 def _error(message: str) -> int:
-    sys.stderr.write(f"enhtrain: error: {message}\n")
+    sys.stderr.write(f"enhtrain: error: {one_line(message)}\n")
     return 2
 
 

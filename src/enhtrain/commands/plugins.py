@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from enhtrain.errors import ConfigError
+from enhtrain.errors import ConfigError, one_line
 
 __all__ = ["run"]
 
@@ -37,7 +37,7 @@ def run(args: list[str]) -> int:
     rows = plugins.list_plugins(envs=True)
     registry = plugins.get_registry()
     for line in plugins.warnings():
-        sys.stderr.write(f"enhtrain: warning: {line}\n")
+        sys.stderr.write(f"enhtrain: warning: {one_line(line)}\n")
     conflicts = {
         kind: {name: [p.describe() for p in owners] for name, owners in reg.conflicts.items()}
         for kind, reg in registry.kinds.items()

@@ -27,7 +27,7 @@ from typing import Any
 
 import pluggy
 
-from enhtrain.errors import ConfigError, PluginError, located
+from enhtrain.errors import ConfigError, PluginError, located, quote
 from enhtrain.plugins import hookspecs
 from enhtrain.plugins.registry import _SINGULAR, KINDS, ComponentRegistry, KindRegistry, PluginInfo
 
@@ -160,6 +160,12 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
+def _shown_value(name: str) -> str:
+    """A variable's value for a message: as it is when plain, quoted and escaped when it would break the line."""
+    raw = os.environ.get(name, "").strip()
+    return raw if raw.isprintable() and len(raw) <= 80 else quote(raw)
+
+
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
@@ -205,14 +211,14 @@ def _warn_unmatched(state: PluginState, entry_points: list[metadata.EntryPoint])
         for name in _env_list(variable):
             if normalize_name(name) not in known:
                 state.warnings.append(
-                    f"{variable}: '{name}' matches no installed plugin (installed plugins: {installed}); "
+                    f"{variable}: {quote(name)} matches no installed plugin (installed plugins: {installed}); "
                     "check the spelling"
                 )
 
 
 def _load_entry_points(state: PluginState) -> None:
-    allowed_raw = os.environ.get("ENHTRAIN_LOAD_PLUGINS", "").strip()
-    blocked_raw = os.environ.get("ENHTRAIN_DISABLED_PLUGINS", "").strip()
+    allowed_raw = _shown_value("ENHTRAIN_LOAD_PLUGINS")
+    blocked_raw = _shown_value("ENHTRAIN_DISABLED_PLUGINS")
     allowed = {normalize_name(n) for n in _env_list("ENHTRAIN_LOAD_PLUGINS")}
     blocked = {normalize_name(n) for n in _env_list("ENHTRAIN_DISABLED_PLUGINS")}
     autoload_env = not env_flag("ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD")
@@ -231,7 +237,7 @@ def _load_entry_points(state: PluginState) -> None:
             skipped = ("is not loaded because this test's plugin manager does not autoload plugins",
                        "use enhtrain_plugins(autoload=True), or register the plugin with enhtrain_plugin")
         elif not autoload_env:
-            value = os.environ.get("ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD", "").strip()
+            value = _shown_value("ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD")
             skipped = (f"is not loaded because ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD={value}",
                        "unset ENHTRAIN_DISABLE_PLUGIN_AUTOLOAD")
         elif names & blocked:
@@ -256,7 +262,7 @@ def _build_state(autoload: bool) -> PluginState:
     manager.add_hookspecs(hookspecs)
     state = PluginState(manager, env_key=_env_key(), autoload=autoload)
     _load_entry_points(state)
-    blocked_raw = os.environ.get("ENHTRAIN_DISABLED_PLUGINS", "").strip()
+    blocked_raw = _shown_value("ENHTRAIN_DISABLED_PLUGINS")
     blocked = {normalize_name(n) for n in _env_list("ENHTRAIN_DISABLED_PLUGINS")}
     version = metadata.version("enhtrain")
     for module_name in BUILTIN_PLUGINS:
@@ -449,13 +455,13 @@ def failure_hint(name: str, kind: str | None = None) -> str:
     if found is not None:
         skipped, each = found
         return (
-            f" ({_SINGULAR[each]} '{name}' comes from plugin {skipped.plugin.describe()}, which {skipped.reason}; "
+            f" ({_SINGULAR[each]} {quote(name)} comes from plugin {skipped.plugin.describe()}, which {skipped.reason}; "
             f"{skipped.fix})"
         )
     failed = failures()
     if not failed:
         return ""
-    return " (" + "; ".join(f.message() for f in failed) + f"; if '{name}' comes from it, fix that plugin)"
+    return " (" + "; ".join(f.message() for f in failed) + f"; if {quote(name)} comes from it, fix that plugin)"
 
 
 def _plugin_config_error(err: ConfigError, info: PluginInfo, locate: Callable[[str], str | None] | None) -> str:
