@@ -261,3 +261,67 @@ def test_a_trial_that_dies_fails_alone_and_the_sweep_goes_on(tmp_path: Path, req
     trials = {t.number: t for t in _study(url, name).get_trials()}
     assert trials[0].state.name == "FAIL" and trials[0].user_attrs["enhtrain_error"] == "killed by SIGKILL"
     assert trials[1].state.name == "COMPLETE"
+
+
+# --- a storage password never on the command line, and masked wherever a URL holds one --------------------------
+
+PASSWORD = "pw-sweeper-5b7e1c"
+
+
+@pytest.fixture(scope="module")
+def password_server(postgres: str) -> str:
+    """The module's server with a user that must give a password (``sweeper``, database ``sweeperdb``)."""
+    import psycopg
+
+    with psycopg.connect(postgres, autocommit=True) as connection:
+        connection.execute(f"CREATE ROLE sweeper LOGIN PASSWORD '{PASSWORD}'")
+        connection.execute("CREATE DATABASE sweeperdb OWNER sweeper")
+        hba = Path(str(connection.execute("SHOW hba_file").fetchone()[0]))  # type: ignore[index]
+        hba.write_text("host all sweeper 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+        connection.execute("SELECT pg_reload_conf()")
+    return postgres.replace("postgres@", "sweeper@").rsplit("/", 1)[0] + "/sweeperdb"
+
+
+def test_a_password_comes_from_pgpassword_or_pgpass_and_is_masked_everywhere(
+    password_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from enhtrain.commands import main
+    from enhtrain.config.arguments import prepare_arguments
+    from enhtrain.sweeps.spec import check_spec
+    from enhtrain.sweeps.study import create_or_continue
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    in_url = password_server.replace("sweeper@", f"sweeper:{PASSWORD}@")
+    write_tiny_config(tmp_path / "tiny.yaml")
+    prepared = prepare_arguments(["fit", "--config", "tiny.yaml"], force=True)
+    spec = check_spec({"name": "pw", "metric": "val/acc", "params": {"model.init_args.lr": {"float": [0.001, 0.1]}}},
+                      lambda keys: "spec")
+    sweep = create_or_continue(spec, prepared.composed.data, [], in_url, tmp_path / "runs" / "pw",  # type: ignore[union-attr]
+                               command=["enhtrain", "sweep", "run", "--storage", f"{in_url}?password={PASSWORD}"],
+                               spec_file="spec.yaml")
+    assert PASSWORD not in json.dumps(sweep.study.user_attrs)
+    sweep.close()
+
+    def show(url: str) -> tuple[int, str]:
+        code = main(["sweep", "show", "pw", "--storage", url])
+        out, err = capsys.readouterr()
+        assert PASSWORD not in out + err
+        return code, out + err
+
+    code, output = show(password_server)
+    assert code == 2 and output.count("\n") == 1 and "cannot reach the storage" in output, output
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    assert show(password_server)[0] == 0
+    monkeypatch.delenv("PGPASSWORD")
+    passfile = tmp_path / "pgpass"
+    host, port = password_server.split("@", 1)[1].split("/", 1)[0].split(":")
+    passfile.write_text(f"{host}:{port}:sweeperdb:sweeper:{PASSWORD}\n")
+    passfile.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    assert show(password_server)[0] == 0
+    monkeypatch.delenv("PGPASSFILE")
+    code, output = show(in_url)
+    assert code == 0 and f"sweep pw ({password_server.replace('sweeper@', 'sweeper:***@')})" in output, output
+    code, output = show(f"{password_server}?password={PASSWORD}")
+    assert code == 0 and "?password=***)" in output, output

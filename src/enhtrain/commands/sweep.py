@@ -135,8 +135,10 @@ def _sweep_run(argv: list[str]) -> int:
     if not Path(args.sweep).is_file():
         raise ConfigError(f"--sweep: spec file '{args.sweep}' not found: check the path")
     spec = load_spec(args.sweep, trials=args.trials, storage=args.storage)
-    if spec.storage is not None:
-        open_storage(spec.storage, what="--storage" if args.storage else f"{args.sweep}: sweep.storage")
+    if spec.storage is not None and not _new_sqlite(spec.storage):
+        # Reached before anything is composed or written: a wrong URL or password ends the command at once.
+        what = "--storage" if args.storage else f"{args.sweep}: sweep.storage"
+        open_storage(spec.storage, what=what).engine.dispose()
     trial_flags = _trial_flags(rest)
     base = compose_base(rest)
     check_params(spec.parsed_params(), base, param_locations(args.sweep))
@@ -157,6 +159,11 @@ def _sweep_run(argv: list[str]) -> int:
         raise
     sweep.write_base()
     return _work(sweep, args.workers, created=created)
+
+
+def _new_sqlite(url: str) -> bool:
+    """Whether the URL names an SQLite file that does not exist yet (``sweep run`` creates it once input is checked)."""
+    return url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists()
 
 
 def _trial_flags(rest: list[str]) -> list[str]:
