@@ -820,22 +820,26 @@ def _round_trip_yaml() -> Any:
     return rt
 
 
-def _refuse_long_integers(data: Any, label: str, path: tuple[str, ...] = ()) -> None:
+def _refuse_long_integers(data: Any, label: str, path: tuple[str, ...] = (), line: int | None = None) -> None:
     """Refuse an integer past the reader's digit limit in what the round-trip parser read.
 
     It reads YAML 1.2, where ``0o17`` is an integer: text that the bounded reader took for a string may reach
     here as a number of any length, which Python then refuses to convert to text.
     """
-    if isinstance(data, Mapping):
-        for key, value in data.items():
-            _refuse_long_integers(value, label, (*path, str(key)))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            _refuse_long_integers(value, label, (*path, str(index)))
+    if isinstance(data, (Mapping, list)):
+        items = data.items() if isinstance(data, Mapping) else enumerate(data)
+        where = getattr(data, "lc", None)
+        for key, value in items:
+            try:
+                at = (where.key(key) if isinstance(data, Mapping) else where.item(key))[0] + 1
+            except (AttributeError, KeyError, TypeError, IndexError):
+                at = line
+            _refuse_long_integers(value, label, (*path, str(key)), at)
     elif isinstance(data, int) and not isinstance(data, bool) and data.bit_length() > MAX_INT_DIGITS * 3.33:
         key = ".".join(path) or "the document"
         raise ConfigError(
-            f"{label}: {key}: {quote(data)} is longer than {MAX_INT_DIGITS} digits (limit): give a smaller number"
+            f"{label}{'' if line is None else f':{line}'}: {key}: {quote(data)} is longer than {MAX_INT_DIGITS} "
+            "digits (limit): give a smaller number"
         )
 
 
