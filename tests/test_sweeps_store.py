@@ -256,3 +256,30 @@ def test_a_spec_is_bounded_without_building_its_grid() -> None:
         tiny_step.grid()
     with pytest.raises(ValueError, match="choice lists 10001 values, over the limit of 10000"):
         parse_param("seed_everything", {"choice": list(range(10001))})
+
+
+def test_a_worker_takes_its_trial_flags_from_its_own_command_line_only() -> None:
+    from enhtrain.sweeps.stored import stored_flags, worker_flags
+
+    flags, rest = worker_flags(["lr", "--safe", "--allow_module", "mine", "--workers", "2", "--allow_module=theirs"])
+    assert flags == ["--safe", "--allow_module", "mine", "--allow_module=theirs"]
+    assert rest == ["lr", "--workers", "2"]
+    assert stored_flags(["--safe", "--allow_module", "mine", "--trust_checkpoint"]) == ["--safe"]
+
+
+def test_a_sampled_section_is_checked_as_fit_checks_a_config_before_its_trial_starts(
+    pristine: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(pristine, project)
+    evil = {"class_path": "os.system", "init_args": {"command": "touch pwned"}}
+    _spec(params={"model": {"choice": [evil]}})(project / "runs" / NAME / "study.db")
+    monkeypatch.chdir(project)
+
+    code = main(["sweep", "worker", NAME])
+
+    out, err = capsys.readouterr()
+    line = assert_refused(code, err, "its config was refused: ",
+                          "model.class_path: 'os.system' would import the module 'os'")
+    assert "sweep trial 1: " in line and " started:" not in out
+    assert not (project / "pwned").exists() and not list((project / "runs" / NAME).glob("trial_*"))
