@@ -158,6 +158,7 @@ def test_every_info_command_answers_help(capsys: pytest.CaptureFixture[str], arg
         (["ckpt", "verify"], "the following arguments are required: run"),
         (["ckpt", "prune", "digits/version_0"], "give --keep-last N, --keep-best K or both"),
         (["ckpt", "prune", "digits/version_0", "--keep-last", "two"], "expected a whole number, got 'two'"),
+        (["ckpt", "prune", "digits/version_0", "--keep-last", "9" * 5000], "expected a whole number, got '999"),
         (["ckpt", "prune", "digits/version_0", "--keep-best", "-1"], "expected 0 or more, got -1"),
     ],
 )

@@ -17,7 +17,7 @@ from enhtrain.checkpoints.manifest import Manifest
 from enhtrain.checkpoints.retention import plan_prune, protected_files
 from enhtrain.checkpoints.sharded import SHARDED_FORMATS, remove_checkpoint_path
 from enhtrain.commands._shared import ArgParser, checkpoint_rows, format_checkpoints, resolve_run, run_status
-from enhtrain.errors import CheckpointError, ConfigError
+from enhtrain.errors import CheckpointError, ConfigError, quote
 from enhtrain.run.lock import LOCK_NAME, RunLock
 from enhtrain.run.metadata import read_metadata
 from enhtrain.security import PathEscapeError, inside
@@ -211,7 +211,7 @@ def _count(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{value}'") from None
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {quote(value)}") from None
     if number < 0:
         raise argparse.ArgumentTypeError(f"expected 0 or more, got {number}")
     return number
