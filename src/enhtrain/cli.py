@@ -11,12 +11,15 @@ import argparse
 import contextlib
 import errno
 import io
+import logging
 import sys
 import textwrap
 from typing import Any, TypeVar
 
 import yaml
 from jsonargparse import ArgumentError, DefaultHelpFormatter, Namespace
+from lightning.fabric.utilities.rank_zero import _get_rank, rank_prefixed_message
+from lightning.fabric.utilities.seed import seed_everything
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -195,15 +198,34 @@ class EnhancedCLI(LightningCLI):
             self.prepared, dumped, subcommand=self.subcommand, trust=self.prepared.trust.trust_checkpoint
         )
         self.save_config_callback = None
-        super()._set_seed()
+        self._seed_quietly()
+
+    def _seed_quietly(self) -> None:
+        """Seed as LightningCLI does; "Seed set to N" is said once the classes are built, after any error.
+
+        ``seed_everything: true`` draws a seed, recorded as drawn in ``metadata.json``; a resumed run reuses the
+        one its run drew, so that it continues the same random stream.
+        """
+        assert self.session is not None and self.subcommand is not None
+        config = self.config[self.subcommand]
+        if self.session.reused_seed is not None:
+            config["seed_everything"] = self.session.reused_seed
+        seed = config.get("seed_everything")
+        if seed is False or "seed_everything" not in config:
+            return
+        value = seed_everything(None if seed is True else seed, workers=True, verbose=False)
+        config["seed_everything"] = value
+        self.session.seed = {"value": value, "drawn": seed is True or self.session.reused_seed is not None}
         if "seed_everything" in self.session.masked_config:
-            # `seed_everything: true` has become the seed drawn: the run's config.yaml records that number.
-            self.session.masked_config["seed_everything"] = self.config[self.subcommand]["seed_everything"]
+            # The run's config.yaml records the number, drawn or given.
+            self.session.masked_config["seed_everything"] = value
 
     @override
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
+            if self.session is not None and self.session.seed is not None:
+                _seed_log.info(rank_prefixed_message(f"Seed set to {self.session.seed['value']}", _get_rank()))
         except BaseException as err:
             if self.session is not None:
                 self.session.abort()
@@ -396,6 +418,9 @@ def _usage(subcommand: str) -> str:
         f"       {' ' * len(subcommand)} [--trainer.KEY VALUE ...] [--model ...] [--data ...] [--SECTION.KEY VALUE ...]"
     )
 
+
+# Lightning's own logger for "Seed set to N", so the line looks and is filtered as without enhtrain.
+_seed_log = logging.getLogger("lightning.fabric.utilities.seed")
 
 _DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
 

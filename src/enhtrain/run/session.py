@@ -89,6 +89,8 @@ class RunSession:
     _loggers: list[Any] = field(default_factory=list)
     _callbacks: list[Any] = field(default_factory=list)
     _job: str | None = None
+    reused_seed: int | None = None
+    seed: dict[str, Any] | None = None
 
     @property
     def secret_values(self) -> set[str]:
@@ -143,6 +145,11 @@ class RunSession:
             return session
         session.resume_step = _check_loads(point.checkpoint, trust)
         run = open_existing(point.run_dir)
+        if masked.get("seed_everything") is True:
+            # `true` draws a seed; the resumed run draws none but continues with the one its run drew.
+            session.reused_seed = _drawn_seed(run.metadata_path)
+            if session.reused_seed is not None:
+                masked["seed_everything"] = session.reused_seed
         if is_writer:
             lock = RunLock(run.path)
             lock.acquire(action="resume it")
@@ -262,6 +269,8 @@ class RunSession:
             tags=mask_secrets(list(self.experiment.tags), self._secrets),
             description=mask_text(self.experiment.description, self._secrets) if self.experiment.description else None,
         )
+        if self.seed is not None:
+            run_metadata.update_metadata(run.metadata_path, self.metadata, seed=self.seed)
         if point is not None:
             history = [*previous_meta.get("resumes", []), {"checkpoint": point.checkpoint,
                                                             "time": self.metadata["start_time"]}]
@@ -502,6 +511,19 @@ def _check_loads(checkpoint: str, trust: bool) -> int:
         raise CheckpointError(f"experiment.resume: {err}") from err
     step = loaded.get("global_step")
     return step if isinstance(step, int) else 0
+
+
+def _drawn_seed(metadata_path: Path) -> int | None:
+    """The seed a run drew for ``seed_everything: true``, as its ``metadata.json`` records it (else ``None``)."""
+    try:
+        seed = run_metadata.read_metadata(metadata_path).get("seed")
+    except run_metadata.MetadataError:
+        return None
+    if isinstance(seed, dict) and seed.get("drawn") is True:
+        value = seed.get("value")
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def _saved_config_or_none(path: Path) -> dict[str, Any] | None:
