@@ -22,7 +22,7 @@ from enhtrain.config.runtime import RuntimeKey, RuntimeKeyRegistry, collect_runt
 from enhtrain.errors import ConfigError, EnhtrainError
 from enhtrain.run.runtime import Polled, RuntimeReader, write_ack
 
-__all__ = ["RuntimeUpdates"]
+__all__ = ["RuntimeUpdates", "RuntimeUpdatesState"]
 
 
 class RuntimeUpdates(Callback):
@@ -225,3 +225,20 @@ class RuntimeUpdates(Callback):
                 write_ack(self.run_dir, answer)
             except OSError as err:
                 rank_zero_warn(f"enhtrain: cannot answer the runtime request: {err}")
+
+
+class RuntimeUpdatesState(Callback):
+    """Takes the :class:`RuntimeUpdates` state of a run's checkpoint where nothing trains (validate, test, predict).
+
+    Lightning asks for every callback whose state a checkpoint holds; this one accepts the state of enhtrain's own
+    runtime updates and does nothing with it.
+    """
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return RuntimeUpdates.__qualname__
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        pass

@@ -56,11 +56,6 @@ class RunDir:
         """``profiler/``: profiler reports."""
         return self.path / "profiler"
 
-    def make_subdirs(self) -> None:
-        """Create ``checkpoints/``, ``logs/`` and ``profiler/``."""
-        for sub in (self.checkpoints, self.logs, self.profiler):
-            sub.mkdir(exist_ok=True)
-
     def remove_if_created(self) -> None:
         """Remove the directory if this process created it (a run that failed before it started)."""
         if self.created:
@@ -147,11 +142,8 @@ def create_run_dir(root: str | Path, name: str, version: str | None = None) -> R
         while not _mkdir(name_dir / f"version_{n}", root):
             n += 1
         run = RunDir(name_dir / f"version_{n}", name, f"version_{n}", created_parents=tuple(missing))
-    try:
-        run.make_subdirs()
-    except OSError as err:
-        run.remove_if_created()
-        raise RunDirError(f"cannot write run directory '{run.path}': {err.strerror or err}") from err
+    # checkpoints/, logs/ and profiler/ are made by whatever first writes into them: a run that saves no
+    # checkpoint has no empty checkpoints/ folder.
     return run
 
 

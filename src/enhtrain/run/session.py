@@ -348,6 +348,10 @@ class RunSession:
             from enhtrain.callbacks.runtime_updates import RuntimeUpdates
 
             callbacks.append(RuntimeUpdates(self.run.path, record=self.record_runtime_update))
+        elif self.subcommand != "fit":
+            from enhtrain.callbacks.runtime_updates import RuntimeUpdatesState
+
+            callbacks.append(RuntimeUpdatesState())
         kwargs["callbacks"] = callbacks
         spec = exp.profiler_spec()
         if spec is not None and user_profiler is None and self.is_writer:
