@@ -59,8 +59,10 @@ _LOGGER_UTILITIES = "lightning.fabric.utilities.logger"
 _CSV_WRITER = "lightning.pytorch.loggers.csv_logs:ExperimentWriter"
 _WANDB = "lightning.pytorch.loggers.wandb:WandbLogger"
 _COMET = "lightning.pytorch.loggers.comet:CometLogger"
+_RICH_BAR = "lightning.pytorch.callbacks.progress.rich_progress:RichProgressBar"
 
 PRIVATE_API: tuple[PrivateName, ...] = (
+    PrivateName(_CLI, "_add_arguments", "method", ("self", "parser"), "enhtrain.cli.EnhancedCLI._add_arguments"),
     PrivateName(_CLI, "_parse_ckpt_path", "method", ("self",), "enhtrain.cli.EnhancedCLI._parse_ckpt_path"),
     PrivateName(_CLI, "_run_subcommand", "method", ("self", "subcommand"), "enhtrain.cli.EnhancedCLI._run_subcommand"),
     PrivateName(
@@ -197,6 +199,10 @@ PRIVATE_API: tuple[PrivateName, ...] = (
         used_by="enhtrain.loggers.tensorboard._summary_writer_parameters",
     ),
     PrivateName("lightning.fabric.utilities.types", "_PATH", "constant", used_by="enhtrain.checkpoints.atomic_io"),
+    PrivateName(
+        _RICH_BAR, "_init_progress", "method", ("self", "trainer"), "enhtrain.callbacks.progress.RunProgressBar"
+    ),
+    PrivateName(_RICH_BAR, "_stop_progress", "method", ("self",), "enhtrain.callbacks.progress.RunProgressBar"),
 )
 """Every private method, attribute, function and constant of Lightning that enhtrain relies on."""
 

@@ -29,6 +29,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from typing_extensions import override
 
 from enhtrain import plugins
+from enhtrain._noise import quiet_library_noise
 from enhtrain.callbacks.progress import default_progress_callbacks
 from enhtrain.config.arguments import KEYED_MERGE_RULE, PreparedArgs, annotate_printed_config, prepare_arguments
 from enhtrain.config.errors import describe_parser_error, where_set
@@ -69,6 +70,8 @@ class EnhancedCLI(LightningCLI):
                 self.prepared = prepare_arguments(argv, force=experiment_defaults, subcommands=subcommands)
             if self.prepared is not None:
                 kwargs["args"] = self.prepared.argv
+        if self.prepared is not None:
+            quiet_library_noise()
         super().__init__(*args, **kwargs)
 
     @property

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import sys
 import time
 from typing import Any
@@ -11,7 +13,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar
 from typing_extensions import override
 
-__all__ = ["PlainProgressBar", "default_progress_callbacks"]
+__all__ = ["PlainProgressBar", "RunProgressBar", "default_progress_callbacks"]
 
 
 def _format(metrics: dict[str, Any]) -> str:
@@ -107,7 +109,66 @@ class PlainProgressBar(ProgressBar):
             self._print(f"test {_format(metrics)}")
 
 
+_RUN_VERSION = re.compile(r"^version_(\d+)$")
+# The loggers whose lines (`Trainer.fit` stopped, "Seed set to", ...) are written while the bar is drawn.
+_LIGHTNING_LOGGERS = ("lightning.pytorch", "lightning.fabric")
+
+
+class RunProgressBar(RichProgressBar):
+    """Lightning's rich progress bar, fitted to a run: what is printed around it stays on screen.
+
+    - The bar ends with training, so the run's summary printed at the end of ``fit`` comes after it, not under
+      a copy of the bar drawn again over its last lines.
+    - While the bar is drawn, Lightning's log lines go through the bar's console, above the bar, instead of
+      being written where the bar redraws itself.
+    - ``v_num`` is the run's version: the number of ``version_N``, or a named version whole (Lightning shows
+      the last four characters of a version name: ``on_0``).
+
+    Args:
+        *args: Arguments of :class:`~lightning.pytorch.callbacks.RichProgressBar`.
+        **kwargs: Keyword arguments of :class:`~lightning.pytorch.callbacks.RichProgressBar`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._rerouted: list[tuple[logging.StreamHandler[Any], Any]] = []
+
+    @override
+    def _init_progress(self, trainer: pl.Trainer) -> None:
+        super()._init_progress(trainer)
+        # Rich's live display puts a proxy in sys.stderr that prints above the bar; Lightning's handlers still
+        # hold the stream they were made with.
+        if self.progress is None or self._rerouted or sys.stderr is sys.__stderr__:
+            return
+        for name in _LIGHTNING_LOGGERS:
+            for handler in logging.getLogger(name).handlers:
+                if isinstance(handler, logging.StreamHandler) and handler.stream is sys.__stderr__:
+                    self._rerouted.append((handler, handler.setStream(sys.stderr)))
+
+    @override
+    def _stop_progress(self) -> None:
+        super()._stop_progress()
+        for handler, stream in self._rerouted:
+            handler.setStream(stream)
+        self._rerouted = []
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stop_progress()
+
+    @override
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        items = super().get_metrics(trainer, pl_module)
+        if "v_num" in items:
+            versions = {str(logger.version) for logger in trainer.loggers if logger.version is not None}
+            if len(versions) == 1:
+                version = versions.pop()
+                match = _RUN_VERSION.match(version)
+                items["v_num"] = match.group(1) if match else version
+        return items
+
+
 def default_progress_callbacks() -> list[ProgressBar]:
     """A rich bar when stdout is a terminal, plain lines otherwise (``ENHTRAIN_PLAIN_PROGRESS=1`` forces them)."""
     plain = os.environ.get("ENHTRAIN_PLAIN_PROGRESS", "") not in ("", "0") or not sys.stdout.isatty()
-    return [PlainProgressBar()] if plain else [RichProgressBar(refresh_rate=10)]
+    return [PlainProgressBar()] if plain else [RunProgressBar(refresh_rate=10)]

@@ -109,6 +109,8 @@ class CometOfflineLogger(_AllInLogDir):
         "log_git_patch": False,
         # This probes cloud metadata servers and resolves Comet's host name.
         "log_env_details": False,
+        # The end-of-run table repeats every parameter and metric (about 150 lines); the upload command is kept.
+        "display_summary_level": 0,
     }
     """Options of ``comet_ml.OfflineExperiment`` that differ from comet_ml's defaults."""
 
