@@ -261,6 +261,11 @@ def test_broken_plugin_is_reported_by_name_and_distribution(fake_site: FakeSite,
     assert f"{name} ({distribution} 1.0)\n" in text.stdout
     assert f"  FAILED: plugin {name} ({distribution} 1.0) failed at {stage}:" in text.stdout
     assert "callbacks: backbone_finetuning" in text.stdout
+    # The failure comes first, before every plugin that loaded (built-ins included).
+    assert text.stdout.startswith(f"{name} ({distribution} 1.0)\n"), text.stdout
+    assert next(iter(rows)) == name
+    assert "  runtime keys: optimizer.lr, optimizer.lr_scale, trainer.gradient_clip_val" in text.stdout
+    assert rows["enhtrain.plugins.builtin.runtime"]["runtime_keys"][:2] == ["optimizer.lr", "optimizer.lr_scale"]
 
 
 def test_fit_not_using_broken_plugins_succeeds(fake_site: FakeSite, enhtrain_cli: Any, tiny_config_file: Path) -> None:

@@ -11,6 +11,7 @@ import json
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from enhtrain.errors import ConfigError, one_line
 
@@ -34,8 +35,12 @@ def run(args: list[str]) -> int:
     unknown = [a for a in args if a != "--json"]
     if unknown:
         raise ConfigError(f"enhtrain plugins: unknown argument '{unknown[0]}'; {_USAGE}")
-    rows = plugins.list_plugins(envs=True)
+    # A plugin that failed to load comes first, where it is seen.
+    rows = sorted(plugins.list_plugins(envs=True), key=lambda row: row["error"] is None)
+    for row in rows:
+        row["runtime_keys"] = []
     registry = plugins.get_registry()
+    _add_runtime_keys(rows)
     for line in plugins.warnings():
         sys.stderr.write(f"enhtrain: warning: {one_line(line)}\n")
     conflicts = {
@@ -57,6 +62,8 @@ def run(args: list[str]) -> int:
             out.write(f"  {kind}: {', '.join(sorted(names))}\n")
         for env, files in sorted(row["envs"].items()):
             out.write(f"  env overlay: {env} -> {', '.join(files)}\n")
+        if row["runtime_keys"]:
+            out.write(f"  runtime keys: {', '.join(row['runtime_keys'])}\n")
         if row["config_check"]:
             out.write("  config check: enhtrain_validate_config\n")
         if row["error"]:
@@ -67,6 +74,23 @@ def run(args: list[str]) -> int:
         for name, owners in names.items():
             out.write(f"conflict: {kind[:-1]} '{name}' registered by {' and '.join(owners)}\n")
     return status
+
+
+def _add_runtime_keys(rows: list[dict[str, Any]]) -> None:
+    """Fill each row's ``runtime_keys``: the keys its ``enhtrain_runtime_keys`` declares (``enhtrain runs set``)."""
+    from enhtrain.config.runtime import collect_runtime_keys
+    from enhtrain.errors import PluginError
+
+    try:
+        keys = collect_runtime_keys()
+    except PluginError as err:
+        sys.stderr.write(f"enhtrain: warning: {one_line(str(err))}\n")
+        return
+    by_plugin: dict[str, list[str]] = {}
+    for key in keys:
+        by_plugin.setdefault(key.plugin, []).append(key.name)
+    for row in rows:
+        row["runtime_keys"] = by_plugin.get(row["name"], [])
 
 
 def _new(args: list[str]) -> int:
