@@ -86,10 +86,11 @@ def test_progress_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_lightning_way_logger_still_works(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["fit", "--config", "tiny.yaml", "--trainer.logger", "lightning.pytorch.loggers.CSVLogger",
-                 "--trainer.logger.save_dir", str(workdir / "mine")])
+    # A folder given to a trainer.logger must lie inside the run: experiment.version names the run's folder.
+    code = main(["fit", "--config", "tiny.yaml", "--experiment.version", "version_0", "--trainer.logger",
+                 "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(run_dir(workdir) / "mine")])
     assert code == 0, capsys.readouterr().err
-    mine = list((workdir / "mine").rglob("metrics.csv"))
+    mine = list((run_dir(workdir) / "mine").rglob("metrics.csv"))
     assert len(mine) == 1
     assert any(row.get("train/loss") for row in csv.DictReader(mine[0].open()))
     assert (run_dir(workdir) / "logs" / "csv" / "metrics.csv").is_file()

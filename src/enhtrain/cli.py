@@ -129,6 +129,7 @@ class EnhancedCLI(LightningCLI):
             plugins.validate_config(
                 self._dumped_config(), locate=lambda key: where_set(key, prepared.composed, prepared.split.rest)
             )
+            _check_user_paths(self._dumped_config(), prepared)
 
     def _parse_or_print(self, parser: LightningArgumentParser, args: Any) -> Namespace:
         """Parse; for ``--print_config``, print the config with what enhtrain builds from it, then exit."""
@@ -431,6 +432,17 @@ _DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACC
 _E = TypeVar("_E", bound=BaseException)
 # The seeds Lightning's `seed_everything` accepts (NumPy's range).
 _SEED_MIN, _SEED_MAX = 0, 2**32 - 1
+
+
+def _check_user_paths(config: dict[str, Any], prepared: PreparedArgs) -> None:
+    """Refuse a folder given to a ``trainer.*`` component outside the run directory (see ``config/placement.py``)."""
+    import os
+
+    from enhtrain.config.placement import check_user_paths
+
+    exp = prepared.experiment
+    run_dir = os.path.join(exp.root_dir, exp.name, exp.version) if exp.version else None
+    check_user_paths(config, run_dir, lambda key: where_set(key, prepared.composed, prepared.split.rest))
 
 
 def _cause(err: BaseException, kind: type[_E]) -> _E | None:

@@ -156,8 +156,8 @@ def read_switches(
 def _refusal(where: str, key: str, switch: LooseningSwitch) -> ConfigError:
     return ConfigError(
         f"{where}: {key}: a switch that loosens a security check is taken only from your own command line "
-        f"({switch.flag}) or shell variable ({switch.variable}), never from a config, an overlay, a config variable, an "
-        f"inline mapping, a store or a run file; remove it"
+        f"({switch.flag}) or shell variable ({switch.variable}), never from a config, an overlay, a config "
+        "variable, an inline mapping, a store or a run file; remove it"
     )
 
 

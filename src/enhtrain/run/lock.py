@@ -109,11 +109,18 @@ class RunLock:
             ) from None
         self._fd = fd
 
-    def claim(self) -> None:
-        """Write this process's pid and host into the held lock file (after every check has passed)."""
+    def claim(self, token: str | None = None) -> None:
+        """Write this process's pid and host into the held lock file (after every check has passed).
+
+        Args:
+            token: The launch's token, which the processes of the other ranks must find here to join the run.
+        """
         if self._fd is None:
             return
-        text = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}).encode()
+        holder: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
+        if token:
+            holder["token"] = token
+        text = json.dumps(holder).encode()
         with contextlib.suppress(OSError):
             os.ftruncate(self._fd, 0)
             os.pwrite(self._fd, text, 0)

@@ -17,6 +17,7 @@ from enhtrain.errors import CheckpointError, ConfigError, RunDirError, located
 from enhtrain.run import metadata as run_metadata
 from enhtrain.run.components import build_callbacks, build_loggers, build_profiler
 from enhtrain.run.directory import RunDir, create_run_dir, open_existing
+from enhtrain.run.join import RUN_TOKEN_ENV, holds, new_token, refuse_join
 from enhtrain.run.lock import RunLock
 from enhtrain.run.resume import (
     ResumePoint,
@@ -89,6 +90,7 @@ class RunSession:
     _loggers: list[Any] = field(default_factory=list)
     _callbacks: list[Any] = field(default_factory=list)
     _job: str | None = None
+    _token: str | None = None
     reused_seed: int | None = None
     seed: dict[str, Any] | None = None
 
@@ -176,6 +178,7 @@ class RunSession:
         finished = finished_run(self.point.run_dir, self.resume_step, self.masked_config)
         if finished is None:
             return
+        self._withdraw_launch()
         self.release()
         if self.is_writer:
             sys.stdout.write(f"enhtrain: {finished}\n")
@@ -189,11 +192,14 @@ class RunSession:
             RunDirError: If the run directory cannot be created.
             RunLockedError: If another process holds the new directory's lock.
         """
-        if self._run is not None and self.point is not None:
-            return self._run
         experiment = self.experiment
         inherited = os.environ.get(RUN_DIR_ENV)
-        if not self.is_writer and inherited and Path(inherited).is_dir():
+        if self._run is not None and self.point is not None and (self.is_writer or self._ends_finished()):
+            pass  # rank 0 holds the resumed run since start(); a finished run ends with nothing written
+        elif not self.is_writer and inherited and Path(inherited).is_dir():
+            # Only the run that rank 0 of this launch holds, with the token it passed on.
+            if holds(inherited, os.environ.get(RUN_TOKEN_ENV)) is not True:
+                raise refuse_join(global_rank(), inherited, f"from {RUN_DIR_ENV}")
             self._run = open_existing(inherited)
         elif self.is_writer:
             self._run = create_run_dir(experiment.root_dir, experiment.name, experiment.version)
@@ -204,12 +210,19 @@ class RunSession:
                 self._run.remove_if_created()
                 raise
             self._lock = lock
-            _announce_run_dir(experiment, self._run)
         else:
             self._run = _wait_for_run_dir(experiment)
         if self.is_writer:
-            os.environ[RUN_DIR_ENV] = str(self._run.path)  # processes the launcher starts join this run
+            self._token = self._token or new_token()
+            _announce_run_dir(experiment, self._run, self._token)
+            # Processes the launcher starts join this run, with this launch's token.
+            os.environ[RUN_DIR_ENV], os.environ[RUN_TOKEN_ENV] = str(self._run.path), self._token
         return self._run
+
+    def _ends_finished(self) -> bool:
+        """Whether the resumed run is finished, so that :meth:`end_if_finished` ends the command."""
+        assert self.point is not None
+        return finished_run(self.point.run_dir, self.resume_step, self.masked_config) is not None
 
     def commit(self) -> None:
         """Write ``config.yaml`` and ``metadata.json`` (rank 0): every check has passed.
@@ -225,7 +238,7 @@ class RunSession:
             for path in (run.config_path, run.metadata_path):
                 self._restore[path] = path.read_bytes() if path.is_file() else None
         if self._lock is not None:
-            self._lock.claim()
+            self._lock.claim(self._token)
         try:
             self._write_start()
         except OSError as err:
@@ -397,12 +410,17 @@ class RunSession:
             self._lock.release()
             self._lock = None
 
-    def _finish(self, trainer: Any, error: BaseException | None) -> None:
+    def _withdraw_launch(self) -> None:
+        """Rank 0: no process may join this run any more (the variables and the job marker go)."""
         if self.is_writer:
             os.environ.pop(RUN_DIR_ENV, None)
+            os.environ.pop(RUN_TOKEN_ENV, None)
             if self._job is not None:
                 with contextlib.suppress(OSError):
                     _marker(self.experiment, self._job).unlink()
+
+    def _finish(self, trainer: Any, error: BaseException | None) -> None:
+        self._withdraw_launch()
         if not self.is_writer or not self.metadata or self._run is None:
             return
         # Lightning marks the trainer interrupted after any exception; only a signal or Ctrl+C interrupts a run.
@@ -450,6 +468,7 @@ class RunSession:
                         atomic_write_bytes(inside(path, self._run.path), content)
             self._restore.clear()
             os.environ.pop(RUN_DIR_ENV, None)
+            os.environ.pop(RUN_TOKEN_ENV, None)
         finally:
             self.release()
 
@@ -471,12 +490,12 @@ def _marker(experiment: ExperimentConfig, key: str) -> Path:
     return Path(experiment.root_dir) / experiment.name / f".enhtrain-job-{key}"
 
 
-def _announce_run_dir(experiment: ExperimentConfig, run: RunDir) -> None:
+def _announce_run_dir(experiment: ExperimentConfig, run: RunDir, token: str) -> None:
     """Tell the other ranks of a distributed job (other nodes included) which run directory rank 0 made."""
     key = _job_key()
     if key is not None:
         marker = _marker(experiment, key)
-        atomic_write_text(inside(marker, marker.parent, what="job marker"), str(run.path.resolve()))
+        atomic_write_text(inside(marker, marker.parent, what="job marker"), f"{run.path.resolve()}\n{token}")
 
 
 def _wait_for_run_dir(experiment: ExperimentConfig, timeout: float = 300.0) -> RunDir:
@@ -492,10 +511,17 @@ def _wait_for_run_dir(experiment: ExperimentConfig, timeout: float = 300.0) -> R
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if marker.stat().st_mtime >= started:
-                return open_existing(marker.read_text(encoding="utf-8").strip())
+            announced = marker.read_text(encoding="utf-8") if marker.stat().st_mtime >= started else ""
         except OSError:
-            pass
+            announced = ""
+        path, _, token = announced.strip().partition("\n")
+        if path:
+            # Rank 0 holds the run's lock before it announces it, and writes its token there once its checks pass.
+            state = holds(path, token.strip())
+            if state is True:
+                return open_existing(path)
+            if state is False:
+                raise refuse_join(global_rank(), path, f"announced in {marker}")
         time.sleep(0.2)
     raise ConfigError(f"rank {global_rank()}: rank 0 did not announce a run directory in {marker} in time")
 
