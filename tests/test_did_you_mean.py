@@ -32,6 +32,13 @@ CASES = {
     "flag": ("{}\n", ["--trainer.gradient_clip_vall", "1"],
              "flag --trainer.gradient_clip_vall: trainer.gradient_clip_vall: unknown key (did you mean "
              "'gradient_clip_val'?)"),
+    # Unknown component names, like keys.
+    "logger": ("experiment:\n  loggers: {tensorbord: {}}\n", [],
+               "bad.yaml:2: experiment.loggers.tensorbord: unknown logger 'tensorbord' (did you mean 'tensorboard'?)"
+               ". Known loggers: "),
+    "profiler": ("{}\n", ["--experiment.profiler", "simpel"],
+                 "flag --experiment.profiler: unknown profiler 'simpel' (did you mean 'simple'?). Known profilers: "),
+    "env": ("{}\n", ["--env", "prd"], "unknown environment 'prd' (did you mean 'prod'?). Known environments: "),
 }
 
 

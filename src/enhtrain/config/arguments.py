@@ -353,8 +353,11 @@ def check_component_names(experiment: ExperimentConfig, composed: ComposedConfig
         path = ("experiment", "profiler") if kind == "profilers" else ("experiment", kind, name)
         where = composed.source_of(path) or "config"
         known = ", ".join(kind_registry.names()) or "none"
+        from enhtrain.config.errors import _did_you_mean
+
+        hint = _did_you_mean(name, kind_registry.names())
         raise ConfigError(
-            located(where, f"{'.'.join(path)}: unknown {kind[:-1]} '{name}'. Known {kind}: {known}")
+            located(where, f"{'.'.join(path)}: unknown {kind[:-1]} '{name}'{hint}. Known {kind}: {known}")
             + plugins.failure_hint(name, kind)
         )
 
