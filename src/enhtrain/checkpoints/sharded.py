@@ -27,8 +27,10 @@ __all__ = [
     "DCP_METADATA",
     "META_FILE",
     "SHARDED_FORMATS",
+    "check_resume",
     "check_world_size",
     "commit_directory",
+    "expected_world_size",
     "is_sharded",
     "load_meta",
     "own_files",
@@ -49,6 +51,7 @@ SHARDED_FORMATS = (
 """The strategies whose sharded checkpoints ``enhtrain ckpt consolidate`` reads."""
 
 _SHARD = re.compile(r"__(\d+)_\d+\.distcp")
+_ASIDE = re.compile(re.escape(TMP_PREFIX) + r"(.+)\.old-\d+")
 # What a `.metadata` index refers to: torch's own metadata classes, tensor properties and paths. Anything else
 # in it would be a pickle that runs code.
 _DCP_CLASSES = {
@@ -134,16 +137,44 @@ def commit_directory(tmp: Path, final: Path, root: Path) -> None:
             finally:
                 os.close(fd)
     _fsync_dir(tmp)
-    aside = None
     if final.is_symlink() or final.is_file():
         final.unlink()
     elif final.exists():
+        if _exchange(tmp, final):
+            # The old checkpoint is now under the temporary name.
+            _fsync_dir(root)
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         aside = root / f"{TMP_PREFIX}{final.name}.old-{os.getpid()}"
         os.replace(final, aside)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+        shutil.rmtree(aside, ignore_errors=True)
+        return
     os.replace(tmp, final)
     _fsync_dir(root)
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two directories in one step (Linux ``renameat2`` with ``RENAME_EXCHANGE``); ``False`` if unsupported.
+
+    Replacing a directory otherwise takes two renames, between which a kill would leave no checkpoint under the
+    final name.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    sys.audit("os.rename", str(first), str(second), -1, -1)
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0
 
 
 def remove_checkpoint_path(directory: str | Path, name: str) -> None:
@@ -178,6 +209,11 @@ def remove_leftovers(directory: str | Path) -> None:
     for leftover in directory.glob(TMP_PREFIX + "*"):
         with contextlib.suppress(OSError):
             inside(leftover, directory, what="temp file")
+            old = _ASIDE.fullmatch(leftover.name)
+            if old and leftover.is_dir() and not (directory / old.group(1)).exists():
+                # Killed between moving the old checkpoint aside and renaming the new one into place.
+                os.replace(leftover, directory / old.group(1))
+                continue
             if leftover.is_dir() and not leftover.is_symlink():
                 shutil.rmtree(leftover)
             else:
@@ -269,3 +305,56 @@ def check_world_size(entry: dict[str, Any] | None, path: str | Path, world_size:
         f"with {saved} processes (trainer.devices x trainer.num_nodes), or consolidate it with `enhtrain ckpt "
         "consolidate` and start a new run from the file with --ckpt_path"
     )
+
+
+def expected_world_size(config: dict[str, Any]) -> int | None:
+    """The number of processes a training command will run, as far as it is known before Lightning starts.
+
+    A launcher's ``WORLD_SIZE`` wins; otherwise ``trainer.devices`` (a count, a list or a comma-separated string
+    of devices; ``auto`` on the CPU is one process) times ``trainer.num_nodes``.
+
+    Returns:
+        The count, or ``None`` when it depends on the devices found.
+    """
+    launched = os.environ.get("WORLD_SIZE", "")
+    if launched.isdigit():
+        return int(launched)
+    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+    devices, nodes = trainer.get("devices", "auto"), trainer.get("num_nodes", 1)
+    count: int | None = None
+    if isinstance(devices, bool):
+        count = None
+    elif isinstance(devices, int) and devices > 0:
+        count = devices
+    elif isinstance(devices, list):
+        count = len(devices)
+    elif isinstance(devices, str) and devices.strip().isdigit() and int(devices) > 0:
+        count = int(devices)
+    elif isinstance(devices, str) and "," in devices:
+        count = len([d for d in devices.split(",") if d.strip()])
+    elif devices in ("auto", None) and trainer.get("accelerator") == "cpu":
+        count = 1
+    if count is None or not isinstance(nodes, int) or isinstance(nodes, bool) or nodes < 1:
+        return None
+    return count * nodes
+
+
+def check_resume(checkpoint: str | Path, config: dict[str, Any]) -> None:
+    """Refuse, before anything is written, to resume a sharded checkpoint with another number of processes.
+
+    Args:
+        checkpoint: The checkpoint to resume from (a file is left alone).
+        config: The config of the command that resumes.
+
+    Raises:
+        CheckpointError: If the checkpoint's manifest entry records another world size than the command's.
+    """
+    from enhtrain.checkpoints.manifest import Manifest
+
+    path = Path(checkpoint)
+    if not path.is_dir():
+        return
+    try:
+        check_world_size(Manifest(path.parent).entry(path.name), path, expected_world_size(config))
+    except CheckpointError as err:
+        raise CheckpointError(f"experiment.resume: {err}") from None
