@@ -506,3 +506,59 @@ def test_eight_runs_started_at_once_get_eight_versions(tmp_path: Path) -> None:
         assert "train/loss" in (run / "logs" / "csv" / "metrics.csv").read_text()
     assert list((tmp_path / "runs").rglob(".enhtrain-*")) == []
     assert elapsed < 90, f"8 concurrent runs took {elapsed:.0f} s"
+
+
+def test_torchrun_two_nodes_model_parallel_share_one_run(probe: Probe) -> None:
+    from test_sharded import SHARDMOD
+
+    (probe.code / "shardmod.py").write_text(SHARDMOD)
+    config = {
+        "seed_everything": 3,
+        "trainer": {"max_epochs": 2, "limit_train_batches": 2, "num_sanity_val_steps": 0,
+                    "enable_model_summary": False, "callbacks": [{"class_path": "rank_probe.RankProbe"}]},
+        "model": {"class_path": "shardmod.ShardedNet"},
+        "data": {"class_path": "shardmod.Data"},
+        "experiment": {"name": "ddp", "loggers": {"csv": {}, "tensorboard": None},
+                       "checkpoint": {"monitor": "val/loss", "save_top_k": 1, "save_last": True}},
+    }
+    (probe.work / "mp.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    port = free_port()
+    procs = [
+        launch(
+            [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+             "--node-rank", str(node), "--master-addr", "127.0.0.1", "--master-port", str(port),
+             "-m", "enhtrain", "fit", "--config", "mp.yaml", "--trainer.num_nodes", "2", "--trainer.devices", "1",
+             "--trainer.accelerator", "cpu",
+             "--trainer.strategy", "{class_path: lightning.pytorch.strategies.ModelParallelStrategy}"],
+            probe, probe.env(), f"node{node}",
+        )
+        for node in (0, 1)
+    ]
+    outputs = [finish(proc, probe, f"node{node}") for node, proc in enumerate(procs)]
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err[-4000:]
+
+    starts = probe.reports("fit_start")
+    assert sorted(starts) == [0, 1], starts
+    [run] = [p.resolve() for p in (probe.root / "ddp").iterdir() if p.is_dir()]
+    assert {r["ckpt_dir"] for r in starts.values()} == {str(run / "checkpoints")}
+    for name in (".lock", "metadata.json", "manifest.json", "config.yaml"):
+        assert len(list(probe.root.rglob(name))) == 1, name
+    # Rank 1 (the other node) wrote its own shards into the temporary directory of each save, and nothing else.
+    other = [w for w in probe.writes() if w["rank"] != "0"]
+    assert other, "the second node wrote its shards"
+    for write in other:
+        for path in map(Path, write["paths"]):
+            assert path.parent.parent == run / "checkpoints" or path.parent == run / "checkpoints", write
+            shard = path.name.startswith("__1_") and path.parent.name.startswith(".enhtrain-tmp-")
+            assert shard or (write["event"] == "os.mkdir" and path.name.startswith(".enhtrain-tmp-")), write
+    assert len({w["pid"] for w in probe.writes() if w["event"] == "os.rename"}) == 1, "one process committed"
+    manifest = Manifest(run / "checkpoints", strict=True)
+    assert manifest.entries and manifest.data["last"] == "last.ckpt"
+    for entry in manifest.entries:
+        assert {"__0_0.distcp", "__1_0.distcp"} <= set(entry["files"]) and entry["world_size"] == 2, entry
+        assert manifest.verify(entry["file"]) is None
+    assert list(probe.root.rglob(".enhtrain-*")) == []
+    meta = json.loads((run / "metadata.json").read_text())
+    assert (meta["status"], meta["global_step"], meta["world_size"]) == ("completed", 4, 2)
+    assert "".join(out for out, _ in outputs).count("Run directory: runs/ddp/version_0") == 1
