@@ -11,9 +11,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from enhtrain.errors import quote
+
 __all__ = ["CheckpointConfig", "ExperimentConfig", "NamedComponent", "ProfilerConfig", "infer_mode"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")  # \Z: "$" would let a trailing newline in
 # The longest file name most file systems take (NAME_MAX), in bytes; a run's name and version are folder names.
 _NAME_MAX = 255
 _TEMPLATE_FIELD = re.compile(r"\{[^{}]*\}")
@@ -73,7 +75,7 @@ class CheckpointConfig(_Strict):
         literal = _TEMPLATE_FIELD.sub("", value)
         if not value.strip() or "/" in literal or "\\" in literal or literal.startswith(".") or "\x00" in value:
             raise ValueError(
-                f"'{value}' is not a plain file name pattern: checkpoints are saved in the run's checkpoints/ "
+                f"{quote(value)} is not a plain file name pattern: checkpoints are saved in the run's checkpoints/ "
                 "folder, so use a name such as 'epoch={epoch}-step={step}' without '/', '\\' or a leading '.'"
             )
         return value
@@ -86,7 +88,7 @@ class CheckpointConfig(_Strict):
             inferred = infer_mode(self.monitor)
             if inferred is None:
                 raise ValueError(
-                    f"cannot tell whether '{self.monitor}' should be minimised or maximised: set mode: min or max"
+                    f"cannot tell whether {quote(self.monitor)} should be minimised or maximised: set mode: min or max"
                 )
             self.mode = inferred
         if self.every_n_epochs is not None and self.every_n_train_steps is not None:
@@ -164,7 +166,7 @@ class ExperimentConfig(_Strict):
     def _check_name(cls, value: str) -> str:
         _check_length(value, "run name")
         if not _NAME.match(value):
-            raise ValueError(f"'{value}' is not a valid run name: use letters, digits, '_', '-' and '.'")
+            raise ValueError(f"{quote(value)} is not a valid run name: use letters, digits, '_', '-' and '.'")
         return value
 
     @field_validator("version", mode="before")
@@ -180,7 +182,7 @@ class ExperimentConfig(_Strict):
         if value is not None:
             _check_length(value, "version")
         if value is not None and not _NAME.match(value):
-            raise ValueError(f"'{value}' is not a valid version: use letters, digits, '_', '-' and '.'")
+            raise ValueError(f"{quote(value)} is not a valid version: use letters, digits, '_', '-' and '.'")
         return value
 
     @field_validator("loggers", "callbacks", mode="before")
