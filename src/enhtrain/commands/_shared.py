@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import socket
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
 from enhtrain._io import TMP_PREFIX
 from enhtrain.checkpoints.manifest import MANIFEST_NAME, Manifest
-from enhtrain.errors import ConfigError, one_line
+from enhtrain.errors import ConfigError, one_line, quote
 from enhtrain.run.directory import latest_version
 
 __all__ = [
     "DEFAULT_ROOT",
     "ArgParser",
+    "check_launcher_variables",
     "checkpoint_rows",
     "format_checkpoints",
     "resolve_run",
@@ -200,6 +203,36 @@ def format_checkpoints(rows: list[dict[str, Any]], *, verified: bool) -> str:
         "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip() + "\n"
         for line in [header, *table]
     )
+
+
+# The launcher's variables that Lightning and enhtrain read as whole numbers, some as Lightning is imported.
+_LAUNCHER_NUMBERS = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
+                     "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID", "SLURM_NTASKS", "JSM_NAMESPACE_RANK")
+_READ_ON_IMPORT = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")  # even an empty one is converted
+_WHOLE_NUMBER = re.compile(r"-?[0-9]{1,9}")
+
+
+def check_launcher_variables(environ: Mapping[str, str]) -> None:
+    """Refuse a rank or size variable that is not a plain whole number, before Lightning converts it.
+
+    Lightning reads ``RANK`` and ``LOCAL_RANK`` as it is imported, and Python's ``int`` takes ``'²'`` for a digit
+    yet refuses it, as it refuses more than 4300 digits: either would end the command with a traceback.
+
+    Args:
+        environ: The environment variables.
+
+    Raises:
+        ConfigError: Naming the variable.
+    """
+    for name in _LAUNCHER_NUMBERS:
+        value = environ.get(name)
+        if value is None or (not value.strip() and name not in _READ_ON_IMPORT):
+            continue
+        if not _WHOLE_NUMBER.fullmatch(value.strip()):
+            raise ConfigError(
+                f"environment variable {name}: {quote(value)} is not a whole number of at most 9 digits: a launcher "
+                f"(torchrun, SLURM) sets it; unset {name} to run a single process"
+            )
 
 
 def warn_about_plugins() -> None:

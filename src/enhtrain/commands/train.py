@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 
@@ -24,9 +25,10 @@ def run(argv: list[str]) -> int:
 
     A broken plugin does not stop it: each one is named on a warning line of stderr first.
     """
-    from enhtrain.commands._shared import warn_about_plugins
+    from enhtrain.commands._shared import check_launcher_variables, warn_about_plugins
     from enhtrain.config.arguments import prepare_arguments
 
+    check_launcher_variables(os.environ)
     warn_about_plugins()
     # Composing and checking the config needs no torch: a refused config ends before Lightning is imported.
     prepared = prepare_arguments(argv, force=True)

@@ -9,6 +9,7 @@ print, for a bad one.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from enhtrain.errors import ConfigError
@@ -41,9 +42,10 @@ def run(args: list[str]) -> int:
     if any(arg.startswith("--print_config") for arg in args):
         raise ConfigError("config validate: --print_config is not an option here; use `enhtrain fit "
                           "--config FILE --print_config` to print the composed config")
-    from enhtrain.commands._shared import warn_about_plugins
+    from enhtrain.commands._shared import check_launcher_variables, warn_about_plugins
     from enhtrain.config.arguments import prepare_arguments
 
+    check_launcher_variables(os.environ)
     warn_about_plugins()
     # Checked as for `fit`: the subcommand only chooses which Trainer method's arguments are accepted.
     prepared = prepare_arguments(["fit", *args], force=True)
