@@ -309,6 +309,7 @@ WRITERS_ALLOWED = {
     ("commands/__init__.py", "os.open"): "stdout pointed at /dev/null after a closed pipe; no file is written",
     ("sweeps/runner.py", "open"): "a trial's log file streams the child process's output as it runs",
     ("sweeps/study.py", "os.link"): "a new SQLite store built aside and linked into place, never over another",
+    ("plugins/scaffold.py", "os.rename"): "a new plugin folder built aside and renamed into place, never over files",
 }
 
 
@@ -325,3 +326,43 @@ def test_one_writer_writes_every_file() -> None:
     assert not found, "write through enhtrain._io (atomic_write_*, atomic_open) instead:\n" + "\n".join(found)
     used = {(rel, call) for rel, tree in MODULES.items() for _, call in _write_calls(tree)}
     assert set(WRITERS_ALLOWED) <= used, f"stale allowed writers: {sorted(set(WRITERS_ALLOWED) - used)}"
+
+
+# --- config/ stays below run/ and knows no command line ---------------------------------------------------------
+
+_ABOVE_CONFIG = ("enhtrain.run", "enhtrain.cli", "enhtrain.commands")
+
+
+def _imported_modules(tree: ast.Module) -> Iterator[tuple[int, str]]:
+    """``(line, module)`` for every import at any depth; ``from enhtrain import name`` is ``enhtrain.name`` when
+    ``name`` is a module of the package, else the package root ``enhtrain`` itself."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module != "enhtrain":
+                yield node.lineno, node.module
+                continue
+            for alias in node.names:
+                submodule = (SRC / alias.name).is_dir() or (SRC / f"{alias.name}.py").is_file()
+                yield node.lineno, f"enhtrain.{alias.name}" if submodule else "enhtrain"
+
+
+def _upward(tree: ast.Module) -> list[str]:
+    return [f"{line}: {name}" for line, name in _imported_modules(tree)
+            if name == "enhtrain" or name.startswith(tuple(f"{m}." for m in _ABOVE_CONFIG)) or name in _ABOVE_CONFIG]
+
+
+def test_upward_import_finder() -> None:
+    tree = ast.parse("import enhtrain.run.lock\nfrom enhtrain import __version__\nfrom enhtrain import plugins\n"
+                     "def f():\n    from enhtrain.cli import EnhancedCLI\n    from enhtrain.commands import main\n"
+                     "    from enhtrain.runtime_x import y\n    import enhtrain\n")
+    assert _upward(tree) == ["1: enhtrain.run.lock", "2: enhtrain", "5: enhtrain.cli", "6: enhtrain.commands",
+                             "8: enhtrain"]
+
+
+@pytest.mark.parametrize("rel", sorted(r for r in MODULES if r.startswith("config/")))
+def test_config_never_imports_run_the_command_line_or_the_package_root(rel: str) -> None:
+    # Function-level and TYPE_CHECKING imports count: each is an arrow from config/ up to a layer above it.
+    found = _upward(MODULES[rel])
+    assert not found, f"{rel} imports from above config/: {found}"
