@@ -7,7 +7,6 @@ Applies what ``enhtrain runs set/stop/checkpoint`` asks of a run while it trains
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,19 @@ from lightning.pytorch.callbacks.callback import Callback
 from lightning.pytorch.utilities.rank_zero import rank_zero_info, rank_zero_warn
 from typing_extensions import override
 
-from enhtrain.config.runtime import RuntimeKey, RuntimeKeyRegistry, collect_runtime_keys, validate_request
+from enhtrain.config.runtime import (
+    RuntimeKey,
+    RuntimeKeyRegistry,
+    check_saved_state,
+    collect_runtime_keys,
+    one_line,
+    out_of_range,
+    shown,
+    validate_request,
+)
 from enhtrain.errors import ConfigError, EnhtrainError
 from enhtrain.run.runtime import Polled, RuntimeReader, write_ack
+from enhtrain.secrets import MASK, is_secret_key
 
 __all__ = ["RuntimeUpdates", "RuntimeUpdatesState"]
 
@@ -34,7 +43,9 @@ class RuntimeUpdates(Callback):
     applies an update at the same step.
 
     Each value is validated against its key's type and range (:mod:`enhtrain.config.runtime`); an invalid one,
-    or one that does not apply to this run, is rejected with a warning and training goes on. For each applied
+    or one that does not apply to this run, is rejected with a warning and training goes on. A request is never
+    fatal: a file that cannot be read or breaks the reader's limits (size, nodes, nesting, a link, a pipe) is
+    answered and ignored, and any failure to validate, apply, record or answer is a warning. For each applied
     update, global rank 0:
 
     - logs the metric ``runtime/<key>`` (numeric keys; ``optimizer.lr_scale`` logs ``runtime/optimizer.lr``),
@@ -95,6 +106,12 @@ class RuntimeUpdates(Callback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        # The commands refuse such a checkpoint before the run starts; a Trainer used directly is told here.
+        try:
+            check_saved_state({"callbacks": {"RuntimeUpdates": state_dict}}, "the checkpoint")
+        except EnhtrainError as err:
+            rank_zero_warn(f"enhtrain: runtime updates not re-applied: {err}")
+            return
         applied = state_dict.get("applied")
         if isinstance(applied, dict):
             self._restored = {k: v for k, v in applied.items() if isinstance(v, dict) and "value" in v}
@@ -126,8 +143,8 @@ class RuntimeUpdates(Callback):
                     self.applied[target] = dict(state)
                     continue
                 self._apply(trainer, pl_module, key, key.validate(state["value"]), source="resume")
-            except (EnhtrainError, ValueError, TypeError) as err:
-                rank_zero_warn(f"enhtrain: runtime update {target} not re-applied on resume: {err}")
+            except Exception as err:  # a plugin's apply may raise anything: training goes on without the value
+                rank_zero_warn(f"enhtrain: runtime update {target} not re-applied on resume: {_one_line(err)}")
 
     @override
     def on_train_batch_end(
@@ -145,7 +162,10 @@ class RuntimeUpdates(Callback):
         else:
             polled = self.reader.poll(step)
         if polled is not None:
-            self._handle(trainer, pl_module, polled)
+            try:
+                self._handle(trainer, pl_module, polled)
+            except Exception as err:  # a request never ends training
+                rank_zero_warn(f"enhtrain: runtime request ignored at step {step}: {_one_line(err)}")
 
     def _handle(self, trainer: pl.Trainer, pl_module: pl.LightningModule, polled: Polled) -> None:
         """Validate and apply one request on this rank; rank 0 records it and answers."""
@@ -167,12 +187,16 @@ class RuntimeUpdates(Callback):
         for name, value in valid.items():
             try:
                 answer["applied"].append(self._apply(trainer, pl_module, self.keys.get(name), value, source))
-            except (ValueError, TypeError, EnhtrainError) as err:
-                answer["rejected"].append(f"runtime update {name}={value!r}: {err}")
+            except Exception as err:  # a plugin's apply may raise anything: the update is rejected
+                answer["rejected"].append(f"runtime update {name}={shown(value)}: {_one_line(err)}")
         if "checkpoint" in request.actions or "stop" in request.actions:
-            path = self._save_checkpoint(trainer)
-            answer["checkpoint"] = path
-            self._note(trainer, {"key": "checkpoint", "old": None, "new": path}, source)
+            try:
+                path = self._save_checkpoint(trainer)
+            except Exception as err:  # a full disk or a broken manifest: answered, and training goes on
+                answer["rejected"].append(f"checkpoint not saved: {_one_line(err)}")
+            else:
+                answer["checkpoint"] = path
+                self._note(trainer, {"key": "checkpoint", "old": None, "new": path}, source)
         if "stop" in request.actions:
             trainer.should_stop = True
             self.stop_requested = True
@@ -189,19 +213,25 @@ class RuntimeUpdates(Callback):
         new = read(trainer, pl_module) if read is not None else value
         state = self.applied.setdefault(key.target, {"launch": old})
         state["value"] = new
-        entry = {"key": key.name, "old": old, "new": new}
+        secret = is_secret_key(key.name.rsplit(".", 1)[-1])
+        entry = {"key": key.name, "old": MASK if secret else old, "new": MASK if secret else new}
         self._note(trainer, entry, source)
-        if key.numeric and isinstance(new, (int, float)) and math.isfinite(new) and trainer.is_global_zero:
+        numeric = isinstance(new, (int, float)) and not isinstance(new, bool) and out_of_range(new) is None
+        if key.numeric and numeric and trainer.is_global_zero:
             for logger in trainer.loggers:
                 logger.log_metrics({f"runtime/{key.target}": float(new)}, step=trainer.global_step)
         rank_zero_info(
-            f"enhtrain: runtime update at step {trainer.global_step}: {key.name} {old!r} -> {new!r} ({source})"
+            f"enhtrain: runtime update at step {trainer.global_step}: {key.name} {shown(entry['old'])} -> "
+            f"{shown(entry['new'])} ({one_line(source)})"
         )
         return entry
 
     def _note(self, trainer: pl.Trainer, entry: dict[str, Any], source: str) -> None:
         if self.record is not None and trainer.is_global_zero:
-            self.record({"step": trainer.global_step, **entry, "source": source})
+            try:
+                self.record({"step": trainer.global_step, **entry, "source": one_line(source, 500)})
+            except Exception as err:  # the record is a file write: a failure is a warning, not the run's end
+                rank_zero_warn(f"enhtrain: runtime update not recorded in metadata.json: {_one_line(err)}")
 
     def _save_checkpoint(self, trainer: pl.Trainer) -> str:
         """Save a checkpoint now, on every rank (the strategy has rank 0 write it); return its path."""
@@ -218,13 +248,17 @@ class RuntimeUpdates(Callback):
         return path
 
     def _finish(self, trainer: pl.Trainer, answer: dict[str, Any]) -> None:
-        for reason in answer["rejected"]:
-            rank_zero_warn(f"enhtrain: runtime update rejected at step {trainer.global_step}: {reason}")
+        for reason in answer["rejected"][:20]:
+            rank_zero_warn(f"enhtrain: runtime update rejected at step {trainer.global_step}: {_one_line(reason)}")
         if trainer.is_global_zero:
             try:
                 write_ack(self.run_dir, answer)
-            except OSError as err:
-                rank_zero_warn(f"enhtrain: cannot answer the runtime request: {err}")
+            except Exception as err:  # a link in its place, a full disk: the run trains on unanswered
+                rank_zero_warn(f"enhtrain: cannot answer the runtime request: {_one_line(err)}")
+
+
+def _one_line(err: object) -> str:
+    return one_line(err) or type(err).__name__
 
 
 class RuntimeUpdatesState(Callback):

@@ -27,7 +27,6 @@ from enhtrain.commands._shared import (
 from enhtrain.errors import ConfigError
 from enhtrain.run.directory import list_versions
 from enhtrain.run.metadata import MetadataError, read_metadata
-from enhtrain.secrets import mask_text
 
 __all__ = ["DEFAULT_TIMEOUT", "UNREADABLE", "best_metric", "find_runs", "run", "summarize"]
 
@@ -236,7 +235,7 @@ def _rows(value: Any) -> list[dict[str, Any]]:
 
 def _ask(args: argparse.Namespace) -> int:
     """``set``, ``stop`` and ``checkpoint``: write the request, wait for the run's answer, print it."""
-    from enhtrain.config.runtime import collect_runtime_keys, parse_assignments
+    from enhtrain.config.runtime import collect_runtime_keys, one_line, parse_assignments
     from enhtrain.run.runtime import check_accepts_updates, wait_for_ack, write_request
 
     if not math.isfinite(args.timeout) or args.timeout < 0:
@@ -268,7 +267,7 @@ def _ask(args: argparse.Namespace) -> int:
         sys.stdout.write(f"run {run_dir}, step {step}:\n" + "".join(f"  {line}\n" for line in lines))
     rejected = answer.get("rejected") if isinstance(answer.get("rejected"), list) else []
     if rejected:
-        reasons = "; ".join(mask_text(" ".join(str(r)[:300].split())) for r in rejected[:10])
+        reasons = "; ".join(one_line(r) for r in rejected[:10])
         raise ConfigError(f"run '{run_dir}' rejected the update at step {step}: {reasons}")
     return 0
 

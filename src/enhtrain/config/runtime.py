@@ -41,6 +41,7 @@ __all__ = [
     "RuntimeRequest",
     "check_saved_state",
     "collect_runtime_keys",
+    "one_line",
     "out_of_range",
     "parse_assignments",
     "shown",
@@ -75,8 +76,6 @@ def shown(value: Any, limit: int = _SHOWN) -> str:
     A huge or deeply nested value (a YAML alias expanded, an integer of thousands of digits) is described by its
     type instead of being formatted in full.
     """
-    from enhtrain.secrets import mask_text
-
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 1000:
         return f"<an integer of about {int(value.bit_length() * 0.30103)} digits>"
     if isinstance(value, (dict, list, tuple, set)) and len(value) > limit:
@@ -85,8 +84,20 @@ def shown(value: Any, limit: int = _SHOWN) -> str:
         text = repr(value)
     except (ValueError, RecursionError, TypeError):
         return f"<a {type(value).__name__}>"
-    text = mask_text(" ".join(text.split()))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return one_line(text, limit)
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """``text`` on one line, secrets masked, cut to ``limit`` characters.
+
+    It is cut before it is masked (masking costs time that grows faster than the text), with a margin so that a
+    secret across the cut is still masked whole.
+    """
+    from enhtrain.secrets import mask_text
+
+    cut = " ".join(str(text)[: limit + 200].split())
+    masked = mask_text(cut)
+    return masked if len(masked) <= limit else masked[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -321,13 +332,11 @@ def validate_request(data: Any, keys: RuntimeKeyRegistry) -> tuple[RuntimeReques
     Raises:
         ConfigError: If the request itself is malformed (not a mapping, an unknown field, a bad action).
     """
-    from enhtrain.secrets import mask_text
-
     try:
         request = RuntimeRequest.model_validate(data if data is not None else {})
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(mask_text(" ".join(str(p)[:_SHOWN].split())) for p in first.get("loc", ())) or "the file"
+        where = ".".join(one_line(p, _SHOWN) for p in first.get("loc", ())) or "the file"
         raise ConfigError(
             f"{RUNTIME_FILE}: {where}: {' '.join(str(first.get('msg', 'invalid')).split())}; write a mapping with "
             f"'set' (key: value, at most {MAX_RUNTIME_KEYS}) and 'actions' (a list of {', '.join(ACTIONS)})"

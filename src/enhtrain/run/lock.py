@@ -65,7 +65,8 @@ class RunLock:
         nothing.
         """
         try:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            # A named pipe or a link in the lock's place must not block or lead the probe elsewhere.
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOFOLLOW)
         except OSError:
             return False
         try:

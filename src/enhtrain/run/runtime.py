@@ -35,11 +35,18 @@ from typing import Any
 import yaml
 
 from enhtrain._io import atomic_write_text, finite
-from enhtrain.config.runtime import ACK_FILE, MAX_RUNTIME_FLOAT, MAX_RUNTIME_KEYS, RUNTIME_FILE, out_of_range
+from enhtrain.config.runtime import (
+    ACK_FILE,
+    MAX_RUNTIME_FLOAT,
+    MAX_RUNTIME_KEYS,
+    RUNTIME_FILE,
+    one_line,
+    out_of_range,
+)
 from enhtrain.documents import parse_yaml, read_text, read_yaml
 from enhtrain.errors import ConfigError, RunDirError
 from enhtrain.run.lock import LOCK_NAME, RunLock
-from enhtrain.secrets import mask_secrets, mask_text
+from enhtrain.secrets import mask_secrets
 from enhtrain.security import inside
 
 __all__ = [
@@ -154,14 +161,13 @@ class RuntimeReader:
         except ConfigError as err:
             return Polled(request, None, f"{_line(err)}; the request is ignored")
         if isinstance(data, dict) and isinstance(data.get("request"), str) and data["request"]:
-            request = mask_text(" ".join(data["request"][:200].split()))
+            request = one_line(data["request"], 200)
         return Polled(request, data)
 
 
-def _line(err: BaseException) -> str:
+def _line(err: object) -> str:
     """One line of at most a few hundred characters, secrets masked, for an answer or a warning."""
-    text = mask_text(" ".join(str(err).split()))
-    return text if len(text) <= _MAX_LINE else text[: _MAX_LINE - 3] + "..."
+    return one_line(err, _MAX_LINE)
 
 
 def _now() -> str:
@@ -444,8 +450,9 @@ def read_max_steps(trainer: Any, pl_module: Any) -> int:
 
 
 def set_max_steps(trainer: Any, pl_module: Any, value: int) -> None:
-    """Extend or shorten training to ``value`` steps (``-1``: no limit)."""
-    trainer.fit_loop.max_steps = value
+    """Extend or shorten training to ``value`` steps (``-1``: no limit); a limit already passed ends training."""
+    # The fit loop's max_steps is a read-only view of its epoch loop's.
+    trainer.fit_loop.epoch_loop.max_steps = value
 
 
 def _early_stopping(trainer: Any) -> list[Any]:
