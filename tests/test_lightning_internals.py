@@ -38,6 +38,7 @@ def test_the_table_names_the_overrides_of_enhtrain() -> None:
     assert {
         ("lightning.pytorch.cli:LightningCLI", "_parse_ckpt_path"),
         ("lightning.pytorch.cli:LightningCLI", "_run_subcommand"),
+        ("lightning.pytorch.cli:LightningCLI", "_add_arguments"),
         ("lightning.pytorch.callbacks.model_checkpoint:ModelCheckpoint", "_save_checkpoint"),
         ("lightning.pytorch.callbacks.model_checkpoint:ModelCheckpoint", "_remove_checkpoint"),
         ("lightning.pytorch.callbacks.model_checkpoint:ModelCheckpoint", "_update_best_and_save"),
@@ -45,6 +46,19 @@ def test_the_table_names_the_overrides_of_enhtrain() -> None:
     } <= names
     assert all("enhtrain." in entry.used_by for entry in PRIVATE_API)
     assert all(entry.name.startswith("_") for entry in PRIVATE_API)
+
+
+def test_every_private_override_of_enhanced_cli_is_in_the_table() -> None:
+    from lightning.pytorch.cli import LightningCLI
+
+    from enhtrain.cli import EnhancedCLI
+
+    overridden = {
+        name for name in vars(EnhancedCLI)
+        if name.startswith("_") and not name.startswith("__") and hasattr(LightningCLI, name)
+    }
+    listed = {entry.name for entry in PRIVATE_API if entry.owner == "lightning.pytorch.cli:LightningCLI"}
+    assert overridden and overridden <= listed, overridden - listed
 
 
 # --- the checker finds each kind of change ----------------------------------------------------------------
