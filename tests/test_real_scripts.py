@@ -282,3 +282,39 @@ def test_the_rule_is_stated_as_the_code_applies_it(repo: Path) -> None:
     rule = " ".join(TRAINER_PARTS_RULE.split())
     assert rule in " ".join((repo / "docs" / "guides" / "callbacks.md").read_text(encoding="utf-8").split())
     assert rule in " ".join(_enhtrain_help().split())
+
+
+@pytest.mark.parametrize(
+    ("given", "configured", "expected"),
+    [
+        ({}, True, (True, True, True, False, False)),
+        ({"progress_bar": True, "checkpoint": True, "logger": False}, True, (False, False, False, False, True)),
+        ({"enable_progress_bar": False, "enable_checkpointing": False}, True, (False, False, True, False, False)),
+        ({}, False, (True, False, True, True, False)),
+        ({"checkpoint": True}, False, (True, False, True, False, True)),
+        ({"checkpoint": True, "enable_checkpointing": False}, True, (True, False, True, False, False)),
+    ],
+)
+def test_the_rule(given: dict[str, Any], configured: bool, expected: tuple[bool, ...]) -> None:
+    from enhtrain.config.reconcile import GivenParts, plan
+
+    parts = plan(GivenParts(**given), checkpoint_configured=configured)
+    assert (parts.progress_bar, parts.checkpoint, parts.loggers, parts.checkpoints_off,
+            parts.user_checkpoint_into_run) == expected
+
+
+def test_every_checkpoint_saved_into_the_run_is_in_its_manifest(tmp_path: Path) -> None:
+    from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO
+
+    folder = tmp_path / "run" / "checkpoints"
+    io_ = AtomicCheckpointIO(root=tmp_path / "run", manifest_dir=folder)
+    saved = {"global_step": 3, "epoch": 1, "state_dict": {}, "enhtrain": {"metrics": {"val_loss": 0.5}}}
+    io_.save_checkpoint(saved, folder / "manual.ckpt")
+    io_.save_checkpoint(saved, folder / "last.ckpt")
+    AtomicCheckpointIO().save_checkpoint(saved, tmp_path / "outside.ckpt")  # no manifest_dir: not listed
+    manifest = Manifest(folder, strict=True)
+    entry = manifest.entry("manual.ckpt")
+    assert entry is not None and (entry["step"], entry["epoch"], entry["metrics"]) == (3, 1, {"val_loss": 0.5})
+    assert manifest.verify("manual.ckpt") is None and manifest.data["last"] == "last.ckpt"
+    io_.remove_checkpoint(folder / "manual.ckpt")
+    assert [e["file"] for e in Manifest(folder, strict=True).entries] == ["last.ckpt"]
