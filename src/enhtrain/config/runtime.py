@@ -417,15 +417,16 @@ def _state_problem(state: Any) -> str | None:
         if not isinstance(key, str) or len(key) > 200:
             return f"names a key that is not a dotted name: {shown(key)}"
         if not isinstance(entry, dict) or len(entry) > 10:
-            return f"holds {shown(entry)} for {shown(key)}, not a mapping with 'launch' and 'value'"
+            return f"holds {shown(entry)} for {one_line(key, _SHOWN)}, not a mapping with 'launch' and 'value'"
         for field_name, value in entry.items():
             items = value if isinstance(value, list) else [value]
             if len(items) > _MAX_STATE_ITEMS:
-                return f"holds {len(items)} values at {shown(key)}.{shown(field_name)} (limit {_MAX_STATE_ITEMS})"
+                where = f"{one_line(key, _SHOWN)}.{one_line(field_name, _SHOWN)}"
+                return f"holds {len(items)} values at {where} (limit {_MAX_STATE_ITEMS})"
             for item in items:
                 if (isinstance(item, str) and len(item) <= 1000) or item is None or isinstance(item, bool):
                     continue
                 reason = out_of_range(item) if isinstance(item, (int, float)) else "not a plain value"
                 if reason is not None:
-                    return f"holds {shown(item)} at {shown(key)}.{shown(field_name)}: {reason}"
+                    return f"holds {shown(item)} at {one_line(key, _SHOWN)}.{one_line(field_name, _SHOWN)}: {reason}"
     return None
