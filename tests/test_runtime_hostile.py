@@ -30,6 +30,7 @@ from lightning.pytorch.callbacks import Callback
 
 from enhtrain._io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from enhtrain.callbacks.runtime_updates import RuntimeUpdates
+from enhtrain.checkpoints.manifest import Manifest
 from enhtrain.commands import main
 from enhtrain.config.runtime import ACK_FILE, RUNTIME_FILE, check_saved_state
 from enhtrain.errors import CheckpointError
@@ -330,6 +331,14 @@ def test_no_json_file_holds_nan_and_no_answer_holds_a_secret(tmp_path: Path, mon
     meta: dict[str, Any] = {"status": "running"}
     update_metadata(tmp_path / "metadata.json", meta, metrics={"val_loss": float("nan"), "acc": 0.5})
     assert strict_json(tmp_path / "metadata.json")["metrics"] == {"val_loss": None, "acc": 0.5}
+    manifest = Manifest(tmp_path / "checkpoints")
+    (tmp_path / "checkpoints").mkdir()
+    manifest.add({"file": "last.ckpt", "sha256": "0" * 64, "size": 1, "step": 1,
+                  "metrics": {"val_loss": float("nan"), "acc": float("-inf")}})
+    manifest.save()
+    assert strict_json(tmp_path / "checkpoints" / "manifest.json")["checkpoints"][0]["metrics"] == {
+        "val_loss": None, "acc": None}
+    assert Manifest(tmp_path / "checkpoints", strict=True).entry("last.ckpt") is not None  # it reads back
 
     monkeypatch.setenv("MY_SERVICE_TOKEN", "tok_unit_secret_1234")
     write_ack(tmp_path, {"request": "r-tok_unit_secret_1234", "step": 3, "applied": [
