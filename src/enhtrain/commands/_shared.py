@@ -28,6 +28,7 @@ __all__ = [
     "format_checkpoints",
     "resolve_run",
     "run_status",
+    "safe_is",
     "warn_about_plugins",
 ]
 
@@ -52,8 +53,22 @@ class ArgParser(argparse.ArgumentParser):
         raise ConfigError(f"{self.prog}: {message}")
 
 
+def safe_is(path: Path, test: str = "is_dir") -> bool:
+    """``path.is_dir()`` (or ``is_file``, ``exists``), ``False`` for a name the system refuses.
+
+    ``pathlib`` answers ``False`` for a missing path but raises for a name too long or a loop of links; a
+    command that looks a name up reports it as not found instead.
+    """
+    try:
+        return bool(getattr(path, test)())
+    except (OSError, ValueError):
+        return False
+
+
 def _is_run(path: Path) -> bool:
-    return path.is_dir() and any((path / name).exists() for name in ("metadata.json", "checkpoints", "config.yaml"))
+    return safe_is(path) and any(
+        safe_is(path / name, "exists") for name in ("metadata.json", "checkpoints", "config.yaml")
+    )
 
 
 def resolve_run(spec: str, root: str | Path = DEFAULT_ROOT) -> Path:
@@ -70,12 +85,12 @@ def resolve_run(spec: str, root: str | Path = DEFAULT_ROOT) -> Path:
     """
     candidates = [Path(spec), Path(root) / spec]
     for path in candidates:
-        if path.name == "checkpoints" and (path / MANIFEST_NAME).is_file():
+        if path.name == "checkpoints" and safe_is(path / MANIFEST_NAME, "is_file"):
             path = path.parent
         if _is_run(path):
             return path
     for path in candidates:
-        latest = latest_version(path) if path.is_dir() else None
+        latest = latest_version(path) if safe_is(path) else None
         if latest is not None and _is_run(path / latest):
             return path / latest
     raise ConfigError(

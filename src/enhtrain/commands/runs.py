@@ -23,6 +23,7 @@ from enhtrain.commands._shared import (
     format_checkpoints,
     resolve_run,
     run_status,
+    safe_is,
 )
 from enhtrain.errors import ConfigError
 from enhtrain.run.directory import list_versions
@@ -143,7 +144,7 @@ def _fmt_value(value: float | None) -> str:
 
 def _list(args: argparse.Namespace) -> int:
     root = Path(args.root)
-    if not root.is_dir():
+    if not safe_is(root):
         raise ConfigError(f"runs list: '{root}' is not a directory (give the runs root, default ./{DEFAULT_ROOT})")
     summaries = []
     for path in find_runs(root):

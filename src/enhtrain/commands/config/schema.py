@@ -36,6 +36,9 @@ def run(args: list[str]) -> int:
     parser = ArgParser(prog="enhtrain config schema", add_help=False)
     parser.add_argument("-o", "--output", default=None)
     options = parser.parse_args(args)
+    if options.output is not None and (not isinstance(options.output, str) or not options.output):
+        # argparse turns `--output=--` into an empty list.
+        raise ConfigError(f"config schema: -o/--output needs a file name; {_USAGE}")
 
     from enhtrain.config.json_schema import config_schema
 
