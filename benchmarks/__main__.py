@@ -17,7 +17,16 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks import alternation, checkpoint, micro_batching, report, runtime_updates, startup, training
+from benchmarks import (
+    alternation,
+    checkpoint,
+    micro_batching,
+    report,
+    runtime_updates,
+    sharded_save,
+    startup,
+    training,
+)
 from benchmarks.common import (
     REPO,
     RESULTS_DIR,
@@ -28,7 +37,7 @@ from benchmarks.common import (
     write_json,
 )
 
-SECTIONS = ("training", "alternation", "startup", "micro_batching", "checkpoint", "runtime_updates")
+SECTIONS = ("training", "alternation", "startup", "micro_batching", "checkpoint", "runtime_updates", "sharded_save")
 DOCS = REPO / "docs" / "performance.md"
 BEGIN, END = "<!-- BEGIN RESULTS -->", "<!-- END RESULTS -->"
 
@@ -135,6 +144,8 @@ def _run_section(section: str, settings: Settings, workdir: Path) -> dict[str, A
         return micro_batching.run(settings, workdir)
     if section == "runtime_updates":
         return runtime_updates.run(settings, workdir)
+    if section == "sharded_save":
+        return sharded_save.run(settings, workdir)
     return checkpoint.run(settings, workdir)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks import runtime_updates
+from benchmarks import runtime_updates, sharded_save
 from benchmarks.common import fmt, fmt_ms
 from benchmarks.training import VARIANT_LABELS
 
@@ -109,6 +109,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
                                micro.get("memory_follows_micro_batch"), "yes", micro.get("memory_follows_micro_batch")))
     if results.get("runtime_updates"):
         targets.append(runtime_updates.target(results["runtime_updates"]))
+    if results.get("sharded_save"):
+        targets.append(sharded_save.target(results["sharded_save"]))
     return targets
 
 
@@ -199,6 +201,8 @@ def render(results: dict[str, Any]) -> str:
         lines += _render_checkpoint(checkpoint)
     if results.get("runtime_updates"):
         lines += runtime_updates.render(results["runtime_updates"])
+    if results.get("sharded_save"):
+        lines += sharded_save.render(results["sharded_save"])
     lines += ["## Targets", "", "| Target | Value | Limit | Result | Note |", "|---|---|---|---|---|"]
     for row in results.get("targets", []):
         lines.append(

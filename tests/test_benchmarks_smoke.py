@@ -87,3 +87,31 @@ def test_metadata_move_patch_is_undone(monkeypatch: pytest.MonkeyPatch) -> None:
     assert _ResultMetric.to is original
     metric.to(torch.device("cpu"))
     assert metric.meta is not meta and metric.meta == meta  # Lightning's own move rebuilds the metadata
+
+
+@pytest.mark.slow
+def test_sharded_save_section_measures_both_saves_with_a_tiny_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.sharded_save", "--out", str(tmp_path / "result.json"),
+         "--dir", str(tmp_path / "ckpt"), "--megabytes", "4", "--repeats", "2"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads((tmp_path / "result.json").read_text(encoding="utf-8"))
+    assert (result["megabytes"], result["world_size"], result["repeats"]) == (4, 2, 2)
+    for key in ("lightning_s", "enhtrain_s"):
+        assert len(result[key]) == 2 and min(result[key]) > 0
+    assert result["ratio"] > 0 and result["sha256_mb_s"] > 0
+    # Every save was removed after it was timed; enhtrain's manifest lists none of them any more.
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["enhtrain", "lightning"]
+    assert json.loads((tmp_path / "ckpt/enhtrain/manifest.json").read_text())["checkpoints"] == []
+
+    monkeypatch.syspath_prepend(str(REPO))
+    from benchmarks import sharded_save
+
+    row = sharded_save.target(result)
+    assert row["limit"] == "<= 1.05" and row["met"] == (result["ratio"] <= 1.05)
+    assert "## Sharded checkpoint save (4 MiB over 2 processes)" in "\n".join(sharded_save.render(result))
