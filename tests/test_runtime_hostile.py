@@ -175,6 +175,25 @@ def test_hostile_arguments_are_refused_before_the_run_is_touched(
     assert after == before, path.name  # nothing created, nothing changed, the linked config.yaml included
 
 
+@settings(max_examples=40, derandomize=True, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(["optimizer.lr", "optimizer.lr_scale", "trainer.max_epochs", "trainer.max_steps",
+                            "trainer.gradient_clip_val", "model.x", ""]),
+       value=st.one_of(st.text(max_size=40), st.integers().map(str), st.floats().map(repr),
+                       st.sampled_from(["9" * 400, "7" * 5000, ".nan", "-.inf", "1e999", "[" * 200, "!!python/none"])),
+       timeout=st.sampled_from(["60", "nan", "inf", "-1", "1e400"]))
+def test_runs_set_ends_in_one_line_whatever_its_arguments(
+    key: str, value: str, timeout: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "runs" / "idle" / "version_0"
+    run.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run / "metadata.json", {"status": "completed"})
+    code = main(["runs", "set", str(run), f"{key}={value}", "--timeout", timeout])
+    out, err = capsys.readouterr()
+    assert_refused(code, err)  # the run is not running: every case ends in one line, exit status 2
+    assert err.count("\n") == 1 and out == "" and not (run / RUNTIME_FILE).exists()
+
+
 # --- a live run ----------------------------------------------------------------------------------------------------
 
 SECRET = "tok_live_secret_8910"
