@@ -21,6 +21,7 @@ from enhtrain.errors import ConfigError, located
 from enhtrain.security import check_config_imports
 
 if TYPE_CHECKING:
+    from enhtrain.config.reconcile import GivenParts
     from enhtrain.config.schema import ExperimentConfig
     from enhtrain.security import ImportPolicy
     from enhtrain.trust import TrustSwitches
@@ -386,6 +387,8 @@ def resolve_registered_classes(config: dict[str, Any]) -> None:
         return entry.import_path if entry is not None and entry.class_name[:1].isupper() else name
 
     for key, kind in _TRAINER_COMPONENTS:
+        if key not in trainer:
+            continue  # an absent setting stays absent: the script's trainer_defaults then apply
         value = trainer.get(key)
         items = value if isinstance(value, list) else [value]
         for index, item in enumerate(items):
@@ -620,34 +623,57 @@ def _component_names(names: Sequence[str]) -> str:
     return ", ".join(names) if names else "none"
 
 
-def _trainer_notes(experiment: ExperimentConfig, values: Mapping[str, str]) -> dict[str, str]:
-    """What enhtrain builds for each of Lightning's trainer settings it shares with ``experiment``."""
+def _trainer_notes(
+    experiment: ExperimentConfig, values: Mapping[str, str], given: GivenParts | None = None
+) -> dict[str, str]:
+    """What enhtrain builds for each of Lightning's trainer settings it shares with ``experiment``.
+
+    The notes follow :data:`enhtrain.config.reconcile.TRAINER_PARTS_RULE`, as the Trainer is built.
+    """
+    from enhtrain.config.reconcile import GivenParts, plan
+
+    switches = {"false": False, "true": True, "null": None}
+    given = given or GivenParts()
+    logger = values.get("logger", "")
+    given = GivenParts(
+        progress_bar=given.progress_bar,
+        checkpoint=given.checkpoint,
+        logger=switches.get(logger, logger or "given"),  # a block of loggers has no value on its line
+        enable_progress_bar=switches.get(values.get("enable_progress_bar", "")),
+        enable_checkpointing=switches.get(values.get("enable_checkpointing", "")),
+    )
+    parts = plan(given, checkpoint_configured=experiment.checkpoint is not None)
     run = f"{experiment.root_dir}/{experiment.name}/{experiment.version or '<version>'}"
     loggers = _component_names(list(experiment.active_loggers()))
     notes: dict[str, str] = {}
-    logger = values.get("logger", "")
-    if logger == "false":
+    if not parts.loggers:
         notes["logger"] = "Lightning's switch: no loggers at all (experiment.loggers is not used)"
-    elif logger in ("null", "true"):
+    elif given.logger in (None, True):
         notes["logger"] = f"enhtrain adds experiment.loggers: {loggers}, each writing into {run}/logs/<name>/"
     else:
         notes["logger"] = f"these first, then experiment.loggers: {loggers}"
-    checkpointing = values.get("enable_checkpointing", "")
-    ckpt = experiment.checkpoint
-    if checkpointing == "false":
+    if given.enable_checkpointing is False:
         notes["enable_checkpointing"] = "Lightning's switch: no checkpoints (experiment.checkpoint is not used)"
-    elif ckpt is None:
+    elif parts.user_checkpoint_into_run:
+        notes["enable_checkpointing"] = (
+            f"a ModelCheckpoint is given, so experiment.checkpoint is not used; without a dirpath of its own it saves "
+            f"into {run}/checkpoints/, listed in manifest.json"
+        )
+    elif parts.checkpoints_off:
         notes["enable_checkpointing"] = "experiment.checkpoint: null, so no checkpoints"
     else:
         notes["enable_checkpointing"] = (
             f"enhtrain saves experiment.checkpoint's checkpoints into {run}/checkpoints/ with manifest.json"
         )
     added = list(experiment.active_callbacks())
-    if checkpointing != "false" and ckpt is not None:
-        added.append("RunCheckpoint (experiment.checkpoint, unless a ModelCheckpoint is given here)")
-    if values.get("enable_progress_bar", "") != "false":
+    if parts.checkpoint:
+        added.append("RunCheckpoint (experiment.checkpoint; a ModelCheckpoint given to the Trainer replaces it)")
+    if parts.progress_bar:
         added.append("a progress display")
-    notes["callbacks"] = f"enhtrain adds experiment.callbacks: {_component_names(added)}"
+    kept = [what for what, on in (("progress bar", given.progress_bar), ("ModelCheckpoint", given.checkpoint)) if on]
+    notes["callbacks"] = f"enhtrain adds experiment.callbacks: {_component_names(added)}" + (
+        f"; the given {' and '.join(kept)} {'win' if len(kept) > 1 else 'wins'}" if kept else ""
+    )
     notes["default_root_dir"] = (
         f"enhtrain sets it to the run directory, {run}; a value given here is the runs root "
         "(experiment.root_dir) unless experiment.root_dir is set"
@@ -658,16 +684,19 @@ def _trainer_notes(experiment: ExperimentConfig, values: Mapping[str, str]) -> d
     return notes
 
 
-def annotate_printed_config(text: str, experiment: ExperimentConfig) -> str:
+def annotate_printed_config(text: str, experiment: ExperimentConfig, given: GivenParts | None = None) -> str:
     """Add a comment to the ``trainer`` settings that enhtrain fills in, in a config printed by ``--print_config``.
 
     The values stay as they are, so the printed config loads back to the same run; the comments say what
     enhtrain builds for them: the loggers, callbacks, checkpoints, profiler and run directory of the
-    ``experiment`` section.
+    ``experiment`` section, by the rule the Trainer is built with
+    (:data:`enhtrain.config.reconcile.TRAINER_PARTS_RULE`).
 
     Args:
         text: The YAML that jsonargparse printed.
         experiment: The validated experiment section.
+        given: The progress bar and ``ModelCheckpoint`` that reach the Trainer without enhtrain, from the config
+            and from the script (its ``trainer_defaults`` and callback arguments).
 
     Returns:
         The same YAML, with comments.
@@ -686,7 +715,7 @@ def annotate_printed_config(text: str, experiment: ExperimentConfig) -> str:
             if sep:
                 block.append((index, key, value.split(" #")[0].strip()))
     values = {key: value for _, key, value in block}
-    notes = _trainer_notes(experiment, values)
+    notes = _trainer_notes(experiment, values, given)
     for index, key, _ in block:
         if key in notes:
             line = lines[index]
