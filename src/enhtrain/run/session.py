@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -320,25 +321,29 @@ class RunSession:
         has_checkpoint: bool,
         checkpoint_io_cls: type,
         enable_checkpointing: bool | None = None,
+        user_checkpoints: Sequence[Any] = (),
     ) -> dict[str, Any]:
         """Return the Trainer arguments the experiment adds: loggers, callbacks, profiler, root dir, IO plugin.
 
-        Lightning's own switches win: ``trainer.logger: false`` means no logger at all, and
-        ``trainer.enable_checkpointing: false`` no checkpoint (so no manifest either).
+        What is added follows :data:`enhtrain.config.reconcile.TRAINER_PARTS_RULE`: ``trainer.logger: false`` means
+        no logger at all, ``trainer.enable_checkpointing: false`` no checkpoint (so no manifest either), and a
+        given ``ModelCheckpoint`` (``user_checkpoints``) replaces enhtrain's; one without a ``dirpath`` saves
+        into the run's ``checkpoints/``, where the checkpoint IO lists every file in the manifest.
         """
         from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO
-        from enhtrain.checkpoints.run_checkpoint import RunCheckpoint
+        from enhtrain.checkpoints.run_checkpoint import CheckpointProvenance, RunCheckpoint
+        from enhtrain.config.reconcile import GivenParts, plan
 
         exp = self.experiment
+        given = GivenParts(checkpoint=has_checkpoint, logger=user_logger, enable_checkpointing=enable_checkpointing)
+        parts = plan(given, checkpoint_configured=exp.checkpoint is not None)
         kwargs: dict[str, Any] = {"default_root_dir": str(self.run.path)}
-        loggers = [] if user_logger is False else build_loggers(exp.active_loggers(), self.run)
+        loggers = build_loggers(exp.active_loggers(), self.run) if parts.loggers else []
         if user_logger not in (None, True, False):
             loggers = [*(user_logger if isinstance(user_logger, list) else [user_logger]), *loggers]
         kwargs["logger"] = loggers if loggers else False
         callbacks = build_callbacks(exp.active_callbacks(), self.run)
-        if enable_checkpointing is False:
-            pass
-        elif exp.checkpoint is not None and not has_checkpoint:
+        if parts.checkpoint and exp.checkpoint is not None:
             ckpt = exp.checkpoint
             callbacks.append(
                 RunCheckpoint(
@@ -355,8 +360,13 @@ class RunSession:
                     auto_insert_metric_name=False,
                 )
             )
-        elif exp.checkpoint is None and not has_checkpoint:
+        elif parts.checkpoints_off:
             kwargs["enable_checkpointing"] = False
+        elif parts.user_checkpoint_into_run:
+            for given_checkpoint in user_checkpoints:
+                if given_checkpoint.dirpath is None:
+                    given_checkpoint.dirpath = os.path.realpath(self.run.checkpoints)
+            callbacks.append(CheckpointProvenance(run_info=self.checkpoint_info()))
         if exp.runtime_updates and self.subcommand == "fit":
             from enhtrain.callbacks.runtime_updates import RuntimeUpdates
 
@@ -373,7 +383,8 @@ class RunSession:
         if not any(isinstance(p, checkpoint_io_cls) for p in plugins_list):
             kwargs["plugins"] = [*plugins_list,
                                  AtomicCheckpointIO(trust_checkpoint=self.prepared.trust.trust_checkpoint,
-                                                    root=None if has_checkpoint else self.run.path)]
+                                                    root=None if has_checkpoint else self.run.path,
+                                                    manifest_dir=self.run.checkpoints if self.is_writer else None)]
         self._loggers, self._callbacks = loggers, callbacks
         return kwargs
 
@@ -403,6 +414,19 @@ class RunSession:
             self._finish(trainer, error)
         finally:
             self.release()
+
+    def hold(self) -> None:
+        """Take the run's lock again, for another Trainer call of a ``run=False`` script (after :meth:`finish`).
+
+        Raises:
+            RunLockedError: If another process writes the run meanwhile.
+        """
+        if not self.is_writer or self._lock is not None or self._run is None or not self.metadata:
+            return
+        lock = RunLock(self._run.path)
+        lock.acquire(action="write it")
+        lock.claim()
+        self._lock = lock
 
     def release(self) -> None:
         """Let the run's lock go."""
