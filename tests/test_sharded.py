@@ -30,6 +30,8 @@ from filelock import FileLock
 from enhtrain._io import TMP_PREFIX
 from enhtrain.checkpoints.manifest import Manifest, overall_digest, sha256_file
 from enhtrain.checkpoints.safe_load import safe_load
+from enhtrain.checkpoints.sharded import hashing_writes, own_files
+from enhtrain.commands._shared import checkpoint_rows
 from enhtrain.run.lock import RunLock
 from enhtrain.run.resume import newest_verified
 from in_process import run_main
@@ -119,7 +121,10 @@ CONFIG = {
     "trainer": {
         "accelerator": "cpu",
         "devices": 2,
-        "strategy": {"class_path": "lightning.pytorch.strategies.ModelParallelStrategy"},
+        "strategy": {
+            "class_path": "lightning.pytorch.strategies.ModelParallelStrategy",
+            "init_args": {"data_parallel_size": 2, "tensor_parallel_size": 1},
+        },
         "max_epochs": 4,
         "limit_train_batches": 2,
         "num_sanity_val_steps": 0,
@@ -191,6 +196,7 @@ def _train(work: Path) -> Runs:
     checkpoints = split / "checkpoints"
     newest, skipped = newest_verified(checkpoints)
     after_kill = {
+        "listed": [(row["file"], row["problem"]) for row in checkpoint_rows(checkpoints, verify=True)],
         "leftovers": sorted(p.name for p in checkpoints.glob(TMP_PREFIX + "*")),
         "newest": newest,
         "skipped": skipped,
@@ -288,9 +294,12 @@ def test_kill_during_a_commit_leaves_the_previous_checkpoint_and_resume_auto_is_
     context = f"killed at commit {runs.kill_at}: {after}"
     # The kill left the complete but uncommitted directory under its temporary name, and nothing else.
     assert len(after["leftovers"]) == 1, context
+    assert [problem for _, problem in after["listed"]] == [None] * len(after["steps"]), context
+    assert not any(name.startswith(TMP_PREFIX) for name, _ in after["listed"]), context
     assert after["skipped"] == [] and after["newest"] is not None, context
     newest_step = max(after["steps"])
-    assert newest_step == 2 * ((runs.kill_at - 1) // 2), context
+    # Commit 2k-1 is epoch k's checkpoint, commit 2k its last.ckpt: the kill lost only the commit it hit.
+    assert newest_step == 2 * (runs.kill_at // 2), context
     assert after["meta"]["status"] == "running", context
     # The resumed run removed the leftover, continued the same directory, and ended where the other did.
     checkpoints = runs.split / "checkpoints"
@@ -439,7 +448,7 @@ def test_resume_refusals_behave_as_for_a_single_file(copy: Path, capsys: pytest.
 
     with RunLock(copy) as _:
         code, _, err = run_main(capsys, *resume)
-    assert code == 2 and "in use by another process" in err and err.count("\n") == 1, err
+    assert code == 2 and "is in use by" in err and "cannot resume it" in err and err.count("\n") == 1, err
     assert _tree(copy) == before
 
 
@@ -545,3 +554,33 @@ def test_consolidate_refuses_bad_input_in_one_line(
     assert err.startswith("enhtrain: error:") and expected in err and err.count("\n") == 1, err
     assert "Traceback" not in err and stdout == ""
     assert _tree(copy) == before and _tree(tmp_path) == outside_before
+
+
+# Who hashes what
+
+
+def test_each_rank_hashes_only_its_own_shards(tmp_path: Path) -> None:
+    for name in (".metadata", "meta.pt", "__0_0.distcp", "__0_1.distcp", "__1_0.distcp", "__2_0.distcp", "__x.distcp"):
+        (tmp_path / name).write_bytes(b"x")
+    assert own_files(tmp_path, 1, 2) == ["__1_0.distcp"]
+    # Rank 0 takes its shards and every file no rank of this world names as its own.
+    assert own_files(tmp_path, 0, 2) == [".metadata", "__0_0.distcp", "__0_1.distcp", "__2_0.distcp", "__x.distcp",
+                                         "meta.pt"]
+
+
+def test_shards_are_hashed_while_torch_writes_them(tmp_path: Path) -> None:
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint import filesystem
+
+    original = filesystem.FileSystem.create_stream
+    state = {"w": torch.arange(600_000, dtype=torch.float32), "b": torch.ones(3)}
+    with hashing_writes(tmp_path) as streamed:
+        dcp.save(state, checkpoint_id=tmp_path, no_dist=True)
+    assert filesystem.FileSystem.create_stream is original
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".metadata", "__0_0.distcp"]
+    shard = tmp_path / "__0_0.distcp"
+    assert streamed["__0_0.distcp"] == (sha256_file(shard), shard.stat().st_size)
+    assert streamed[".metadata.tmp"][0] == sha256_file(tmp_path / ".metadata")
+    loaded = {"w": torch.zeros(600_000), "b": torch.zeros(3)}
+    dcp.load(loaded, checkpoint_id=tmp_path, no_dist=True)
+    assert torch.equal(loaded["w"], state["w"])

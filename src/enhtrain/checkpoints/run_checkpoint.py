@@ -20,6 +20,7 @@ from enhtrain.checkpoints.rng import collect_rng_states, restore_rng_states
 from enhtrain.checkpoints.sharded import (
     check_world_size,
     commit_directory,
+    hashing_writes,
     own_files,
     remove_checkpoint_path,
     remove_leftovers,
@@ -47,6 +48,20 @@ def _gather(obj: Any, world_size: int) -> list[Any]:
         return [obj]
     out: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
+    return out
+
+
+def _digests(root: Path, names: list[str], streamed: dict[str, tuple[str, int]]) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of each of ``names``: taken from the hashes made while writing, else read from the file."""
+    out: dict[str, dict[str, Any]] = {}
+    rest = []
+    for name in names:
+        found = streamed.get(name) or streamed.get(name + ".tmp")  # torch renames `.metadata.tmp` when done
+        if found is not None and "/" not in name and (root / name).stat().st_size == found[1]:
+            out[name] = {"size": found[1], "sha256": found[0]}
+        else:
+            rest.append(name)
+    out.update(sha256_files(root, rest))
     return out
 
 
@@ -304,15 +319,16 @@ class RunCheckpoint(ModelCheckpoint):
         """
         assert self.dirpath is not None
         strategy, root, final = trainer.strategy, Path(self.dirpath), Path(filepath)
-        tmp = root / f"{TMP_PREFIX}{final.name}"
+        tmp = Path(strategy.broadcast(str(root / f"{TMP_PREFIX}{final.name}")))  # where rank 0 saves
         if trainer.is_global_zero:
             root.mkdir(parents=True, exist_ok=True)
             if tmp.exists() or tmp.is_symlink():
                 remove_leftovers(root)
         strategy.barrier("enhtrain.sharded_save")
-        super()._save_checkpoint(trainer, str(tmp))  # Lightning's save ends with a barrier of all ranks
+        with hashing_writes(tmp) as streamed:
+            super()._save_checkpoint(trainer, str(tmp))  # Lightning's save ends with a barrier of all ranks
         self._last_checkpoint_saved = filepath
-        mine = sha256_files(tmp, own_files(tmp, trainer.global_rank, trainer.world_size))
+        mine = _digests(tmp, own_files(tmp, trainer.global_rank, trainer.world_size), streamed)
         parts = _gather(mine, trainer.world_size)
         files: dict[str, Any] | None = None
         problem = None

@@ -16,6 +16,7 @@ import os
 import pickle
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "check_world_size",
     "commit_directory",
     "expected_world_size",
+    "hashing_writes",
     "is_sharded",
     "load_meta",
     "own_files",
@@ -51,6 +53,10 @@ SHARDED_FORMATS = (
 """The strategies whose sharded checkpoints ``enhtrain ckpt consolidate`` reads."""
 
 _SHARD = re.compile(r"__(\d+)_\d+\.distcp")
+# DeepSpeed's layout: `checkpoint/zero_pp_rank_<rank>_mp_rank_00_optim_states.pt` per rank, and the model
+# states (with Lightning's own record) in `checkpoint/mp_rank_00_model_states.pt`, written by rank 0.
+_DEEPSPEED_SHARD = re.compile(r"(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_\d+_optim_states\.pt")
+_DEEPSPEED_STATES = "checkpoint/mp_rank_00_model_states.pt"
 _ASIDE = re.compile(re.escape(TMP_PREFIX) + r"(.+)\.old-\d+")
 # What a `.metadata` index refers to: torch's own metadata classes, tensor properties and paths. Anything else
 # in it would be a pickle that runs code.
@@ -104,13 +110,74 @@ def own_files(directory: str | Path, rank: int, world_size: int) -> list[str]:
         dirs.sort()
         for name in sorted(names):
             rel = (Path(base) / name).relative_to(directory).as_posix()
-            match = _SHARD.fullmatch(name)
-            owner = int(match.group(1)) if match and base == str(directory) else None
+            match = _SHARD.fullmatch(name) if base == str(directory) else _DEEPSPEED_SHARD.fullmatch(name)
+            owner = int(match.group(1)) if match else None
             if owner is not None and owner >= world_size:
                 owner = None
             if owner == rank or (owner is None and rank == 0):
                 mine.append(rel)
     return mine
+
+
+@contextlib.contextmanager
+def hashing_writes(directory: str | Path) -> Iterator[dict[str, tuple[str, int]]]:
+    """Hash the files that ``torch.distributed.checkpoint`` writes into ``directory`` while it writes them.
+
+    While the context is active, every stream that torch's ``FileSystem`` opens for writing in ``directory`` is
+    wrapped: large writes go to the file on a worker thread while the calling thread hashes the same bytes, as
+    :class:`~enhtrain.checkpoints.atomic_io.AtomicCheckpointIO` does for a single file. A stream that seeks is
+    left out (its file is hashed afterwards).
+
+    Yields:
+        File name to ``(sha256, size)``, filled as each stream closes (``.metadata`` appears under the
+        temporary name torch writes it to, ``.metadata.tmp``).
+    """
+    from torch.distributed.checkpoint import filesystem
+
+    from enhtrain.checkpoints.atomic_io import _HashingWriter
+
+    class _HashingStream(_HashingWriter):
+        seeked = False
+
+        def tell(self) -> int:
+            return self._handle.tell()
+
+        def seek(self, *args: Any) -> int:
+            self.seeked = True
+            return self._handle.seek(*args)
+
+        def fileno(self) -> int:
+            return self._handle.fileno()
+
+        def close(self) -> None:
+            self._handle.close()
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._handle, name)
+
+    original = filesystem.FileSystem.create_stream
+    root = os.path.realpath(directory)
+    digests: dict[str, tuple[str, int]] = {}
+
+    @contextlib.contextmanager
+    def create_stream(self: Any, path: str | os.PathLike, mode: str) -> Iterator[Any]:
+        with original(self, path, mode) as stream:
+            if "w" not in mode or os.path.dirname(os.path.realpath(path)) != root:
+                yield stream
+                return
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(1, thread_name_prefix="enhtrain-shard") as pool:
+                wrapper = _HashingStream(stream, pool)
+                yield wrapper
+            if not wrapper.seeked and wrapper.error is None:
+                digests[os.path.basename(path)] = (wrapper.digest.hexdigest(), wrapper.size)
+
+    filesystem.FileSystem.create_stream = create_stream  # type: ignore[method-assign]
+    try:
+        yield digests
+    finally:
+        filesystem.FileSystem.create_stream = original  # type: ignore[method-assign]
 
 
 def commit_directory(tmp: Path, final: Path, root: Path) -> None:
@@ -264,7 +331,8 @@ def load_meta(directory: str | Path, *, trust: bool = False, map_location: Any =
 
     The index (``.metadata``) is checked by :func:`read_dcp_metadata`, and ``meta.pt`` (the epoch, step, loops,
     callbacks, hyper-parameters and enhtrain's own record) is loaded with ``weights_only=True`` unless
-    ``trust``.
+    ``trust``. A DeepSpeed checkpoint has no ``meta.pt``: its model states file, which holds the same record,
+    is loaded in its place.
 
     Raises:
         CheckpointError: If either file is missing, corrupt, or needs pickled objects while not trusted.
@@ -275,6 +343,8 @@ def load_meta(directory: str | Path, *, trust: bool = False, map_location: Any =
     if (directory / DCP_METADATA).exists():
         read_dcp_metadata(directory / DCP_METADATA)
     meta = directory / META_FILE
+    if not meta.is_file() and (directory / _DEEPSPEED_STATES).is_file():
+        meta = directory / _DEEPSPEED_STATES
     if not meta.is_file():
         raise CheckpointError(
             f"'{directory}' is not a sharded checkpoint that Lightning wrote (no {META_FILE} in it); give a "
