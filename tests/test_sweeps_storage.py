@@ -209,7 +209,7 @@ def _open_at_once(url: str, barrier: Any, results: Any) -> None:
 
     barrier.wait()
     try:
-        storage = open_storage(url, heartbeat_interval=1, grace_period=2)
+        storage = open_storage(url, heartbeat_interval=1, grace_period=2, create=True)  # as sweep run does
         results.put(("ok", len(storage.get_all_studies())))
     except Exception as err:  # reported to the test, which names it
         results.put(("error", repr(err)))
