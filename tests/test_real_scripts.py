@@ -169,6 +169,7 @@ def _check_complete(run: Path, *, status: str = "completed", checkpoints: bool =
     assert all(p.parent == run / "checkpoints" for p in saved), saved
     if checkpoints:
         assert saved, f"no checkpoint in {run}"
+    if saved:
         manifest = Manifest(run / "checkpoints", strict=True)
         assert sorted(e["file"] for e in manifest.entries) == [p.name for p in saved]
         assert all(manifest.verify(p.name) is None for p in saved)
@@ -318,3 +319,18 @@ def test_every_checkpoint_saved_into_the_run_is_in_its_manifest(tmp_path: Path) 
     assert manifest.verify("manual.ckpt") is None and manifest.data["last"] == "last.ckpt"
     io_.remove_checkpoint(folder / "manual.ckpt")
     assert [e["file"] for e in Manifest(folder, strict=True).entries] == ["last.ckpt"]
+
+
+def test_a_checkpoint_object_shared_by_two_runs_saves_into_each(tmp_path: Path) -> None:
+    SCRIPTS.setdefault("shared_callback", (True, False, False))
+    config = {**_base("shared_callback"), "experiment": {"name": "shared", **EXPERIMENT}}
+    runs = [_run_dir(_call("shared_callback", _args("shared_callback", config), EnhancedCLI, tmp_path))
+            for _ in range(2)]
+    assert runs[0] != runs[1]
+    _check_complete(runs[0])
+    # The object's folder follows the run (what it saves is Lightning's: a reused ModelCheckpoint skips the steps
+    # it saved before); whatever it saved is in the second run's manifest.
+    from scripts.shared_callback import CHECKPOINT
+
+    assert Path(CHECKPOINT.dirpath) == runs[1] / "checkpoints"
+    _check_complete(runs[1], checkpoints=False)
