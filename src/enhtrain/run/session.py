@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
     from enhtrain.config.schema import ExperimentConfig
 
 __all__ = ["RUN_DIR_ENV", "RunSession", "global_rank"]
+
+# The ModelCheckpoint objects whose dirpath enhtrain set, and to what.
+_DIRPATHS_SET: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 RUN_DIR_ENV = "ENHTRAIN_RUN_DIR"
 """The environment variable through which the processes of a distributed job find the run directory."""
@@ -364,8 +368,10 @@ class RunSession:
             kwargs["enable_checkpointing"] = False
         elif parts.user_checkpoint_into_run:
             for given_checkpoint in user_checkpoints:
-                if given_checkpoint.dirpath is None:
-                    given_checkpoint.dirpath = os.path.realpath(self.run.checkpoints)
+                # A script's callback object may serve several runs of one process (a notebook): a folder set for
+                # an earlier run is set again.
+                if given_checkpoint.dirpath is None or given_checkpoint.dirpath == _DIRPATHS_SET.get(given_checkpoint):
+                    given_checkpoint.dirpath = _DIRPATHS_SET[given_checkpoint] = os.path.realpath(self.run.checkpoints)
             callbacks.append(CheckpointProvenance(run_info=self.checkpoint_info()))
         if exp.runtime_updates and self.subcommand == "fit":
             from enhtrain.callbacks.runtime_updates import RuntimeUpdates
