@@ -60,6 +60,7 @@ below the length at which converting it costs time (Python refuses more than 430
 
 _LIMIT_SIZE = f"larger than {MAX_DOCUMENT_BYTES // (1024 * 1024)} MiB (limit)"
 _DIGITS = re.compile(r"[0-9]")
+_MAX_INT_BITS = int(MAX_INT_DIGITS * math.log2(10)) + 1
 
 
 def _too_many_digits(label: str, digits: int) -> ConfigError:
@@ -188,10 +189,16 @@ class _BoundedLoader(yaml.SafeLoader):
 
     def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
         """Refuse an integer too long to convert cheaply, naming its line."""
+        where = f"{self.budget.label}:{node.start_mark.line + 1}"
         digits = len(_DIGITS.findall(str(node.value)))
         if digits > MAX_INT_DIGITS:
-            raise _too_many_digits(f"{self.budget.label}:{node.start_mark.line + 1}", digits)
-        return super().construct_yaml_int(node)
+            raise _too_many_digits(where, digits)
+        value = super().construct_yaml_int(node)
+        # Hexadecimal, octal and binary forms are short in text and long in decimal: measure the value too.
+        if value.bit_length() > _MAX_INT_BITS:
+            bits = value.bit_length()
+            raise _too_many_digits(where, len(str(value)) if bits < 14_000 else bits * 3 // 10)
+        return value
 
 
 _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
