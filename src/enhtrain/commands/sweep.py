@@ -188,7 +188,7 @@ def _remove_created(created: list[Path]) -> None:
         shutil.rmtree(inside(top, top.parent, what="sweep folder"), ignore_errors=True)
 
 
-def _work(sweep: Any, workers: int, *, created: list[Path] | None = None) -> int:
+def _work(sweep: Any, workers: int, *, created: list[Path] | None = None, started_here: bool = True) -> int:
     import optuna
 
     from enhtrain.sweeps.results import best_trial
@@ -202,7 +202,7 @@ def _work(sweep: Any, workers: int, *, created: list[Path] | None = None) -> int
         pool.run()
     except ConfigError:
         finished = [t for t in sweep.study.get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")]
-        if not finished:
+        if not finished and started_here:  # a worker that joined a study never removes it
             # Bad input showed in the first trials: leave nothing behind, so that the fixed spec starts afresh.
             optuna.delete_study(study_name=sweep.spec.name, storage=sweep.storage)
             _remove_created(created or [])
@@ -238,7 +238,7 @@ def _sweep_worker(argv: list[str]) -> int:
     sweep = _reading("worker", lambda _: open_sweep(Path(name).name, url, directory, seed_offset=os.getpid(),
                                                      flags=flags, root=args.root), argv)
     sweep.write_base()
-    return _work(sweep, args.workers)
+    return _work(sweep, args.workers, started_here=False)
 
 
 @contextlib.contextmanager

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from enhtrain.config.compose import ComposedConfig
 from enhtrain.config.loading import Layer, load_yaml_file
 from enhtrain.config.schema import NamedComponent, infer_mode
+from enhtrain.documents import parse_json
 from enhtrain.errors import ConfigError
 from enhtrain.secrets import is_secret_key, secret_values
 from enhtrain.sweeps._common import quiet_optuna
@@ -152,9 +153,13 @@ class Param:
         return int(value) if self.kind == "int" else float(value)
 
     def decode(self, value: Any) -> Any:
-        """Turn a value Optuna sampled back into the config value."""
+        """Turn a value Optuna sampled back into the config value.
+
+        Raises:
+            ConfigError: If a stored choice is not bounded JSON (a damaged store).
+        """
         if self.encoded and isinstance(value, str):
-            return json.loads(value)
+            return parse_json(value, f"sweep.params.{shown(self.key)}: a stored choice")
         if self.kind == "int" and isinstance(value, float) and value.is_integer():
             return int(value)
         return value
