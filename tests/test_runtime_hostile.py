@@ -86,6 +86,8 @@ def snapshot(root: Path) -> dict[str, bytes | str]:
 
 def test_the_corpus_is_complete() -> None:
     assert len(FILE_CASES) >= 20 and len(ARG_CASES) >= 12
+    numbers = [_number(p) for p in [*FILE_CASES, *ARG_CASES]]
+    assert len(set(numbers)) == len(numbers), numbers
     for path in [*FILE_CASES, *ARG_CASES]:
         assert header(path).get("expect"), f"{path.name} has no '# expect:' line"
 
