@@ -273,7 +273,9 @@ def test_a_sampled_section_is_checked_as_fit_checks_a_config_before_its_trial_st
     project = tmp_path / "project"
     shutil.copytree(pristine, project)
     evil = {"class_path": "os.system", "init_args": {"command": "touch pwned"}}
-    _spec(params={"model": {"choice": [evil]}})(project / "runs" / NAME / "study.db")
+    database = project / "runs" / NAME / "study.db"
+    _spec(params={"model": {"choice": [evil]}})(database)
+    _sql("UPDATE trials SET state = 'FAIL'")(database)  # no finished trial: a joining worker still keeps the study
     monkeypatch.chdir(project)
 
     code = main(["sweep", "worker", NAME])
@@ -283,3 +285,5 @@ def test_a_sampled_section_is_checked_as_fit_checks_a_config_before_its_trial_st
                           "model.class_path: 'os.system' would import the module 'os'")
     assert "sweep trial 1: " in line and " started:" not in out
     assert not (project / "pwned").exists() and not list((project / "runs" / NAME).glob("trial_*"))
+    with contextlib.closing(sqlite3.connect(database)) as connection:
+        assert connection.execute("SELECT study_name FROM studies").fetchall() == [(NAME,)]
