@@ -236,8 +236,9 @@ def _check_what_the_script_gives_wins(runs: Runs) -> None:
         for outcome in (runs.lightning, runs.plain, runs.fit):
             assert outcome.cli.model.hparams.lr == 0.05
     if script == "run_false":
-        # The script's own test call ran after the fit, in the same run.
+        # The script's own test call ran after the fit, in the same run, and says where the run is.
         assert runs.resumed.cli.test_results and "test_loss" in runs.resumed.cli.test_results[0]
+        assert f"Run directory: {runs.resumed.cli.session.run.path}\n" in runs.resumed.output
 
 
 def test_print_config_says_what_is_built(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ Trainer at the checkpoint to resume from, and writes the run's ``config.yaml`` a
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 import lightning.pytorch as pl
@@ -60,6 +61,11 @@ class ScriptRun(Callback):
             trainer.ckpt_path = None
             self._resuming = False
         self.session.finish(trainer, error)
+        summary = trainer.state.fn == "fit" and any(getattr(c, "print_summary", False) for c in trainer.callbacks)
+        if error is None and self.session.is_writer and not summary:
+            # As after a subcommand: the run_summary callback says it at the end of a fit, or this line does.
+            sys.stdout.write(f"Run directory: {self.session.run.path}\n")
+            sys.stdout.flush()
 
 
 def start_script_run(session: RunSession, trainer: pl.Trainer, script_run: ScriptRun) -> None:
