@@ -104,7 +104,7 @@ def test_sharded_save_section_measures_both_saves_with_a_tiny_model(
     assert (result["megabytes"], result["world_size"], result["repeats"]) == (4, 2, 2)
     for key in ("lightning_s", "enhtrain_s"):
         assert len(result[key]) == 2 and min(result[key]) > 0
-    assert result["ratio"] > 0 and result["sha256_mb_s"] > 0
+    assert result["ratio"] > 0 and result["paired_ratio"] > 0 and result["sha256_mb_s"] > 0
     # Every save was removed after it was timed; enhtrain's manifest lists none of them any more.
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["enhtrain", "lightning"]
     assert json.loads((tmp_path / "ckpt/enhtrain/manifest.json").read_text())["checkpoints"] == []

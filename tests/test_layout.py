@@ -310,6 +310,8 @@ WRITERS_ALLOWED = {
     ("sweeps/runner.py", "open"): "a trial's log file streams the child process's output as it runs",
     ("sweeps/study.py", "os.link"): "a new SQLite store built aside and linked into place, never over another",
     ("plugins/scaffold.py", "os.rename"): "a new plugin folder built aside and renamed into place, never over files",
+    ("checkpoints/sharded.py", "os.replace"): "a sharded checkpoint's directory, written by every rank, renamed into "
+    "place by rank 0 (or renamed away to be deleted, or a leftover put back)",
 }
 
 

@@ -28,9 +28,10 @@ import yaml
 from filelock import FileLock
 
 from enhtrain._io import TMP_PREFIX
+from enhtrain.checkpoints.atomic_io import hashing_writes
 from enhtrain.checkpoints.manifest import Manifest, overall_digest, sha256_file
 from enhtrain.checkpoints.safe_load import safe_load
-from enhtrain.checkpoints.sharded import hashing_writes, own_files
+from enhtrain.checkpoints.sharded import own_files
 from enhtrain.commands._shared import checkpoint_rows
 from enhtrain.run.lock import RunLock
 from enhtrain.run.resume import newest_verified

@@ -7,7 +7,7 @@ from typing import Any
 
 from enhtrain._io import atomic_open
 from enhtrain.checkpoints.atomic_io import _HashingWriter
-from enhtrain.checkpoints.sharded import load_meta
+from enhtrain.checkpoints.safe_load import load_meta
 
 __all__ = ["consolidate", "load_consolidated"]
 

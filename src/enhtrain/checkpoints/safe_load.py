@@ -10,7 +10,7 @@ from typing import Any
 from enhtrain.checkpoints.manifest import MANIFEST_NAME, Manifest
 from enhtrain.errors import CheckpointError
 
-__all__ = ["LIGHTNING_CKPT_ALIASES", "check_manifest", "cli_model_hparams", "safe_load"]
+__all__ = ["LIGHTNING_CKPT_ALIASES", "check_manifest", "cli_model_hparams", "load_meta", "safe_load"]
 
 # Values of `ckpt_path` that Lightning resolves itself rather than naming a file.
 LIGHTNING_CKPT_ALIASES = ("best", "last", "hpc", "registry")
@@ -64,8 +64,6 @@ def safe_load(
 
     path = Path(path)
     if path.is_dir() and not path.is_symlink():
-        from enhtrain.checkpoints.sharded import load_meta
-
         if verify:
             check_manifest(path)
         return load_meta(path, trust=trust, map_location=map_location)
@@ -91,6 +89,36 @@ def safe_load(
         raise CheckpointError(
             f"checkpoint '{path}' is truncated or corrupt: {_describe_unreadable(path, err)}; use another checkpoint"
         ) from err
+
+
+def load_meta(directory: str | Path, *, trust: bool = False, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load what a sharded checkpoint holds besides its tensors, as safely as a single-file checkpoint.
+
+    The index (``.metadata``) is checked by :func:`~enhtrain.checkpoints.sharded.read_dcp_metadata`, and
+    ``meta.pt`` (the epoch, step, loops, callbacks, hyper-parameters and enhtrain's own record) is loaded with
+    ``weights_only=True`` unless ``trust``. A DeepSpeed checkpoint has no ``meta.pt``: its model states file,
+    which holds the same record, is loaded in its place.
+
+    Raises:
+        CheckpointError: If either file is missing, corrupt, or needs pickled objects while not trusted.
+    """
+    from enhtrain.checkpoints.sharded import DCP_METADATA, DEEPSPEED_STATES, META_FILE, read_dcp_metadata
+
+    directory = Path(directory)
+    if (directory / DCP_METADATA).exists():
+        read_dcp_metadata(directory / DCP_METADATA)
+    meta = directory / META_FILE
+    if not meta.is_file() and (directory / DEEPSPEED_STATES).is_file():
+        meta = directory / DEEPSPEED_STATES
+    if not meta.is_file():
+        raise CheckpointError(
+            f"'{directory}' is not a sharded checkpoint that Lightning wrote (no {META_FILE} in it); give a "
+            "checkpoint saved by ModelParallelStrategy or FSDPStrategy"
+        )
+    loaded = safe_load(meta, trust=trust, map_location=map_location, verify=False)
+    if not isinstance(loaded, dict):
+        raise CheckpointError(f"checkpoint metadata '{meta}' is not a Lightning checkpoint's (not a dict)")
+    return loaded
 
 
 def _describe_unreadable(path: Path, err: BaseException) -> str:

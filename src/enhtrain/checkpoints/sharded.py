@@ -5,7 +5,7 @@
 written under a temporary name inside ``checkpoints/`` and committed by one rename, listed in the manifest with
 every file's size and sha256, verified, pruned through the path gate and loaded without running pickled code.
 
-This module imports torch only inside the functions that load a checkpoint.
+This module imports neither torch nor Lightning (``enhtrain ckpt`` uses it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import os
 import pickle
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,15 +25,14 @@ from enhtrain.security import inside, is_plain_name
 
 __all__ = [
     "DCP_METADATA",
+    "DEEPSPEED_STATES",
     "META_FILE",
     "SHARDED_FORMATS",
     "check_resume",
     "check_world_size",
     "commit_directory",
     "expected_world_size",
-    "hashing_writes",
     "is_sharded",
-    "load_meta",
     "own_files",
     "read_dcp_metadata",
     "remove_checkpoint_path",
@@ -56,7 +54,8 @@ _SHARD = re.compile(r"__(\d+)_\d+\.distcp")
 # DeepSpeed's layout: `checkpoint/zero_pp_rank_<rank>_mp_rank_00_optim_states.pt` per rank, and the model
 # states (with Lightning's own record) in `checkpoint/mp_rank_00_model_states.pt`, written by rank 0.
 _DEEPSPEED_SHARD = re.compile(r"(?:bf16_)?zero_pp_rank_(\d+)_mp_rank_\d+_optim_states\.pt")
-_DEEPSPEED_STATES = "checkpoint/mp_rank_00_model_states.pt"
+DEEPSPEED_STATES = "checkpoint/mp_rank_00_model_states.pt"
+"""A DeepSpeed checkpoint's model states file, which holds what ``meta.pt`` holds in Lightning's own layout."""
 _ASIDE = re.compile(re.escape(TMP_PREFIX) + r"(.+)\.old-\d+")
 # What a `.metadata` index refers to: torch's own metadata classes, tensor properties and paths. Anything else
 # in it would be a pickle that runs code.
@@ -117,67 +116,6 @@ def own_files(directory: str | Path, rank: int, world_size: int) -> list[str]:
             if owner == rank or (owner is None and rank == 0):
                 mine.append(rel)
     return mine
-
-
-@contextlib.contextmanager
-def hashing_writes(directory: str | Path) -> Iterator[dict[str, tuple[str, int]]]:
-    """Hash the files that ``torch.distributed.checkpoint`` writes into ``directory`` while it writes them.
-
-    While the context is active, every stream that torch's ``FileSystem`` opens for writing in ``directory`` is
-    wrapped: large writes go to the file on a worker thread while the calling thread hashes the same bytes, as
-    :class:`~enhtrain.checkpoints.atomic_io.AtomicCheckpointIO` does for a single file. A stream that seeks is
-    left out (its file is hashed afterwards).
-
-    Yields:
-        File name to ``(sha256, size)``, filled as each stream closes (``.metadata`` appears under the
-        temporary name torch writes it to, ``.metadata.tmp``).
-    """
-    from torch.distributed.checkpoint import filesystem
-
-    from enhtrain.checkpoints.atomic_io import _HashingWriter
-
-    class _HashingStream(_HashingWriter):
-        seeked = False
-
-        def tell(self) -> int:
-            return self._handle.tell()
-
-        def seek(self, *args: Any) -> int:
-            self.seeked = True
-            return self._handle.seek(*args)
-
-        def fileno(self) -> int:
-            return self._handle.fileno()
-
-        def close(self) -> None:
-            self._handle.close()
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._handle, name)
-
-    original = filesystem.FileSystem.create_stream
-    root = os.path.realpath(directory)
-    digests: dict[str, tuple[str, int]] = {}
-
-    @contextlib.contextmanager
-    def create_stream(self: Any, path: str | os.PathLike, mode: str) -> Iterator[Any]:
-        with original(self, path, mode) as stream:
-            if "w" not in mode or os.path.dirname(os.path.realpath(path)) != root:
-                yield stream
-                return
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(1, thread_name_prefix="enhtrain-shard") as pool:
-                wrapper = _HashingStream(stream, pool)
-                yield wrapper
-            if not wrapper.seeked and wrapper.error is None:
-                digests[os.path.basename(path)] = (wrapper.digest.hexdigest(), wrapper.size)
-
-    filesystem.FileSystem.create_stream = create_stream  # type: ignore[method-assign]
-    try:
-        yield digests
-    finally:
-        filesystem.FileSystem.create_stream = original  # type: ignore[method-assign]
 
 
 def commit_directory(tmp: Path, final: Path, root: Path) -> None:
@@ -324,36 +262,6 @@ def read_dcp_metadata(path: str | Path) -> Any:
         raise CheckpointError(f"checkpoint index '{path}' is truncated or corrupt; use another checkpoint") from None
     except Exception:
         raise CheckpointError(f"checkpoint index '{path}' is truncated or corrupt; use another checkpoint") from None
-
-
-def load_meta(directory: str | Path, *, trust: bool = False, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load what a sharded checkpoint holds besides its tensors, as safely as a single-file checkpoint.
-
-    The index (``.metadata``) is checked by :func:`read_dcp_metadata`, and ``meta.pt`` (the epoch, step, loops,
-    callbacks, hyper-parameters and enhtrain's own record) is loaded with ``weights_only=True`` unless
-    ``trust``. A DeepSpeed checkpoint has no ``meta.pt``: its model states file, which holds the same record,
-    is loaded in its place.
-
-    Raises:
-        CheckpointError: If either file is missing, corrupt, or needs pickled objects while not trusted.
-    """
-    from enhtrain.checkpoints.safe_load import safe_load
-
-    directory = Path(directory)
-    if (directory / DCP_METADATA).exists():
-        read_dcp_metadata(directory / DCP_METADATA)
-    meta = directory / META_FILE
-    if not meta.is_file() and (directory / _DEEPSPEED_STATES).is_file():
-        meta = directory / _DEEPSPEED_STATES
-    if not meta.is_file():
-        raise CheckpointError(
-            f"'{directory}' is not a sharded checkpoint that Lightning wrote (no {META_FILE} in it); give a "
-            "checkpoint saved by ModelParallelStrategy or FSDPStrategy"
-        )
-    loaded = safe_load(meta, trust=trust, map_location=map_location, verify=False)
-    if not isinstance(loaded, dict):
-        raise CheckpointError(f"checkpoint metadata '{meta}' is not a Lightning checkpoint's (not a dict)")
-    return loaded
 
 
 def check_world_size(entry: dict[str, Any] | None, path: str | Path, world_size: int | None) -> None:

@@ -28,7 +28,7 @@ usage: enhtrain {fit,validate,test,predict} [--config FILE ...] [--env NAME] [fl
        enhtrain config migrate OLD.yaml [-o NEW.yaml | -o - | --in-place]
        enhtrain runs {list [ROOT],show RUN}
        enhtrain runs {set RUN KEY=VALUE ...,stop RUN,checkpoint RUN} [--timeout S]
-       enhtrain ckpt {list RUN,verify RUN,prune RUN --keep-last N --keep-best K}
+       enhtrain ckpt {list RUN,verify RUN,prune RUN --keep-last N --keep-best K,consolidate RUN [CKPT] -o FILE}
        enhtrain sweep {run --sweep SPEC [--workers N] [--config FILE ...],worker,show NAME,best NAME,plots NAME}
        enhtrain --version
 
