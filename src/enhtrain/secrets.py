@@ -68,8 +68,10 @@ _ENV_PARTS = ("SECRET", "PASSWORD", "PASSWD")
 _CAMEL_BOUNDARY = re.compile(r"([a-z0-9])([A-Z])")
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
 # ``key: value`` and ``key=value`` in free text; the value stays on the key's line.
+# The key starts where no key character precedes it: a match is tried once per key, not at every position
+# inside a long word, so masking stays linear in the text's length.
 _KEY_VALUE = re.compile(
-    r"""(?P<key>[A-Za-z_][\w.\-]*)(?P<quote>["']?)(?P<sep>[ \t]*[:=][ \t]*)"""
+    r"""(?<![\w.\-])(?P<dashes>-*)(?P<key>[A-Za-z_][\w.\-]*)(?P<quote>["']?)(?P<sep>[ \t]*[:=][ \t]*)"""
     r"""(?P<value>"[^"\n]*"|'[^'\n]*'|[^\s,;}\]]+)"""
 )
 _EMPTY_VALUES = frozenset({"", "null", "none", "~", '""', "''"})
@@ -236,7 +238,7 @@ def mask_text(text: str, extra_values: Iterable[str] = ()) -> str:
             return match[0]
         quoted = value[0] in "\"'" and value[-1] == value[0]
         value = f"{value[0]}{MASK}{value[0]}" if quoted else MASK
-        return f"{match['key']}{match['quote']}{match['sep']}{value}"
+        return f"{match['dashes']}{match['key']}{match['quote']}{match['sep']}{value}"
 
     return _KEY_VALUE.sub(_replace, text)
 
