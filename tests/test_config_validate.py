@@ -53,15 +53,23 @@ def test_env_and_flags_are_composed(work: Path, enhtrain_cli: Callable[..., CliR
     assert not (work / "runs").exists()
 
 
-def test_nothing_is_built(work: Path, enhtrain_cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch) -> None:
-    from enhtrain.models import MLPClassifier
+def test_nothing_is_trained_or_written(
+    work: Path, enhtrain_cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lightning.pytorch import Trainer
 
     def refuse(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("config validate built the model")
+        raise AssertionError("config validate trained")
 
-    monkeypatch.setattr(MLPClassifier, "__init__", refuse)
-    result = enhtrain_cli("config", "validate", "--config", "tiny.yaml")
+    monkeypatch.setattr(Trainer, "fit", refuse)
+    scratch = work / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch))
+    result = enhtrain_cli("config", "validate", "--config", "tiny.yaml", "--experiment.loggers", "[csv, tensorboard]")
     assert result.exit_code == 0, result.stderr
+    assert result.stdout == "config OK: tiny.yaml\n"
+    # The model, data and Trainer were built around a throwaway run directory, which is gone.
+    assert not (work / "runs").exists() and not list(scratch.iterdir())
 
 
 # (config text, extra flags): each bad in its own way; `fit` and `config validate` must print the same line.
@@ -72,6 +80,10 @@ BAD_CASES = {
     "broken_yaml": ("trainer:\n  max_epochs: [1\n", []),
     "flag_unknown_key": ("{}\n", ["--trainer.limit_train_batchez", "2"]),
     "experiment_typo": ("experiment:\n  nmae: x\n", []),
+    # Refused while the classes are built: by the model's own check, and by the Trainer.
+    "model_refuses_value": ("{}\n", ["--model.init_args.dropout", "7"]),
+    "model_refuses_value_in_file": ("model:\n  init_args:\n    dropout: 7\n", []),
+    "accelerator_missing": ("trainer:\n  accelerator: tpu\n", []),
 }
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import pty
+import runpy
 import struct
 import subprocess
 import sys
@@ -123,3 +125,75 @@ def test_in_a_real_terminal_the_summary_stays_on_screen_and_the_noise_is_gone(tm
     # Lightning's litlogger tip and torch's LeafSpec warning are gone; Lightning's own lines stay.
     assert b"litlogger" not in raw and b"LeafSpec" not in raw
     assert "Seed set to 0" in text
+
+
+# A script written for LightningCLI, with EnhancedCLI dropped in; and one in subclass mode (classes chosen by flags).
+DROP_IN = """
+from enhtrain.cli import EnhancedCLI
+from enhtrain.data import DatasetDataModule
+from enhtrain.models import MLPClassifier
+
+EnhancedCLI(MLPClassifier, DatasetDataModule)
+"""
+SUBCLASS_MODE = "from enhtrain.cli import EnhancedCLI\n\nEnhancedCLI()\n"
+
+
+def _run_script(path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", [str(path), *args])
+    seeds: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seeds.append(record.getMessage())  # type: ignore[method-assign]
+    seed_log = logging.getLogger("lightning.fabric.utilities.seed")
+    level = seed_log.level
+    seed_log.addHandler(handler)
+    seed_log.setLevel(logging.INFO)
+    try:
+        with pytest.raises(SystemExit) as ended:
+            runpy.run_path(str(path), run_name="__main__")
+    finally:
+        seed_log.removeHandler(handler)
+        seed_log.setLevel(level)
+    out, err = capsys.readouterr()
+    assert not seeds, f"seeded before the error or help: {seeds}"
+    return ended.value.code if isinstance(ended.value.code, int) else 1, out, err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--trainer.max_epochs", "abc"], "enhtrain: error: flag --trainer.max_epochs: trainer.max_epochs: invalid "),
+        (["--model.dropout", "7"], "enhtrain: error: cannot build the run: `dropout` must be in [0, 1), got 7.0."),
+        (["--experiment.profiler", "simpel"], "enhtrain: error: flag --experiment.profiler: unknown profiler 'simpel' "
+                                              "(did you mean 'simple'?)"),
+    ],
+    ids=["bad_value", "refused_while_built", "unknown_name"],
+)
+def test_a_drop_in_script_with_an_experiment_ends_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flags: list[str], message: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text(DROP_IN, encoding="utf-8")
+    config = {**MINIMAL, "model": {"hidden_dims": [8]}, "data": {"dataset": "digits"}, "experiment": {"name": "s"}}
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    code, out, err = _run_script(tmp_path / "train.py", monkeypatch, capsys, "fit", "--config", "exp.yaml", *flags)
+    assert code == 2
+    assert err.splitlines() == [err.strip()] and err.startswith(message), err
+    assert "usage:" not in out + err and "Traceback" not in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_class_help_flag_prints_the_class_options(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text(SUBCLASS_MODE, encoding="utf-8")
+    for args in (["--model.help", "enhtrain.models.MLPClassifier"], ["--env", "dev", "--model.help", "MLPClassifier"]):
+        code, out, err = _run_script(tmp_path / "train.py", monkeypatch, capsys, "fit", *args)
+        assert code == 0, err
+        assert "--model.hidden_dims HIDDEN_DIMS" in out and "--model.dropout DROPOUT" in out, out
+    for args in (["--model.help", "enhtrain.models.MLPClassifier"], ["--data.help", "enhtrain.data.DatasetDataModule"]):
+        code, out, err = run_main(capsys, "fit", "--env", "dev", *args)
+        assert code == 0, err
+        option = "--model.dropout DROPOUT" if args[0] == "--model.help" else "--data.batch_size BATCH_SIZE"
+        assert f"Help for {args[0]}=" in out and option in out, out

@@ -12,8 +12,12 @@ import contextlib
 import errno
 import io
 import logging
+import shutil
 import sys
+import tempfile
 import textwrap
+import traceback
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import yaml
@@ -33,7 +37,7 @@ from enhtrain._noise import quiet_library_noise
 from enhtrain.callbacks.progress import default_progress_callbacks
 from enhtrain.config.arguments import KEYED_MERGE_RULE, PreparedArgs, annotate_printed_config, prepare_arguments
 from enhtrain.config.errors import describe_parser_error, where_set
-from enhtrain.errors import ConfigError, RunDirError
+from enhtrain.errors import ConfigError, EnhtrainError, RunDirError, one_line
 from enhtrain.run.session import RunSession
 from enhtrain.secrets import mask_secrets
 from enhtrain.security import check_import
@@ -59,6 +63,17 @@ class EnhancedCLI(LightningCLI):
     def __init__(
         self, *args: Any, experiment_defaults: bool = False, prepared: PreparedArgs | None = None, **kwargs: Any
     ) -> None:
+        if experiment_defaults:
+            # `python -m enhtrain`: its entry point reports errors.
+            self._init(*args, experiment_defaults=True, prepared=prepared, **kwargs)
+            return
+        # A script of the user's: enhtrain's errors end it as they end `python -m enhtrain`.
+        with _errors_in_one_line():
+            self._init(*args, prepared=prepared, **kwargs)
+
+    def _init(
+        self, *args: Any, experiment_defaults: bool = False, prepared: PreparedArgs | None = None, **kwargs: Any
+    ) -> None:
         self.prepared: PreparedArgs | None = prepared
         self.session: RunSession | None = None
         self._experiment_defaults = experiment_defaults
@@ -78,6 +93,18 @@ class EnhancedCLI(LightningCLI):
     def enhanced(self) -> bool:
         """Whether enhtrain's experiment features are on for this invocation."""
         return self.prepared is not None
+
+    @override
+    def _setup_parser_kwargs(self, parser_kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        main_kwargs, subparser_kwargs = super()._setup_parser_kwargs(parser_kwargs)
+        if self.enhanced:
+            # A bad value is raised, to end in one line as with `python -m enhtrain`, not as jsonargparse's usage.
+            main_kwargs = {**main_kwargs, "exit_on_error": False}
+            subparser_kwargs = {
+                name: {**subparser_kwargs.get(name, {}), "exit_on_error": False} for name in self.subcommands()
+            }
+        return main_kwargs, subparser_kwargs
+
 
     @override
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -445,6 +472,21 @@ def _check_user_paths(config: dict[str, Any], prepared: PreparedArgs) -> None:
     check_user_paths(config, run_dir, lambda key: where_set(key, prepared.composed, prepared.split.rest))
 
 
+@contextlib.contextmanager
+def _errors_in_one_line() -> Iterator[None]:
+    """End on an enhtrain error with its one line and exit status 2 (and the traceback under ``ENHTRAIN_DEBUG``)."""
+    try:
+        yield
+    except EnhtrainError as err:
+        from enhtrain.plugins.manager import env_flag
+
+        if env_flag("ENHTRAIN_DEBUG"):
+            traceback.print_exc(file=sys.stderr)
+        sys.stderr.write(f"enhtrain: error: {one_line(str(err))}\n")
+        sys.stderr.flush()
+        raise SystemExit(2) from None
+
+
 def _cause(err: BaseException, kind: type[_E]) -> _E | None:
     """The first exception of type ``kind`` in ``err``'s chain of causes (jsonargparse wraps what a class raises)."""
     seen: set[int] = set()
@@ -515,7 +557,14 @@ def run_training(argv: list[str], prepared: PreparedArgs | None = None) -> None:
 
 
 class _CheckingCLI(EnhancedCLI):
-    """An ``EnhancedCLI`` that parses and checks its arguments, then stops: no class is built, no run started."""
+    """An ``EnhancedCLI`` that builds what ``fit`` builds and trains nothing.
+
+    The model, the data module, the loggers, callbacks and profiler and the Trainer are built as for ``fit``, so
+    that their own checks run, with the run directory in a throwaway folder that is removed at the end; no
+    checkpoint is read and no run is resumed.
+    """
+
+    _scratch: str | None = None
 
     @override
     def _parse_ckpt_path(self) -> None:
@@ -523,11 +572,34 @@ class _CheckingCLI(EnhancedCLI):
 
     @override
     def before_instantiate_classes(self) -> None:
-        pass
+        assert self.prepared is not None
+        resume = self.prepared.experiment.resume
+        self.prepared.experiment.resume = None
+        try:
+            super().before_instantiate_classes()
+        finally:
+            self.prepared.experiment.resume = resume
+        if self.session is not None:
+            self.session.seed = None  # nothing is trained: no "Seed set to" line
+            self._scratch = tempfile.mkdtemp(prefix="enhtrain-check-")
+            self.session.experiment = self.session.experiment.model_copy(update={"root_dir": self._scratch})
 
     @override
     def instantiate_classes(self) -> None:
-        pass
+        # Lightning's notes about the Trainer it builds ("GPU available: ...") are about a run that is not made.
+        quieted = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+        levels = [logger.level for logger in quieted]
+        for logger in quieted:
+            logger.setLevel(max(logger.level, logging.WARNING))
+        try:
+            super().instantiate_classes()
+        finally:
+            for logger, level in zip(quieted, levels, strict=True):
+                logger.setLevel(level)
+            if self.session is not None:
+                self.session.abort()
+            if self._scratch is not None:
+                shutil.rmtree(self._scratch, ignore_errors=True)
 
     @override
     def _run_subcommand(self, subcommand: str) -> None:
@@ -535,11 +607,13 @@ class _CheckingCLI(EnhancedCLI):
 
 
 def check_arguments(prepared: PreparedArgs) -> None:
-    """Parse and check a composed command line as ``fit`` does, without building the model, data or trainer.
+    """Parse and check a composed command line as ``fit`` does, building everything and training nothing.
 
-    jsonargparse checks the ``trainer``, ``model``, ``data`` and other sections against their classes' signatures
-    (importing the classes, never calling them), then the plugins' ``enhtrain_validate_config`` checks run.
-    Checkpoints (``ckpt_path``, ``experiment.resume``) are not read.
+    jsonargparse checks the ``trainer``, ``model``, ``data`` and other sections against their classes' signatures,
+    the plugins' ``enhtrain_validate_config`` checks run, and then the model, the data module, the experiment's
+    loggers, callbacks and profiler and the Trainer are built, so that a value their own code refuses
+    (``dropout: 7``, ``accelerator: gpu`` without a GPU, a logger whose package is missing) is refused here too.
+    Their run directory is a throwaway folder; checkpoints (``ckpt_path``, ``experiment.resume``) are not read.
 
     Args:
         prepared: The command line composed by :func:`~enhtrain.config.arguments.prepare_arguments`.

@@ -168,6 +168,8 @@ def _composes(key: str, value: Any, chosen: set[str]) -> bool:
         chosen.add(path[0])
     if "+" in key or path[0] not in _COMPOSED_SECTIONS or path[0] in chosen:
         return False
+    if path[1:] == ["help"]:
+        return False  # `--model.help Class`: jsonargparse prints the class's options
     setting = ".".join(path[:2])
     if setting in _CLASS_SETTINGS:
         return len(path) == 2 and not isinstance(value, str)

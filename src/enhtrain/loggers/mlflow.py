@@ -55,6 +55,9 @@ class RunMLFlowLogger(_RunLogDir, MLFlowLogger):
 
     def __init__(self, log_dir: str, name: str, version: str, tracking_uri: str | None = None, **kwargs: Any) -> None:
         log_dir = os.path.abspath(log_dir)
+        if not tracking_uri:
+            # MLflow 3 refuses its file store unless asked; a run keeps its MLflow files in its own folder.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         super().__init__(
             log_dir,
             name,

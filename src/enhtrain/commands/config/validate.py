@@ -1,10 +1,11 @@
-"""``enhtrain config validate``: every check of ``fit`` on a config, without building or training anything.
+"""``enhtrain config validate``: every check of ``fit`` on a config, without training or writing anything.
 
 The config is composed as ``fit`` composes it, the ``experiment`` section and the component names and options
 are checked, jsonargparse checks the ``trainer``, ``model``, ``data`` and other sections against their classes'
-signatures, and the plugins' config checks run. Nothing is instantiated and no run directory is made, so it
-suits pre-commit hooks and CI. The exit status is 0 for a good config and 2, with the message ``fit`` would
-print, for a bad one.
+signatures, and the plugins' config checks run; then the model, the data module and the Trainer are built (with
+their run directory in a throwaway folder), so that their own checks run too. Nothing is trained and no run
+directory is made, so it suits pre-commit hooks and CI. The exit status is 0 for a good config and 2, with the
+message ``fit`` would print, for a bad one.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ __all__ = ["run"]
 _USAGE = "usage: enhtrain config validate [--config FILE ...] [--env NAME] [flags]"
 _HELP = f"""{_USAGE}
 
-Check a config as `enhtrain fit` would, without building the model, the data or the trainer and without making
-a run directory: the layers are composed, the experiment section, the trainer/model/data arguments and the
-plugins' config checks are validated. Exit status 0 for a good config, 2 with fit's message for a bad one.
-Checkpoints (ckpt_path, experiment.resume) are read only when a run starts.
+Check a config as `enhtrain fit` would, without training and without making a run directory: the layers are
+composed, the experiment section, the trainer/model/data arguments and the plugins' config checks are validated,
+and the model, the data module and the Trainer are built so that their own checks run. Exit status 0 for a good
+config, 2 with fit's message for a bad one. Checkpoints (ckpt_path, experiment.resume) are read only when a run starts.
 
   -c, --config FILE   a YAML config or an inline YAML mapping; repeatable
   --env NAME|FILE     environment overlay
