@@ -335,3 +335,24 @@ def test_a_checkpoint_object_shared_by_two_runs_saves_into_each(tmp_path: Path) 
 
     assert Path(CHECKPOINT.dirpath) == runs[1] / "checkpoints"
     _check_complete(runs[1], checkpoints=False)
+
+
+def test_a_trainer_class_default_is_what_reaches_the_trainer(tmp_path: Path) -> None:
+    SCRIPTS.setdefault("trainer_class", (True, False, True))
+    config = {**_base("trainer_class"), "experiment": {"name": "quiet", **EXPERIMENT}}
+    config["trainer"].pop("enable_progress_bar", None)
+    outcome = _call("trainer_class", _args("trainer_class", config), EnhancedCLI, tmp_path)
+    _check_complete(_run_dir(outcome))
+    assert not any(isinstance(c, ProgressBar) for c in outcome.cli.trainer.callbacks)
+    printed = _call("trainer_class", [*_args("trainer_class", config), "--print_config"], EnhancedCLI, tmp_path)
+    callbacks = next(line for line in printed.output.splitlines() if line.startswith("  callbacks:"))
+    assert "a progress display" not in callbacks
+
+
+def test_print_config_sees_a_checkpoint_argument(tmp_path: Path) -> None:
+    config = {**_base("checkpoint_argument"), "experiment": {"name": "printed"}}
+    outcome = _call("checkpoint_argument", [*_args("checkpoint_argument", config), "--print_config"], EnhancedCLI,
+                    tmp_path)
+    assert outcome.code == 0, outcome.output
+    callbacks = next(line for line in outcome.output.splitlines() if line.startswith("  callbacks:"))
+    assert "the given ModelCheckpoint wins" in callbacks and "RunCheckpoint" not in callbacks
