@@ -271,3 +271,13 @@ def test_mask_argv() -> None:
         "--password=",
     ]
     assert argv == original
+
+
+def test_masking_long_text_takes_linear_time() -> None:
+    import time
+
+    start = time.perf_counter()
+    for text in ("a" * 200_000, "a-" * 100_000, "x." * 100_000):
+        assert mask_text(text) == text
+    assert time.perf_counter() - start < 2.0
+    assert mask_text("run --wandb_api_key=abcdefgh") == "run --wandb_api_key=**********"
