@@ -32,8 +32,10 @@ import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from enhtrain.checkpoints.manifest import Manifest, sha256_file
 from enhtrain.commands import main
 from enhtrain.testing import tiny_config
+from fakes import CHECKPOINTS
 
 # --- discovery -------------------------------------------------------------------------------------------------
 
@@ -368,15 +370,28 @@ def _argv(draw: st.DrawFn, command: Command) -> list[str]:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder holding the finished run ``runs/done/version_0``, trained once for the module."""
+    """A folder holding the finished run ``runs/done/version_0``: its files as ``fit`` leaves them, written
+    directly (no training: the commands read them, and every refusal must leave them as they are)."""
     folder = tmp_path_factory.mktemp("finished")
-    config = tiny_config({"experiment": {"name": "done", "loggers": {"csv": {}}, "callbacks": {}}})
-    (folder / "tiny.yaml").write_text(yaml.safe_dump(config))
-    with contextlib.chdir(folder), pytest.MonkeyPatch.context() as patch:
-        patch.setenv("ENHTRAIN_PLAIN_PROGRESS", "1")
-        code, _, err = _run_in_process(["fit", "--config", "tiny.yaml"])
-    assert code == 0, err[-3000:]
-    assert (folder / "runs/done/version_0/metadata.json").is_file()
+    run = folder / "runs/done/version_0"
+    checkpoints = run / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(tiny_config({"experiment": {"name": "done"}})))
+    manifest = Manifest(checkpoints)
+    for file, step, loss in CHECKPOINTS:
+        (checkpoints / file).write_bytes(f"{file}:{step}".encode() * 50)
+        size = (checkpoints / file).stat().st_size
+        manifest.add({"file": file, "sha256": sha256_file(checkpoints / file), "size": size, "step": step,
+                      "epoch": step // 10 - 1, "metrics": {"val/loss": loss},
+                      "time": f"2025-01-01T00:00:{step:02d}+00:00"})
+    manifest.data.update({"best": "epoch=1-step=20.ckpt", "last": "last.ckpt", "monitor": "val/loss", "mode": "min"})
+    manifest.save()
+    (run / "metadata.json").write_text(json.dumps({
+        "name": "done", "version": "version_0", "status": "completed", "subcommand": "fit",
+        "host": socket.gethostname(), "pid": os.getpid(), "start_time": "2025-01-01T00:00:00+00:00",
+        "end_time": "2025-01-01T00:01:00+00:00", "duration_s": 60.0, "metrics": {"val/loss": 0.5},
+        "command": ["enhtrain", "fit"]}))
+    (run / ".lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     return folder
 
 
@@ -472,7 +487,7 @@ def check_invocation(argv: list[str], root: Path, *, subprocess_: bool = False) 
     assert "Traceback" not in err and "Traceback" not in out, shown
     errors = [line for line in err.splitlines() if line.startswith("enhtrain: error:")]
     assert len(errors) <= 1, shown
-    expected_1 = EXIT_1.get(tuple(argv[: len(next((p for p in EXIT_1 if tuple(argv[: len(p)]) == p), ()))]))
+    expected_1 = next((text for prefix, text in EXIT_1.items() if tuple(argv[: len(prefix)]) == prefix), None)
     if code == 1 and expected_1 is not None:
         assert expected_1 in out and not errors, shown
     else:
@@ -494,6 +509,8 @@ def check_invocation(argv: list[str], root: Path, *, subprocess_: bool = False) 
 
 
 def _settings(max_examples: int) -> settings:
+    # No shrinking: a failure is reported as found, within the time the suite allows; the fixed cases below keep
+    # each one found so far, shortened by hand.
     return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
                     phases=[Phase.explicit, Phase.generate],
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
@@ -505,11 +522,11 @@ SCALE = int(os.environ.get("FUZZ_SCALE", "1"))
 
 
 def _examples(path: tuple[str, ...]) -> int:
-    if path in TRAINING or path in IN_SUBPROCESS:
+    if path in IN_SUBPROCESS:
+        return 2 * SCALE
+    if path in TRAINING or path in (("config", "explain"), ("config", "validate")):
         return 4 * SCALE
-    if path[:1] == ("config",) and path[1:] in (("explain",), ("validate",)):
-        return 8 * SCALE
-    return 20 * SCALE
+    return 12 * SCALE
 
 
 @pytest.mark.parametrize("path", sorted(COMMANDS), ids=" ".join)
