@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 __all__ = [
     "CheckpointError",
     "ConfigError",
@@ -9,6 +11,7 @@ __all__ = [
     "MalformedFileError",
     "PluginError",
     "RunDirError",
+    "did_you_mean",
     "located",
     "one_line",
     "quote",
@@ -74,6 +77,19 @@ class MalformedFileError(EnhtrainError):
     def __init__(self, detail: str, fix: str | None = None) -> None:
         super().__init__(f"{detail}; {self.default_fix if fix is None else fix}")
         self.detail = detail
+
+
+def did_you_mean(name: str, accepted: Sequence[str]) -> str:
+    """Return `` (did you mean 'X'?)`` with the accepted name closest to ``name``, or ``""`` when none is close.
+
+    Args:
+        name: The unknown name the user gave.
+        accepted: The names that would have been accepted.
+    """
+    import difflib
+
+    close = difflib.get_close_matches(name, [a for a in accepted if a != name], n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def located(where: str | None, message: str) -> str:

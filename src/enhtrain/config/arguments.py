@@ -8,6 +8,7 @@ which it parses exactly as ``LightningCLI`` does.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -279,10 +280,18 @@ def experiment_defaults_layer() -> Layer:
     return layer
 
 
+_UNION_TAG = re.compile(r"(str|int|float|bool|none|list|dict|[A-Z][A-Za-z]*Config|NamedComponent)|[a-z-]+\[.*\]")
+
+
 def _field_locations(loc: tuple[Any, ...]) -> tuple[str, ...]:
-    """Drop the union-member tags (``str``, ``ProfilerConfig``, ``dict[str,any]``) pydantic puts in a location."""
-    tags = {"str", "int", "float", "bool", "none", "list", "dict"}
-    return tuple(str(p) for p in loc if not (isinstance(p, str) and (p[:1].isupper() or p in tags or "[" in p)))
+    """Drop the union-member tags (``str``, ``ProfilerConfig``, ``dict[str,any]``) pydantic puts in a location.
+
+    A user's key is never taken for a tag: only the names of the schema's types are, and for an unknown key
+    (``Name``, ``\\x1b[31m``), the last part of the location is the key itself.
+    """
+    *path, last = loc or ("",)
+    kept = tuple(str(p) for p in path if not (isinstance(p, str) and _UNION_TAG.fullmatch(p)))
+    return kept if isinstance(last, str) and _UNION_TAG.fullmatch(last) and loc else (*kept, str(last))
 
 
 def validate_experiment(composed: ComposedConfig) -> ExperimentConfig:
@@ -356,9 +365,9 @@ def check_component_names(experiment: ExperimentConfig, composed: ComposedConfig
         path = ("experiment", "profiler") if kind == "profilers" else ("experiment", kind, name)
         where = composed.source_of(path) or "config"
         known = ", ".join(kind_registry.names()) or "none"
-        from enhtrain.config.errors import _did_you_mean
+        from enhtrain.errors import did_you_mean
 
-        hint = _did_you_mean(name, kind_registry.names())
+        hint = did_you_mean(name, kind_registry.names())
         raise ConfigError(
             located(where, f"{'.'.join(path)}: unknown {kind[:-1]} '{name}'{hint}. Known {kind}: {known}")
             + plugins.failure_hint(name, kind)
@@ -448,7 +457,7 @@ def check_components(experiment: ExperimentConfig, composed: ComposedConfig) -> 
         ConfigError: Naming where the key was set, the key, and what is accepted.
         PluginError: If two plugins registered a name, or a plugin's component cannot be imported.
     """
-    from enhtrain.run.components import check_experiment_options
+    from enhtrain.config.components import check_experiment_options
 
     check_component_names(experiment, composed)
     check_reserved_options(experiment, composed)

@@ -130,11 +130,11 @@ def resolve_component(registry: Any, name: str, key: str) -> Any:
     """
     found = registry.find(name)
     if found is None:
-        from enhtrain.config.errors import _did_you_mean
+        from enhtrain.errors import did_you_mean
 
         known = ", ".join(registry.names()) or "none"
         raise ConfigError(
-            f"{key}: unknown {registry.kind[:-1]} '{name}'{_did_you_mean(name, registry.names())}. "
+            f"{key}: unknown {registry.kind[:-1]} '{name}'{did_you_mean(name, registry.names())}. "
             f"Known {registry.kind}: {known}"
             + plugins.failure_hint(name)
         )

@@ -179,10 +179,10 @@ def resolve_env_overlays(env: str, first_config: str | None) -> list[str]:
         known.update(env_name for provided in plugins.plugin_envs().values() for env_name in provided)
         if project_dir.is_dir():
             known |= {p.stem for p in project_dir.glob("*.y*ml")}
-        from enhtrain.config.errors import _did_you_mean
+        from enhtrain.errors import did_you_mean
 
         raise ConfigError(
-            f"unknown environment '{env}'{_did_you_mean(env, sorted(known))}. Known environments: "
+            f"unknown environment '{env}'{did_you_mean(env, sorted(known))}. Known environments: "
             f"{', '.join(sorted(known))} "
             f"(or add {project_dir / (env + '.yaml')}, or pass --env path/to/overlay.yaml)"
         )

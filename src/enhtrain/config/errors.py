@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 import sys
 from collections.abc import Sequence
 
 from enhtrain.config.compose import CLASS_SECTIONS, ComposedConfig
+from enhtrain.errors import did_you_mean
 
 __all__ = ["describe_parser_error", "where_set"]
 
@@ -21,12 +21,6 @@ _UNKNOWN = (
 )
 _PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
 _CLASS = re.compile(r"<class '(?:[\w.]+\.)?(\w+)'>")
-
-
-def _did_you_mean(name: str, accepted: Sequence[str]) -> str:
-    """`` (did you mean 'X'?)`` with the accepted name closest to ``name``, or ``""`` when none is close."""
-    close = difflib.get_close_matches(name, [a for a in accepted if a != name], n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _class_parameters(class_path: str) -> list[str]:
@@ -60,14 +54,14 @@ def _unknown_key_hint(key: str, composed: ComposedConfig | None) -> str:
     parts = key.split(".")
     top = top_level_keys()
     if parts[0] not in top:
-        return _did_you_mean(parts[0], top)
+        return did_you_mean(parts[0], top)
     if parts[0] == "trainer" and len(parts) > 1:
-        return _did_you_mean(parts[1], list(trainer_parameters()))
+        return did_you_mean(parts[1], list(trainer_parameters()))
     if parts[0] in CLASS_SECTIONS and len(parts) > 2 and parts[1] == "init_args" and composed is not None:
         section = composed.data.get(parts[0])
         class_path = section.get("class_path") if isinstance(section, dict) else section
         if isinstance(class_path, str):
-            return _did_you_mean(parts[2], _class_parameters(class_path))
+            return did_you_mean(parts[2], _class_parameters(class_path))
     return ""
 
 
@@ -177,7 +171,7 @@ def _init_arg_error(text: str, outer: str, composed: ComposedConfig | None, rest
     class_path, bad_key, unknown = match.groups()
     if unknown is not None:
         key = f"{outer}.init_args.{unknown}"
-        hint = _did_you_mean(unknown, _class_parameters(class_path))
+        hint = did_you_mean(unknown, _class_parameters(class_path))
         return (f"{_where(key, composed, rest)}: {key}: unknown key{hint}; check the spelling of the init_args of "
                 f"{class_path}")
     key = f"{outer}.init_args.{bad_key}"

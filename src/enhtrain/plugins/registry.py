@@ -174,10 +174,10 @@ class KindRegistry:
         if found is None:
             known = ", ".join(self.names()) or "none"
             hint = self._hint(name) if self._hint is not None else ""
-            from enhtrain.config.errors import _did_you_mean
+            from enhtrain.errors import did_you_mean
 
             raise ConfigError(
-                f"unknown {_SINGULAR[self.kind]} '{name}'{_did_you_mean(name, self.names())}. Known {self.kind}: "
+                f"unknown {_SINGULAR[self.kind]} '{name}'{did_you_mean(name, self.names())}. Known {self.kind}: "
                 f"{known}. "
                 "Install the plugin that provides it, or check `enhtrain plugins`" + hint
             )
