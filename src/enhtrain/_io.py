@@ -23,6 +23,7 @@ __all__ = [
     "atomic_write_text",
     "file_mode",
     "finite",
+    "move_aside",
 ]
 
 TMP_PREFIX = ".enhtrain-tmp-"
@@ -110,3 +111,12 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     """
     text = json.dumps(finite(data), indent=2, sort_keys=False, default=str, allow_nan=False)
     atomic_write_text(path, text + "\n")
+
+
+def move_aside(path: str | Path, target: str | Path) -> None:
+    """Rename ``path`` to ``target`` in the same directory (keeping an earlier version of a file) durably.
+
+    Both paths must have passed the path gate. The directory is fsynced, so the rename survives a crash.
+    """
+    os.replace(path, target)
+    _fsync_dir(Path(target).parent)

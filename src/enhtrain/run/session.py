@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from enhtrain._io import atomic_write_bytes, atomic_write_text
+from enhtrain._io import atomic_write_bytes, atomic_write_text, move_aside
+from enhtrain.checkpoints.sharded import check_resume
 from enhtrain.errors import CheckpointError, ConfigError, RunDirError, located
 from enhtrain.run import metadata as run_metadata
 from enhtrain.run.components import build_callbacks, build_loggers, build_profiler
@@ -151,6 +152,7 @@ class RunSession:
         if point is None:
             return session
         session.resume_step = _check_loads(point.checkpoint, trust)
+        check_resume(point.checkpoint, config)
         run = open_existing(point.run_dir)
         if masked.get("seed_everything") is True:
             # `true` draws a seed; the resumed run draws none but continues with the one its run drew.
@@ -267,7 +269,7 @@ class RunSession:
             previous = inside(run.path / f"config.before-resume-{int(time.time())}.yaml", run.path)
             self._restore[previous] = None
             with contextlib.suppress(OSError):
-                os.replace(run.config_path, previous)
+                move_aside(inside(run.config_path, run.path, what="config file"), previous)
             atomic_write_text(inside(run.config_path, run.path, what="config file"), text)
         plugin_rows = [
             {"name": p["name"], "distribution": p["distribution"], "version": p["version"], "error": p["error"]}
@@ -470,6 +472,9 @@ class RunSession:
                 metrics[key] = float(value)
         changes: dict[str, Any] = {"status": status, "metrics": metrics, "global_step": trainer.global_step,
                                    "epoch": trainer.current_epoch}
+        strategy = getattr(trainer, "strategy", None)
+        if strategy is not None:
+            changes.update(strategy=type(strategy).__name__, world_size=getattr(trainer, "world_size", None))
         if error is not None and status == "failed":
             changes["error"] = mask_text(f"{type(error).__name__}: {error}", self._secrets)[:500]
         for callback in self._callbacks:
