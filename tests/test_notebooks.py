@@ -11,6 +11,7 @@ ignored files included, is as it was after each notebook.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -74,5 +75,14 @@ def test_notebook_runs_and_leaves_the_repository_clean(
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), f"{path.name} draws no plot"
     assert repository_state() == before, f"{path.name} changed the repository"
-    scratch = [p for p in tmp_path.glob("enhtrain-*") if p.is_dir()]
-    assert len(scratch) == 1 and any(scratch[0].iterdir()), f"{path.name} did not work in its scratch folder"
+    # It worked in a scratch folder of its own, and removed it at the end.
+    printed = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert f"working in {tmp_path}{os.sep}enhtrain-" in printed, f"{path.name} did not work in a scratch folder"
+    assert f"removed {tmp_path}{os.sep}enhtrain-" in printed
+    assert not list(tmp_path.glob("enhtrain-*")), f"{path.name} left its scratch folder"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_ends_by_removing_its_scratch_folder(path: Path) -> None:
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    assert "shutil.rmtree(scratch)" in cells[-1].source, f"{path.name}: its last code cell must remove its scratch"
