@@ -396,9 +396,9 @@ class RunCheckpoint(ModelCheckpoint):
     @override
     def _remove_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
         self._guard(filepath)
-        if strategy_writes_directory(trainer.strategy) or Path(filepath).is_dir():
+        if strategy_writes_directory(trainer.strategy):
             if trainer.is_global_zero:
-                remove_checkpoint_path(Path(filepath).parent, Path(filepath).name)
+                remove_checkpoint_path(Path(filepath).parent, Path(filepath).name, sharded=True)
         else:
             super()._remove_checkpoint(trainer, filepath)
         if trainer.is_global_zero:

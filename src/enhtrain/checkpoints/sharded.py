@@ -182,16 +182,21 @@ def _exchange(first: Path, second: Path) -> bool:
     return renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0
 
 
-def remove_checkpoint_path(directory: str | Path, name: str) -> None:
+def remove_checkpoint_path(directory: str | Path, name: str, *, sharded: bool) -> None:
     """Delete the checkpoint ``name`` of ``directory`` (a file or a sharded checkpoint's directory).
 
     The path passes the path gate first. A link is removed itself, never followed; a directory is first renamed
     to a temporary name, so that it is gone from ``checkpoints/`` at once, then removed without following any
     link inside it.
 
+    Args:
+        directory: The ``checkpoints/`` folder.
+        name: The checkpoint's name.
+        sharded: Whether the checkpoint is a directory; a directory where a file was saved is not deleted.
+
     Raises:
         PathEscapeError: If the checkpoint resolves outside ``directory``.
-        OSError: If it cannot be deleted.
+        OSError: If it cannot be deleted (``IsADirectoryError`` for a directory in place of a file).
     """
     directory = Path(directory)
     if not is_plain_name(name):
@@ -201,6 +206,8 @@ def remove_checkpoint_path(directory: str | Path, name: str) -> None:
         inside(target, directory, what="checkpoint file")
         target.unlink(missing_ok=True)
         return
+    if not sharded:
+        raise IsADirectoryError(21, "a directory where a checkpoint file was saved", str(target))
     inside(target, directory, what="checkpoint directory")
     doomed = directory / f"{TMP_PREFIX}{name}.del-{os.getpid()}"
     os.replace(target, doomed)

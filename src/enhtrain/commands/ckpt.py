@@ -104,7 +104,8 @@ def _prune(args: argparse.Namespace) -> int:
             manifest, doomed, targets = _plan(directory, args)  # again, now that no run can change it
             for name, target in zip(doomed, targets, strict=True):
                 try:
-                    remove_checkpoint_path(directory, name)
+                    entry = manifest.entry(name) or {}
+                    remove_checkpoint_path(directory, name, sharded=entry.get("files") is not None)
                 except OSError as err:
                     raise CheckpointError(
                         f"ckpt prune: cannot delete '{target}' ({err.strerror or err}); the checkpoints listed above "
