@@ -7,13 +7,14 @@ without importing torch; ``fit``, ``validate``, ``test`` and ``predict`` hand ov
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
 
-from enhtrain.errors import EnhtrainError, one_line
+from enhtrain.errors import EnhtrainError, one_line, quote
 
 __all__ = ["INFO_COMMANDS", "main"]
 
@@ -80,6 +81,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The traceback for a bug report, and the same message and exit status as without debug.
             traceback.print_exc(file=sys.stderr)
         return _error(str(err))
+    except OSError as err:
+        if err.errno != errno.ENAMETOOLONG:
+            raise
+        # A path the user gave that the system refuses as too long, met while looking it up: bad input, not a bug.
+        return _error(f"{quote(err.filename)}: a file name or path is too long for the system: give a shorter one")
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

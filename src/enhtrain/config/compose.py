@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,9 @@ def _apply_extends(path: Path, layer: Layer, stack: tuple[Path, ...], files: lis
     return merge_layers(*bases, layer)
 
 
+_ENV_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}")
+
+
 def resolve_env_overlays(env: str, first_config: str | None) -> list[str]:
     """Return the overlay files for an environment: built-in and plugin ones, then the project's.
 
@@ -163,6 +167,13 @@ def resolve_env_overlays(env: str, first_config: str | None) -> list[str]:
         if not Path(env).is_file():
             raise ConfigError(f"environment overlay file '{env}' not found: check the --env path")
         return [env]
+    if not _ENV_NAME.fullmatch(env):
+        from enhtrain.errors import quote
+
+        raise ConfigError(
+            f"environment name {quote(env)} is not a name: use at most 64 letters, digits, '-', '_' or '.', or pass "
+            "--env path/to/overlay.yaml"
+        )
     from enhtrain import plugins
 
     paths = plugins.env_overlays(env)
