@@ -205,6 +205,32 @@ PRIVATE_API: tuple[PrivateName, ...] = (
         _RICH_BAR, "_init_progress", "method", ("self", "trainer"), "enhtrain.callbacks.progress.RunProgressBar"
     ),
     PrivateName(_RICH_BAR, "_stop_progress", "method", ("self",), "enhtrain.callbacks.progress.RunProgressBar"),
+    PrivateName(
+        "lightning.fabric.utilities.load",
+        "_load_distributed_checkpoint",
+        "function",
+        ("checkpoint_folder",),
+        "enhtrain.checkpoints.consolidate.load_consolidated",
+    ),
+    PrivateName(
+        "lightning.pytorch.utilities.consolidate_checkpoint",
+        "_format_checkpoint",
+        "function",
+        ("checkpoint",),
+        "enhtrain.checkpoints.consolidate.load_consolidated",
+    ),
+    PrivateName(
+        "lightning.pytorch.strategies.model_parallel:ModelParallelStrategy",
+        "_save_distributed_checkpoint",
+        "attribute",
+        used_by="enhtrain.checkpoints.sharded.strategy_writes_directory",
+    ),
+    PrivateName(
+        "lightning.pytorch.strategies.fsdp:FSDPStrategy",
+        "_state_dict_type",
+        "attribute",
+        used_by="enhtrain.checkpoints.sharded.strategy_writes_directory",
+    ),
 )
 """Every private method, attribute, function and constant of Lightning that enhtrain relies on."""
 
