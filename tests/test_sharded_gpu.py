@@ -106,6 +106,6 @@ def test_deepspeed_checkpoints_are_kept_verified_and_resumed(
 
     # DeepSpeed's model states file holds pickled Python objects besides tensors: resuming needs trust.
     resumed = _fit(tmp_path, strategy, "--experiment.resume", "auto", "--trainer.max_epochs", "3",
-                   "--experiment.allow_config_change", "true", "--experiment.trust_checkpoint", "true")
+                   "--experiment.allow_config_change", "true", "--trust_checkpoint")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     _check_run(tmp_path, capsys, sharded=True, steps=6)
