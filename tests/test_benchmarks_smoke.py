@@ -115,3 +115,25 @@ def test_sharded_save_section_measures_both_saves_with_a_tiny_model(
     row = sharded_save.target(result)
     assert row["limit"] == "<= 1.05" and row["met"] == (result["ratio"] <= 1.05)
     assert "## Sharded checkpoint save (4 MiB over 2 processes)" in "\n".join(sharded_save.render(result))
+
+
+@pytest.mark.slow
+def test_first_step_section_times_both_clis_to_their_first_step(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    out = tmp_path / "first_step.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.first_step", "--reps", "1", "--out", str(out)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    result = json.loads(out.read_text(encoding="utf-8"))
+    enhtrain, lightning = result["variants"]["enhtrain"], result["variants"]["lightning_cli"]
+    for row in (enhtrain, lightning):
+        assert row["first_step_s"]["n"] == 1
+        assert 0 < row["fit_start_s"]["median"] <= row["first_step_s"]["median"]
+        assert row["cpu_s"]["median"] > 0 and "FirstStepMark" in row["callbacks"]
+    # Each CLI ran with its own defaults: enhtrain's run loggers, LightningCLI's TensorBoard logger.
+    assert enhtrain["loggers"] == ["RunCSVLogger", "RunTensorBoardLogger"]
+    assert lightning["loggers"] == ["TensorBoardLogger"]
+    assert result["ratio"]["n"] == 1 and result["ratio"]["median"] > 0
+    assert "## Time to first step" in proc.stdout and "Ratio enhtrain / LightningCLI" in proc.stdout
