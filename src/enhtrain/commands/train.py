@@ -27,8 +27,11 @@ def run(argv: list[str]) -> int:
     """
     from enhtrain.commands._shared import check_launcher_variables, warn_about_plugins
     from enhtrain.config.arguments import prepare_arguments
+    from enhtrain.run.metadata import prefetch_git_state
 
     check_launcher_variables(os.environ)
+    # The run's metadata.json records the git state: read it while torch and Lightning are imported.
+    prefetch_git_state()
     warn_about_plugins()
     # Composing and checking the config needs no torch: a refused config ends before Lightning is imported.
     prepared = prepare_arguments(argv, force=True)

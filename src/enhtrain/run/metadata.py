@@ -10,6 +10,7 @@ import platform
 import socket
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from importlib import metadata
@@ -28,6 +29,7 @@ __all__ = [
     "git_state",
     "metadata_schema",
     "package_versions",
+    "prefetch_git_state",
     "read_metadata",
     "start_metadata",
     "update_metadata",
@@ -66,12 +68,53 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+_prefetched: dict[str, tuple[threading.Thread, dict[str, Any]]] = {}
+"""Git states being read in the background, by working directory (see :func:`prefetch_git_state`)."""
+
+
+def prefetch_git_state() -> None:
+    """Start reading the working directory's git state in a background thread.
+
+    ``git rev-parse`` and ``git status`` take from milliseconds to seconds (a large repository); the next
+    :func:`git_state` call for the same directory takes their answer instead of running them again, so that they
+    overlap with the imports and the config parsing that come before a run's ``metadata.json`` is written.
+    """
+    cwd = os.getcwd()
+    if cwd in _prefetched:
+        return
+    result: dict[str, Any] = {}
+    thread = threading.Thread(
+        target=lambda: result.update(_read_git_state(cwd)), name="enhtrain-git-state", daemon=True
+    )
+    _prefetched[cwd] = (thread, result)
+    thread.start()
+
+
 def git_state(cwd: str | Path | None = None) -> dict[str, Any]:
-    """Return the git commit and dirty flag of the working directory, or ``None`` values outside a repo."""
+    """Return the git commit and dirty flag of the working directory, or ``None`` values outside a repo.
+
+    Args:
+        cwd: The directory to ask about; the process's working directory when ``None``, whose state a
+            :func:`prefetch_git_state` call may already have read (it is used once, and read afresh after).
+    """
+    if cwd is None:
+        pending = _prefetched.pop(os.getcwd(), None)
+        if pending is not None:
+            thread, result = pending
+            thread.join(timeout=_GIT_TIMEOUT_S * 2 + 1)
+            if "commit" in result:
+                return result
+    return _read_git_state(cwd)
+
+
+_GIT_TIMEOUT_S = 5
+
+
+def _read_git_state(cwd: str | Path | None) -> dict[str, Any]:
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(
-                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=5, check=True
+                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=_GIT_TIMEOUT_S, check=True
             )
         except (OSError, subprocess.SubprocessError):
             return None
