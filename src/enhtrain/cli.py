@@ -37,6 +37,8 @@ from enhtrain._noise import quiet_library_noise
 from enhtrain.callbacks.progress import default_progress_callbacks
 from enhtrain.config.arguments import KEYED_MERGE_RULE, PreparedArgs, annotate_printed_config, prepare_arguments
 from enhtrain.config.errors import describe_parser_error, where_set
+from enhtrain.config.reconcile import TRAINER_PARTS_RULE, GivenParts, plan
+from enhtrain.documents import parse_yaml
 from enhtrain.errors import ConfigError, EnhtrainError, RunDirError, one_line
 from enhtrain.run.session import RunSession
 from enhtrain.secrets import mask_secrets
@@ -78,6 +80,10 @@ class EnhancedCLI(LightningCLI):
         self.session: RunSession | None = None
         self._experiment_defaults = experiment_defaults
         cli_args = kwargs.get("args")
+        if isinstance(cli_args, dict) and prepared is None:
+            subcommands = tuple(self.subcommands()) if kwargs.get("run", True) else None
+            as_argv = _mapping_as_argv(cli_args, subcommands, force=experiment_defaults)
+            cli_args = kwargs["args"] = as_argv if as_argv is not None else cli_args
         if not isinstance(cli_args, (dict, Namespace)):
             argv = sys.argv[1:] if cli_args is None else [str(a) for a in cli_args]
             subcommands = tuple(self.subcommands()) if kwargs.get("run", True) else None
@@ -105,9 +111,11 @@ class EnhancedCLI(LightningCLI):
             }
         return main_kwargs, subparser_kwargs
 
-
     @override
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+    def _add_arguments(self, parser: LightningArgumentParser) -> None:
+        # Added here rather than in `add_arguments_to_parser`, which a subclass may override without calling
+        # super() (Lightning's own examples do): the experiment section must not depend on it.
+        super()._add_arguments(parser)
         # `python -m enhtrain SUBCOMMAND --help` composes nothing but still lists `--experiment`.
         if self.enhanced or self._experiment_defaults:
             parser.add_argument(
@@ -123,7 +131,7 @@ class EnhancedCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
         parser = self._parser(subcommand)
-        return yaml.safe_load(parser.dump(config, skip_none=False)) or {}
+        return parse_yaml(parser.dump(config, skip_none=False), "the parsed config") or {}
 
     @override
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -143,8 +151,9 @@ class EnhancedCLI(LightningCLI):
                 describe_parser_error(str(err), self.prepared.composed, self.prepared.split.rest)
             ) from err
         subcommand = self.config.get("subcommand")
-        if subcommand:
-            seed = self.config[subcommand].get("seed_everything")
+        section = self.config[subcommand] if subcommand else self.config  # no subcommand: run=False
+        if section is not None:
+            seed = section.get("seed_everything")
             if isinstance(seed, int) and not isinstance(seed, bool) and not _SEED_MIN <= seed <= _SEED_MAX:
                 where = where_set("seed_everything", self.prepared.composed, self.prepared.split.rest)
                 raise ConfigError(
@@ -168,13 +177,44 @@ class EnhancedCLI(LightningCLI):
             with contextlib.redirect_stdout(printed):
                 config = parser.parse_args(args)
         except SystemExit:
-            sys.stdout.write(annotate_printed_config(printed.getvalue(), self.prepared.experiment))
+            text = printed.getvalue()
+            sys.stdout.write(annotate_printed_config(text, self.prepared.experiment, self._given_parts(text)))
             raise
         except BaseException:
             sys.stdout.write(printed.getvalue())
             raise
         sys.stdout.write(printed.getvalue())
         return config
+
+    def _given_parts(self, printed: str) -> GivenParts:
+        """The progress bar and ``ModelCheckpoint`` given to the Trainer by a printed config and by the script."""
+        from enhtrain.documents import parse_yaml
+        from enhtrain.security import import_object
+
+        assert self.prepared is not None
+        subcommand = self.prepared.split.subcommand
+        try:
+            config = parse_yaml(printed, "the printed config")
+        except ConfigError:
+            config = None
+        config = config if isinstance(config, dict) else {}
+        trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+        parser = self._parser(subcommand)
+        entries = [*_as_list(trainer.get("callbacks")), *(config.get(key) for key in parser.callback_keys)]
+        given: list[Any] = list(_as_list(self.trainer_defaults.get("callbacks")))
+        # A callback argument of one class (add_lightning_class_args without subclass mode) prints no class_path.
+        given += [getattr(parser.groups.get(key), "group_class", None) for key in parser.callback_keys]
+        for entry in entries:
+            path = entry.get("class_path") if isinstance(entry, dict) else entry
+            if isinstance(path, str):
+                with contextlib.suppress(ConfigError, ImportError, AttributeError):
+                    given.append(import_object(path, key="trainer.callbacks", where="--print_config",
+                                               policy=self.prepared.import_policy))
+
+        def given_kind(kind: type) -> bool:
+            return any(isinstance(c, kind) or (isinstance(c, type) and issubclass(c, kind)) for c in given)
+
+        return GivenParts(progress_bar=given_kind(ProgressBar), checkpoint=given_kind(ModelCheckpoint))
 
     @override
     def _parse_ckpt_path(self) -> None:
@@ -217,16 +257,14 @@ class EnhancedCLI(LightningCLI):
     @override
     def before_instantiate_classes(self) -> None:
         super().before_instantiate_classes()
-        if not self.enhanced or self.subcommand is None:
-            if self.enhanced:
-                super()._set_seed()
+        if not self.enhanced:
             return
         assert self.prepared is not None
-        parser = self._parser(self.subcommand)
-        dumped = yaml.safe_load(parser.dump(self.config[self.subcommand], skip_none=False))
-        # Checks only: the run directory is opened once the model and data module are built.
+        dumped = self._dumped_config()
+        # Checks only: the run directory is opened once the model and data module are built. A run=False script
+        # trains with its own trainer.fit call: its run is a fit's.
         self.session = RunSession.start(
-            self.prepared, dumped, subcommand=self.subcommand, trust=self.prepared.trust.trust_checkpoint
+            self.prepared, dumped, subcommand=self.subcommand or "fit", trust=self.prepared.trust.trust_checkpoint
         )
         self.save_config_callback = None
         self._seed_quietly()
@@ -237,8 +275,8 @@ class EnhancedCLI(LightningCLI):
         ``seed_everything: true`` draws a seed, recorded as drawn in ``metadata.json``; a resumed run reuses the
         one its run drew, so that it continues the same random stream.
         """
-        assert self.session is not None and self.subcommand is not None
-        config = self.config[self.subcommand]
+        assert self.session is not None
+        config = self.config[self.subcommand] if self.subcommand else self.config
         if self.session.reused_seed is not None:
             config["seed_everything"] = self.session.reused_seed
         seed = config.get("seed_everything")
@@ -278,26 +316,48 @@ class EnhancedCLI(LightningCLI):
         if self.session is None:
             return super().instantiate_trainer(**kwargs)
         self.session.open()
-        trainer_config = self._get(self.config_init, "trainer", default={})
-        user_callbacks = trainer_config.get("callbacks") or []
-        if not isinstance(user_callbacks, list):
-            user_callbacks = [user_callbacks]
-        has_checkpoint = any(isinstance(c, ModelCheckpoint) for c in user_callbacks)
+        trainer_config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        user_callbacks = _as_list(trainer_config.get("callbacks"))
+        # Everything LightningCLI adds to the config's callbacks reaches the Trainer too: the script's callback
+        # arguments (add_lightning_class_args) and trainer_defaults' callbacks. The rule sees them all.
+        given = [
+            *user_callbacks,
+            *(self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys),
+            *_as_list(self.trainer_defaults.get("callbacks")),
+        ]
+        checkpoints = [c for c in given if isinstance(c, ModelCheckpoint)]
         extra = self.session.build_trainer_kwargs(
             user_logger=trainer_config.get("logger"),
             user_profiler=trainer_config.get("profiler"),
             user_plugins=trainer_config.get("plugins"),
-            has_checkpoint=has_checkpoint,
+            has_checkpoint=bool(checkpoints),
             checkpoint_io_cls=CheckpointIO,
             enable_checkpointing=trainer_config.get("enable_checkpointing"),
+            user_checkpoints=checkpoints,
         )
         callbacks: list[Callback] = [*user_callbacks, *extra.pop("callbacks")]
-        wants_bar = trainer_config.get("enable_progress_bar") is not False
-        if wants_bar and not any(isinstance(c, ProgressBar) for c in callbacks):
+        parts = plan(
+            GivenParts(progress_bar=any(isinstance(c, ProgressBar) for c in given),
+                       enable_progress_bar=trainer_config.get("enable_progress_bar")),
+            checkpoint_configured=False,
+        )
+        if parts.progress_bar:
             callbacks.extend(default_progress_callbacks())
+        kwargs.pop("callbacks", None)
+        script_run = None
+        if self.subcommand is None:
+            from enhtrain.run.script import ScriptRun
+
+            script_run = ScriptRun(self.session)
+            callbacks.append(script_run)
         trainer = super().instantiate_trainer(**kwargs, **extra, callbacks=callbacks)
         for logger in trainer.loggers:
             _mask_hyperparams(logger, self.session.secret_values)
+        if script_run is not None:
+            # run=False: the script calls trainer.fit itself, so the run starts now.
+            from enhtrain.run.script import start_script_run
+
+            start_script_run(self.session, trainer, script_run)
         return trainer
 
     @override
@@ -433,9 +493,8 @@ def _enhtrain_help() -> str:
         "",
         *textwrap.wrap("Keyed merge: " + KEYED_MERGE_RULE, width=_HELP_WIDTH),
         *textwrap.wrap(
-            "Lightning's trainer.logger: false, trainer.enable_checkpointing: false and trainer.enable_progress_bar: "
-            "false switch enhtrain's loggers, checkpoints and progress display off. See `enhtrain config explain` "
-            "for where each value comes from.",
+            "Progress bar, checkpoints and loggers: " + TRAINER_PARTS_RULE + " See `enhtrain config explain` for "
+            "where each value comes from.",
             width=_HELP_WIDTH,
         ),
     ]
@@ -512,6 +571,39 @@ def _key_holding(config: Any, value: str, path: tuple[str, ...] = ()) -> str | N
         if found is not None:
             return found
     return None
+
+
+def _mapping_as_argv(args: dict[str, Any], subcommands: tuple[str, ...] | None, *, force: bool) -> list[str] | None:
+    """``args=`` given as a mapping, as the command line enhtrain composes, when it asks for the experiment.
+
+    A mapping without an ``experiment`` section (and no ``ENHTRAIN_ENV``) is left to LightningCLI, as is one
+    that is not plain YAML data.
+    """
+    import os
+
+    head: list[str] = []
+    section: Any = args
+    if subcommands:
+        chosen = args.get("subcommand") or next((name for name in subcommands if name in args), None)
+        if chosen not in subcommands:
+            return None
+        head, section = [chosen], args.get(chosen) or {}
+    if not isinstance(section, dict):
+        return None
+    if not (force or "experiment" in section or os.environ.get("ENHTRAIN_ENV")):
+        return None
+    try:
+        text = yaml.safe_dump(section, sort_keys=False)
+    except yaml.YAMLError:
+        return None
+    return [*head, "--config", text]
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A Trainer setting that takes one object or a list of them, as a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def _mask_hyperparams(logger: Logger, values: set[str]) -> None:
