@@ -793,7 +793,9 @@ def test_unknown_name_says_which_unloaded_plugin_provides_it(
 
     assert result.exit_code == 2
     [line] = result.stderr.splitlines()[-1:]
-    assert line.startswith("enhtrain: error: flag --experiment.loggers.acme_jsonl: unknown logger 'acme_jsonl'.")
+    # The closest loaded name, if any is close, comes before the list of them.
+    assert line.startswith("enhtrain: error: flag --experiment.loggers.acme_jsonl: unknown logger 'acme_jsonl'")
+    assert ". Known loggers: " in line
     assert line.endswith(f"(logger 'acme_jsonl' comes from plugin acme (acme-tools 1.0), which {reason}; {fix})")
     assert "fix that plugin" not in line
     assert all(each.startswith("enhtrain: ") for each in result.stderr.splitlines()), result.stderr
