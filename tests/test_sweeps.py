@@ -340,6 +340,52 @@ def test_a_sweep_continues_with_more_trials_but_not_with_another_spec(finished: 
     assert "trial 3 " in more.stdout and "trial 0 " not in more.stdout
     trials = json.loads(enhtrain("sweep", "show", "lrs", "--json", cwd=cwd).stdout)["trials"]
     assert [t["trial"] for t in trials] == [0, 1, 2, 3]
+    # Trial 3 is the first the seeded sampler drew (0-2 were enqueued): from the seed made of the spec's seed and
+    # the 3 trials the study held, not from the spec's seed, which would draw what a fresh sweep's first trial drew.
+    from enhtrain.sweeps.spec import build_sampler, load_spec
+
+    spec = load_spec(cwd / "spec.yaml")
+    space = {p.key: p.distribution() for p in spec.parsed_params()}
+
+    def first_draw(done: int) -> float:
+        return optuna.create_study(sampler=build_sampler(spec, done=done)).ask(space).params["model.init_args.lr"]
+
+    assert trials[3]["params"]["model.init_args.lr"] == first_draw(3) != first_draw(0)
+
+
+def _continue(directory: Path, trials: int, sampler: dict[str, Any]) -> list[dict[str, Any]]:
+    """Open (or continue) a sweep's study as ``sweep run`` does, and let it ask for trials up to ``trials``, each
+    told a value at once: the sampler's draws without any training."""
+    from enhtrain.sweeps.spec import load_spec
+    from enhtrain.sweeps.study import create_or_continue, embedded_url
+
+    spec_file = write_spec(directory / "spec.yaml", name="seeded", metric="val/loss", trials=trials, sampler=sampler,
+                           params={"model.init_args.lr": LR, "model.init_args.dropout": {"float": [0.0, 0.5]}})
+    spec = load_spec(spec_file)
+    sweep = create_or_continue(spec, {"trainer": {"max_epochs": 1}}, [], embedded_url(directory), directory,
+                               command=["enhtrain", "sweep", "run"], spec_file=str(spec_file))
+    try:
+        while len(sweep.study.trials) < trials:
+            trial = sweep.study.ask({p.key: p.distribution() for p in sweep.params})
+            sweep.study.tell(trial, trial.params["model.init_args.dropout"])
+        return [t.params for t in sweep.study.get_trials(deepcopy=False)]
+    finally:
+        sweep.close()
+
+
+@pytest.mark.parametrize("sampler", [{"name": "tpe", "seed": 0}, {"name": "random", "seed": 7}],
+                         ids=["tpe", "random"])
+def test_a_continued_seeded_sweep_draws_new_values_repeatably(tmp_path: Path, sampler: dict[str, Any]) -> None:
+    first, again = tmp_path / "first", tmp_path / "again"
+    first.mkdir()
+    started = _continue(first, 4, sampler)
+    shutil.copytree(first, again)
+    continued = _continue(first, 8, sampler)
+    assert continued[:4] == started
+    values = [tuple(sorted(params.items())) for params in continued]
+    assert len(set(values)) == 8, values  # no continued trial repeats an earlier one
+    assert _continue(again, 8, sampler) == continued  # the same continuation draws the same values
+    assert _continue(first, 10, sampler)[:8] == continued  # and a second continuation continues again
 
 
 # --- bad input found by composing the config or by the first trial ---------------------------------------------

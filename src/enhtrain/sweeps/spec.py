@@ -15,6 +15,7 @@ Nothing here imports optuna until a distribution, sampler or pruner is built.
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import math
@@ -47,6 +48,7 @@ __all__ = [
     "build_pruner",
     "build_sampler",
     "check_spec",
+    "continuation_seed",
     "grid_size",
     "load_spec",
     "param_locations",
@@ -559,12 +561,39 @@ def _build(kind: str, name: str, table: dict[str, str], options: dict[str, Any],
         raise ConfigError(f"sweep.{kind}: {name}: {' '.join(str(err).split())}{hint}") from err
 
 
-def build_sampler(spec: SweepSpec, seed_offset: int = 0) -> Any:
+_RESEEDED = ("tpe", "random", "cmaes")
+"""Samplers whose seed only starts a random stream: a continued sweep gives them a new one. ``qmc`` continues its
+sequence from the trials in the study and ``grid`` never repeats a point, so their seed stays."""
+
+
+def continuation_seed(seed: int, done: int) -> int:
+    """The sampler seed of a sweep continued when ``done`` trials are already in its study.
+
+    The same seed and count give the same seed again, so that continuing a seeded sweep stays repeatable, while the
+    values it draws differ from those the first trials drew (a sampler started again on the spec's own seed would
+    draw them once more).
+
+    Args:
+        seed: The spec's seed (plus a worker's offset).
+        done: How many trials the study holds, of any state.
+
+    Returns:
+        ``seed`` itself when the study has no trial yet, else a seed in ``[0, 2**32)`` made from both numbers.
+    """
+    if done <= 0:
+        return seed
+    digest = hashlib.sha256(f"enhtrain-sweep-seed:{seed}:{done}".encode()).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+def build_sampler(spec: SweepSpec, seed_offset: int = 0, *, done: int = 0) -> Any:
     """Build the spec's Optuna sampler.
 
     Args:
         spec: The sweep spec.
         seed_offset: Added to a ``seed`` option, so that workers of one study do not draw the same values.
+        done: How many trials the study already holds: a continued sweep's seeded ``tpe``, ``random`` or ``cmaes``
+            sampler starts from :func:`continuation_seed` rather than the spec's seed.
 
     Raises:
         ConfigError: If the sampler rejects its options.
@@ -573,6 +602,8 @@ def build_sampler(spec: SweepSpec, seed_offset: int = 0) -> Any:
     options = sampler.options() if isinstance(sampler, NamedComponent) else {}
     if isinstance(options.get("seed"), int):
         options["seed"] += seed_offset
+        if spec.sampler_name in _RESEEDED:
+            options["seed"] = continuation_seed(options["seed"], done)
     extra: dict[str, Any] = {}
     if spec.sampler_name == "grid":
         extra["search_space"] = {p.key: p.grid() for p in spec.parsed_params()}

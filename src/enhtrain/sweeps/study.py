@@ -344,10 +344,19 @@ def _open_checked(name: str, url: str, probe: Any, directory: Path | None, *, se
         study = optuna.load_study(study_name=name, storage=storage, sampler=build_sampler(spec, seed_offset),
                                   pruner=build_pruner(spec))
         _check_trials(study, where)
+        if for_work:
+            _reseed(study, spec, seed_offset)
     except BaseException:
         storage.engine.dispose()
         raise
     return Sweep(spec, base, trial_flags, url, storage, study, directory)
+
+
+def _reseed(study: Any, spec: SweepSpec, seed_offset: int = 0) -> None:
+    """Give a continued study a sampler seeded from the number of trials it holds (repeatable, and new values)."""
+    done = len(study.get_trials(deepcopy=False))
+    if done:
+        study.sampler = build_sampler(spec, seed_offset, done=done)
 
 
 def _check_trials(study: Any, where: str) -> None:
@@ -409,6 +418,7 @@ def create_or_continue(spec: SweepSpec, base: dict[str, Any], trial_flags: list[
             )
         if stored_spec.trials != spec.trials:
             study.set_user_attr(ATTR, {**stored, "spec": spec.stored()})
+        _reseed(study, spec)
     else:
         study.set_user_attr(ATTR, {"version": __version__, "spec": spec.stored(), "base": base_text,
                                    "trial_flags": stored_flags(trial_flags),
