@@ -29,7 +29,7 @@ INPUTS = {
                  "environment variable ENHTRAIN_TRAINER__MAX_EPOCHS"),
     "file": ("big.yaml", f"trainer:\n  max_epochs: {DIGITS}\n", [], {}, "big.yaml:2"),
     "schema_version": ("big.yaml", f"schema_version: {DIGITS}\n", [], {}, "big.yaml:1"),
-    "schema_version_hex": ("big.yaml", f"schema_version: {HEX}\n", [], {}, "big.yaml:1: schema_version"),
+    "schema_version_hex": ("big.yaml", f"schema_version: {HEX}\n", [], {}, "big.yaml:1: an integer with 4800 digits"),
     "schema_version_octal": ("big.yaml", f"schema_version: {OCTAL}\n", [], {}, "schema_version"),
     "file_hex": ("big.yaml", f"seed_everything: {HEX}\n", [], {}, "big.yaml"),
 }
