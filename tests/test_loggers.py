@@ -256,6 +256,37 @@ def test_csv_logger_writes_in_log_dir(tmp_path: Path) -> None:
     assert [p.parent for p in _run_dir(tmp_path).rglob("*.ckpt")] == [_run_dir(tmp_path) / "checkpoints"]
 
 
+def test_csv_logger_writes_hparams_once_at_save_and_at_finalize(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import yaml
+
+    from enhtrain.loggers import csv as csv_module
+
+    writes: list[str] = []
+    real_save = csv_module.save_hparams_to_yaml
+    monkeypatch.setattr(csv_module, "save_hparams_to_yaml", lambda path, *a, **k: (writes.append(path),
+                                                                                   real_save(path, *a, **k)))
+    log_dir = _log_dir(tmp_path, "csv")
+    logger = csv_logger(str(log_dir), NAME, VERSION)
+    logger.log_hyperparams({"config": {"model": {"hidden_dims": [8]}}})
+    logger.log_hyperparams({"lr": 0.1})
+    logger.save()
+    hparams = log_dir / "hparams.yaml"
+    assert yaml.safe_load(hparams.read_text()) == {"config": {"model": {"hidden_dims": [8]}}, "lr": 0.1}
+    written = hparams.stat().st_mtime_ns
+    logger.save()  # nothing new logged: the file is left alone
+    assert hparams.stat().st_mtime_ns == written
+    assert writes == [str(hparams)]  # the config and the model's hyper-parameters in one write
+
+    # A run that fails before any save still gets the file: Lightning finalizes its loggers.
+    failed_dir = tmp_path / "failed"
+    failed = csv_logger(str(failed_dir), NAME, VERSION)
+    failed.log_hyperparams({"lr": 0.2})
+    failed.finalize("failed")
+    assert yaml.safe_load((failed_dir / "hparams.yaml").read_text()) == {"lr": 0.2}
+
+
 def test_tensorboard_logger_writes_in_log_dir(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

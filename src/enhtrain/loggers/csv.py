@@ -17,6 +17,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
@@ -28,7 +29,31 @@ __all__ = ["RunCSVLogger", "csv_logger"]
 
 
 class _KeepingCSVWriter(ExperimentWriter):
-    """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued instead of deleted."""
+    """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued instead of deleted, and
+    ``hparams.yaml`` is written at the next ``save`` rather than at every ``log_hparams``.
+
+    A run logs its config and then Lightning logs the model's hyper-parameters, each followed by a ``save``
+    (Lightning's TensorBoard logger writes its ``hparams.yaml`` there too): the file is written once, with both,
+    instead of once per call. ``finalize`` saves, so a run that fails before its first ``save`` still has it.
+    """
+
+    def __init__(self, log_dir: str) -> None:
+        super().__init__(log_dir)
+        self._hparams_pending = False
+
+    @override
+    def log_hparams(self, params: dict[str, Any]) -> None:
+        """Record the hyper-parameters; the next :meth:`save` writes ``hparams.yaml``."""
+        self.hparams.update(params)
+        self._hparams_pending = True
+
+    @override
+    def save(self) -> None:
+        """Write ``hparams.yaml`` if hyper-parameters were logged since the last save, then the recorded metrics."""
+        if self._hparams_pending:
+            self._hparams_pending = False
+            save_hparams_to_yaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
+        super().save()
 
     @override
     def _check_log_dir_exists(self) -> None:
