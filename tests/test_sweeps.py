@@ -305,10 +305,86 @@ def test_plots_are_written_as_html_and_png(finished: dict[str, Any], enhtrain_cl
               "param_importances": "Hyperparameter Importances", "intermediate_values": "Intermediate Values Plot"}
     for name, title in titles.items():
         html = (directory / f"{name}.html").read_text()
-        assert 'src="plotly.min.js"' in html and f'"text":"{title}"' in html, name
+        assert 'src="plotly.min.js"' in html and f'"text":"{title}' in html, name
         assert (directory / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (directory / "plotly.min.js").stat().st_size > 100_000
     assert "skipped" not in result.stdout
+
+
+# Runs in the page once plotly has drawn it; writes what the page shows into the DOM that --dump-dom prints.
+_PAGE_CHECK = """<script>
+(function report() {
+  var gd = document.querySelector('.plotly-graph-div');
+  if (!gd || !gd._fullLayout || !gd.querySelector('.main-svg') || !gd._fullData.length) {
+    setTimeout(report, 50); return;
+  }
+  var box = gd.getBoundingClientRect();
+  var texts = Array.from(gd.querySelectorAll('svg text')).filter(function (t) { return t.textContent; })
+    .map(function (t) {
+      var r = t.getBoundingClientRect();
+      return {text: t.textContent, cls: t.getAttribute('class') || '', inside: r.width > 0 && r.left >= box.left - 1
+              && r.right <= box.right + 1 && r.top >= box.top - 1 && r.bottom <= box.bottom + 1};
+    });
+  var data = gd._fullData.map(function (d) {
+    return {type: d.type, name: d.name, x: d.x || null, colorscale: (d.line || {}).colorscale || null,
+            dimensions: (d.dimensions || []).map(function (x) { return {label: x.label, n: x.values.length}; })};
+  });
+  var out = document.createElement('pre');
+  out.id = 'enhtrain-check';
+  out.textContent = JSON.stringify({data: data, points: gd.querySelectorAll('.scatterlayer .point').length,
+                                    texts: texts});
+  document.body.appendChild(out);
+})();
+</script>"""
+
+
+def _rendered(page: Path, profile: Path) -> dict[str, Any]:
+    """Open a copy of the page, with the check above, in headless Chromium without network; what it shows."""
+    import html
+    import re
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert browser is not None, "the plot tests need Chromium: apt-get install chromium (.ci/run installs it)"
+    text = page.read_text()
+    assert not re.search(r"<(script|link)[^>]+(src|href)=[\"']?(https?:)?//", text), page  # nothing from the net
+    probe = page.with_name(f"check-{page.name}")
+    probe.write_text(text.replace("</body>", _PAGE_CHECK + "</body>"))
+    proc = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--no-first-run",
+                           "--proxy-server=127.0.0.1:9", "--window-size=1000,600", f"--user-data-dir={profile}",
+                           "--virtual-time-budget=10000", "--dump-dom", probe.as_uri()],
+                          capture_output=True, text=True, timeout=60, check=False)
+    found = re.search(r'<pre id="enhtrain-check">(.*?)</pre>', proc.stdout, re.DOTALL)
+    assert found is not None, f"{page.name} did not render: {proc.stderr[-2000:]}"
+    return json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.slow
+def test_plot_pages_show_every_trial_offline_with_whole_labels(finished: dict[str, Any],
+                                                               enhtrain_cli: Callable[..., CliResult],
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "plots"
+    _succeeds(finished, enhtrain_cli, "sweep", "plots", "lrs", "--out", str(out))
+    shutil.copytree(finished["dir"], tmp_path / "sweep", ignore=shutil.ignore_patterns("trial_*", "*.log"))
+    with optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'sweep' / 'study.db'}") as _:
+        pass
+    history = _rendered(out / "optimization_history.html", tmp_path / "profile-1")
+    by_name = {trace["name"]: trace for trace in history["data"]}
+    assert by_name["complete"]["x"] == [0, 1] and by_name["pruned (last reported value)"]["x"] == [2]
+    assert history["points"] == 3  # every trial drawn, the pruned one too
+    titles = {t["text"] for t in history["texts"] if "title" in t["cls"]}
+    assert {"trial", "val/acc"} <= titles
+    parallel = _rendered(out / "parallel_coordinate.html", tmp_path / "profile-2")
+    (trace,) = parallel["data"]
+    dimensions = trace["dimensions"]
+    assert [d["label"] for d in dimensions] == ["val/acc", "lr", "hidden_dims", "state"]
+    assert {d["n"] for d in dimensions} == {3}  # one line per trial, the pruned one at its last value
+    assert trace["colorscale"][0][1] == "#d62728"  # the worst end is a strong colour, not white
+    labels = [t for t in parallel["texts"] if "axis-title" in t["cls"]]
+    assert sorted(t["text"] for t in labels) == ["hidden_dims", "lr", "state", "val/acc"]
+    for shown in (history, parallel):
+        cut = [t["text"] for t in shown["texts"] if not t["inside"]]
+        assert not cut, cut
+    assert any(t["text"] == "lr = model.init_args.lr" for t in parallel["texts"])  # the full names
 
 
 @pytest.mark.slow
@@ -410,8 +486,10 @@ def test_a_metric_never_logged_is_reported_after_the_first_trial(tmp_path: Path)
     write_tiny_config(tmp_path / "tiny.yaml")
     write_spec(tmp_path / "spec.yaml", name="nometric", metric="val/accuracy", trials=3,
                params={"model.init_args.lr": LR})
-    proc = enhtrain("sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml", cwd=tmp_path)
+    # Trials as fresh processes (the fallback of warm trial processes): said once, and they run as before.
+    proc = enhtrain("sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml", "--no-fork", cwd=tmp_path)
     assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stdout.count("trials start as fresh processes (--no-fork)") == 1
     line = proc.stderr.strip()
     assert "\n" not in line and "Traceback" not in line
     assert "sweep.metric: 'val/accuracy' was never logged by trial 0 (runs/nometric/trial_0); it logged: " in line

@@ -21,9 +21,10 @@ from enhtrain.errors import ConfigError
 __all__ = ["USAGE", "run"]
 
 USAGE = """\
-usage: enhtrain sweep run --sweep SPEC [--workers N] [--trials N] [--storage URL] [--config FILE ...] [flags]
-       enhtrain sweep worker [NAME] [--storage URL] [--study NAME] [--workers N] [--root DIR] [--safe]
-                             [--allow_module M]
+usage: enhtrain sweep run --sweep SPEC [--workers N] [--trials N] [--storage URL] [--no-fork] [--config FILE ...]
+                           [flags]
+       enhtrain sweep worker [NAME] [--storage URL] [--study NAME] [--workers N] [--root DIR] [--no-fork]
+                             [--safe] [--allow_module M]
        enhtrain sweep show NAME [--storage URL] [--root DIR] [--json]
        enhtrain sweep best NAME [--storage URL] [--root DIR] [--print_config | --json]
        enhtrain sweep plots NAME [--storage URL] [--root DIR] [--out DIR]
@@ -43,6 +44,7 @@ def _parser(action: str) -> ArgParser:
         parser.add_argument("--trials", type=int)
     if action in ("run", "worker"):
         parser.add_argument("--workers", type=int, default=1)
+        parser.add_argument("--no-fork", dest="no_fork", action="store_true")
     if action == "worker":
         parser.add_argument("--study")
     if action != "run":
@@ -158,7 +160,7 @@ def _sweep_run(argv: list[str]) -> int:
         _remove_created(created)
         raise
     sweep.write_base()
-    return _work(sweep, args.workers, created=created)
+    return _work(sweep, args.workers, created=created, fork=not args.no_fork)
 
 
 def _new_sqlite(url: str) -> bool:
@@ -188,7 +190,8 @@ def _remove_created(created: list[Path]) -> None:
         shutil.rmtree(inside(top, top.parent, what="sweep folder"), ignore_errors=True)
 
 
-def _work(sweep: Any, workers: int, *, created: list[Path] | None = None, started_here: bool = True) -> int:
+def _work(sweep: Any, workers: int, *, created: list[Path] | None = None, started_here: bool = True,
+          fork: bool = True) -> int:
     import optuna
 
     from enhtrain.sweeps.results import best_trial
@@ -196,7 +199,8 @@ def _work(sweep: Any, workers: int, *, created: list[Path] | None = None, starte
 
     echo = _echo_lock()
     accelerator = str((sweep.base.get("trainer") or {}).get("accelerator") or "auto")
-    pool = WorkerPool(sweep, workers=workers, echo=echo, devices=[] if accelerator == "cpu" else gpu_devices())
+    pool = WorkerPool(sweep, workers=workers, echo=echo, devices=[] if accelerator == "cpu" else gpu_devices(),
+                      fork=fork)
     echo(f"sweep {sweep.spec.name}: {sweep.target()} trials, {workers} at a time; runs in {sweep.directory}")
     try:
         pool.run()
@@ -238,7 +242,7 @@ def _sweep_worker(argv: list[str]) -> int:
     sweep = _reading("worker", lambda _: open_sweep(Path(name).name, url, directory, seed_offset=os.getpid(),
                                                      flags=flags, root=args.root), argv)
     sweep.write_base()
-    return _work(sweep, args.workers, started_here=False)
+    return _work(sweep, args.workers, started_here=False, fork=not args.no_fork)
 
 
 @contextlib.contextmanager

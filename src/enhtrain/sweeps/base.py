@@ -1,19 +1,19 @@
 """The base config of a sweep: composed once, checked against the spec, and stored in the study.
 
 The base config is what ``enhtrain fit <the same arguments> --print_config`` prints: every layer composed (config
-files, environment overlay, ``ENHTRAIN_*`` variables, flags) and every default filled in. It is computed in a
-child process, exactly as a trial will see it, so that the parent process never imports torch. Every trial runs
+files, environment overlay, ``ENHTRAIN_*`` variables, flags) and every default filled in. It is computed in the
+``sweep run`` process by ``fit``'s own composition, exactly as a trial will see it. Every trial runs
 this config plus one layer of its own, and workers on other machines read it from the study.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import io
 import os
-import subprocess
-import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from enhtrain.config.compose import RESERVED_ENV_VARS
@@ -49,35 +49,39 @@ def trial_environment(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if not k.startswith("ENHTRAIN_") or k in keep}
 
 
-def compose_base(args: Sequence[str], environ: Mapping[str, str] | None = None, timeout: float = 600) -> dict[str, Any]:
+def compose_base(args: Sequence[str], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Compose the base config of ``enhtrain fit ARGS`` with every default, as ``--print_config`` prints it.
+
+    The composition is ``fit``'s own (:func:`~enhtrain.config.arguments.prepare_arguments`, then Lightning's parser
+    with every default), run in this process: no second process imports torch and Lightning for it.
 
     Args:
         args: The training arguments: ``--config`` files, ``--env``, flags.
         environ: The environment (defaults to ``os.environ``).
-        timeout: Seconds to wait for the child process.
 
     Raises:
         ConfigError: With the one-line message ``enhtrain fit`` gives for a bad config, or when the config holds a
             secret (a sweep stores its base config in the study, for every worker to read).
     """
+    from enhtrain.commands import main
+
     env = dict(os.environ if environ is None else environ)
     env.pop("ENHTRAIN_DEBUG", None)
-    command = [sys.executable, "-m", "enhtrain", "fit", *args, "--print_config"]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout,
-                              stdin=subprocess.DEVNULL, check=False)
-    except subprocess.TimeoutExpired as err:
-        raise ConfigError(f"composing the base config took over {timeout:.0f} s: check the config files") from err
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
+    printed, errors = io.StringIO(), io.StringIO()
+    with _CHECKING, _environment(env), contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
+        try:
+            status = main(["fit", *args, "--print_config"])
+        except SystemExit as done:
+            status = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    if status != 0:
+        lines = [line for line in errors.getvalue().splitlines() if line.strip()]
         message = next((line.removeprefix("enhtrain: error: ") for line in reversed(lines)
                         if line.startswith("enhtrain: error: ")), None)
         if message is None:
-            tail = lines[-1] if lines else f"exit status {done.returncode}"
+            tail = lines[-1] if lines else f"exit status {status}"
             message = f"cannot compose the base config (enhtrain fit ... --print_config failed: {tail})"
         raise ConfigError(message)
-    data = parse_yaml(done.stdout, "the composed base config")
+    data = parse_yaml(printed.getvalue(), "the composed base config")
     if not isinstance(data, dict):
         raise ConfigError("the composed base config is empty: give a config with --config")
     secret = _find_mask(data)
@@ -88,6 +92,22 @@ def compose_base(args: Sequence[str], environ: Mapping[str, str] | None = None, 
             "WANDB_API_KEY)"
         )
     return data
+
+
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` set to ``env`` for the block, as a child process given ``env`` would see it."""
+    saved = dict(os.environ)
+    if saved == dict(env):
+        yield
+        return
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def _find_mask(obj: Any, path: tuple[str, ...] = ()) -> str | None:

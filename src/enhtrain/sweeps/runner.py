@@ -179,8 +179,10 @@ class WorkerPool:
     error: BaseException | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
-    _running: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    fork: bool = True
+    _running: dict[int, Any] = field(default_factory=dict)
     _mine: set[int] = field(default_factory=set)
+    _servers: dict[int, Any] = field(default_factory=dict)
 
     def run(self) -> list[TrialOutcome]:
         """Run the workers until the study has its trials; Ctrl+C or SIGTERM stops them, re-queueing their trials.
@@ -191,6 +193,7 @@ class WorkerPool:
         """
         threads = [threading.Thread(target=self._work, args=(i,), name=f"enhtrain-sweep-worker-{i}", daemon=True)
                    for i in range(self.workers)]
+        self._start_servers()
         previous = None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -210,6 +213,9 @@ class WorkerPool:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+            for server in self._servers.values():
+                server.close()
+            self._servers.clear()
         if self.error is not None:
             raise self.error
         return self.outcomes
@@ -222,6 +228,39 @@ class WorkerPool:
         for process in running:
             with contextlib.suppress(OSError):
                 process.send_signal(signal.SIGTERM)
+
+    def _start_servers(self) -> None:
+        """Start each worker's preloaded process now, so that its imports overlap the rest of the start."""
+        from enhtrain.sweeps.forkserver import ForkServer, fork_available
+
+        if not self.fork:
+            self.echo("trials start as fresh processes (--no-fork)")
+            return
+        if not fork_available():
+            self.echo("this platform has no fork: each trial starts a fresh process")
+            self.fork = False
+            return
+        modules = _preload_modules(self.sweep.base, self.sweep.trial_flags)
+        for index in range(self.workers):
+            self._servers[index] = ForkServer(modules)
+
+    def _server(self, index: int) -> Any:
+        """Worker ``index``'s preloaded process, or ``None`` (fresh processes) when there is none or it failed."""
+        server = self._servers.get(index)
+        if server is None:
+            return None
+        try:
+            server.ready()
+        except OSError as err:
+            with self._lock:
+                if self._servers.pop(index, None) is not None:
+                    self.echo(f"warm trial processes are unavailable ({err}): each trial starts a fresh process")
+                    self.fork = False
+                    for other in self._servers.values():
+                        other.close()
+                    self._servers.clear()
+            return None
+        return server
 
     # -- one worker ---------------------------------------------------------------------------------------------
 
@@ -366,25 +405,31 @@ class WorkerPool:
         shown = ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(v)}" for k, v in params.items())
         self.echo(f"trial {number} started: {shown}" + (f" (GPU {device})" if device else ""))
         started = time.monotonic()
-        status, pruned, missing = self._converse(trial, command, env, log_path, state)
+        status, pruned, missing = self._converse(trial, command, env, log_path, state, index)
         duration = time.monotonic() - started
         self._conclude(trial, state, status=status, pruned=pruned, missing=missing, params=params, run_dir=run_dir,
                        log_path=log_path, duration=duration, worker=worker, device=device)
 
     def _converse(self, trial: Any, command: list[str], env: dict[str, str], log_path: Path,
-                  state: dict[str, Any]) -> tuple[int, bool, dict[str, Any] | None]:
-        """Start the trial's process and answer its pruning questions until it ends.
+                  state: dict[str, Any], index: int) -> tuple[int, bool, dict[str, Any] | None]:
+        """Start the trial's process (forked from the worker's preloaded process) and answer its pruning questions.
 
         Returns:
             The exit status, whether the trial was pruned, and the metrics of a validation that lacked the metric.
         """
         request_read, request_write = os.pipe()
         answer_read, answer_write = os.pipe()
-        env[CHANNEL_ENV] = f"{answer_read},{request_write}"
+        server = self._server(index)
         try:
             with open(log_path, "wb") as log:
-                process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                           env=env, pass_fds=(answer_read, request_write), start_new_session=True)
+                if server is not None:
+                    process = server.start(command[3:], env, os.getcwd(), log.fileno(), (answer_read, request_write),
+                                           CHANNEL_ENV)
+                else:
+                    env[CHANNEL_ENV] = f"{answer_read},{request_write}"
+                    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                               stdin=subprocess.DEVNULL, env=env,
+                                               pass_fds=(answer_read, request_write), start_new_session=True)
         except BaseException:
             for fd in (request_read, request_write, answer_read, answer_write):
                 os.close(fd)
@@ -525,6 +570,28 @@ class WorkerPool:
             atomic_write_json(inside(meta_path, run_dir, what="metadata file"), meta)
         finally:
             lock.release()
+
+
+def _preload_modules(base: dict[str, Any], flags: Sequence[str]) -> list[str]:
+    """The modules of the base config's model and data classes that the import gate lets a trial import."""
+    from enhtrain.config.arguments import import_policy, split_arguments
+    from enhtrain.security import check_import
+
+    policy = import_policy(split_arguments(["fit", *flags]), os.environ)
+    modules = []
+    for key in ("model", "data"):
+        section = base.get(key)
+        path = section.get("class_path") if isinstance(section, dict) else None
+        if not isinstance(path, str) or "." not in path:
+            continue
+        try:
+            check_import(path, key=f"{key}.class_path", where="the sweep's base config", policy=policy)
+        except ConfigError:
+            continue  # the trial refuses it with fit's own message
+        module = path.replace(":", ".").rsplit(".", 1)[0]
+        if module.replace(".", "").replace("_", "").isalnum() and module not in modules:
+            modules.append(module)
+    return modules
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:

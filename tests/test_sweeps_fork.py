@@ -1,0 +1,104 @@
+"""Warm trial processes: the preloaded process starts no thread, and a forked trial uses threads, workers and CUDA.
+
+The fallback (``sweep run --no-fork``) is tested in ``tests/test_sweeps.py``; the kill tests of
+``tests/test_sweeps_storage.py`` run with warm trial processes on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from enhtrain.sweeps.forkserver import ForkServer, fork_available
+from enhtrain.testing import write_tiny_config
+
+pytestmark = pytest.mark.skipif(not fork_available(), reason="warm trial processes need fork (POSIX)")
+
+PROBE = '''
+import json, os, threading
+import torch
+from lightning.pytorch import Callback
+
+
+class Probe(Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loader = trainer.train_dataloader
+        with open("probe.json", "w") as out:
+            json.dump({"pid": os.getpid(), "torch_threads": torch.get_num_threads(),
+                       "tasks": len(os.listdir("/proc/self/task")), "loader_workers": loader.num_workers,
+                       "cuda": torch.cuda.is_available() and torch.cuda.is_initialized(),
+                       "device": str(pl_module.device)}, out)
+'''
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ForkServer, Path]]:
+    """One preloaded process, started in a project folder that holds a probe callback."""
+    project = tmp_path_factory.mktemp("forked")
+    (project / "threadprobe.py").write_text(PROBE, encoding="utf-8")
+    here = os.getcwd()
+    os.chdir(project)  # a worker's preloaded process finds the project's modules as `python -m enhtrain` does
+    try:
+        started = ForkServer(["threadprobe"])
+    finally:
+        os.chdir(here)
+    try:
+        started.ready()
+        yield started, project
+    finally:
+        started.close()
+
+
+def _fit(server: ForkServer, project: Path, name: str, overrides: dict[str, Any],
+         env: dict[str, str]) -> dict[str, Any]:
+    config = write_tiny_config(project / f"{name}.yaml", {
+        "experiment": {"name": name},
+        "trainer": {"callbacks": [{"class_path": "threadprobe.Probe"}]},
+        **overrides,
+    })
+    (project / "probe.json").unlink(missing_ok=True)
+    read, write = os.pipe()
+    log = project / f"{name}.log"
+    with open(log, "wb") as out:
+        trial = server.start(["fit", "--config", config.name], {**os.environ, **env}, str(project), out.fileno(),
+                             (read, write), "_UNUSED_CHANNEL")
+    os.close(read)
+    os.close(write)
+    assert trial.pid != server.ready()["ready"]
+    status = trial.wait(timeout=240)
+    assert status == 0, log.read_text(encoding="utf-8")[-3000:]
+    probe = json.loads((project / "probe.json").read_text(encoding="utf-8"))
+    assert probe["pid"] == trial.pid  # the trial ran in its own process, the forked child
+    meta = json.loads(next((project / "runs" / name).glob("*/metadata.json")).read_text(encoding="utf-8"))
+    assert meta["status"] == "completed" and meta["pid"] == trial.pid
+    return probe
+
+
+def test_the_preloaded_process_starts_no_thread(server: tuple[ForkServer, Path]) -> None:
+    started, _ = server
+    ready = started.ready()
+    assert ready["failed"] == []  # torch, Lightning, enhtrain and the project's module were all imported
+    assert ready["threads"] == 1  # no OpenMP or BLAS pool, no thread of any library, before a fork
+    assert len(os.listdir(f"/proc/{ready['ready']}/task")) == 1  # still one, seen from outside, between trials
+
+
+def test_a_forked_trial_uses_torch_threads_and_dataloader_workers(server: tuple[ForkServer, Path]) -> None:
+    started, project = server
+    probe = _fit(started, project, "threads", {"data": {"init_args": {"num_workers": 1}}}, {"OMP_NUM_THREADS": "2"})
+    assert probe["torch_threads"] == 2 and probe["loader_workers"] == 1
+    assert probe["tasks"] > 1  # the trial's own threads (intra-op pool, loader's pin/queue threads) started in it
+    assert started.ready()["threads"] == 1 and len(os.listdir(f"/proc/{started.ready()['ready']}/task")) == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/nvidiactl") and not os.path.exists("/dev/nvidia0"),
+                    reason="needs a CUDA GPU")
+def test_a_forked_trial_creates_its_own_cuda_context(server: tuple[ForkServer, Path]) -> None:
+    started, project = server
+    probe = _fit(started, project, "cuda", {"trainer": {"accelerator": "gpu", "devices": 1,
+                                                        "callbacks": [{"class_path": "threadprobe.Probe"}]}}, {})
+    assert probe["cuda"] is True and probe["device"].startswith("cuda")
