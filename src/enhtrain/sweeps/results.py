@@ -151,6 +151,135 @@ def best_config(sweep: Sweep) -> str:
     return header + yaml.safe_dump(mask_secrets(config, secret_values()), sort_keys=False)
 
 
+_WORST, _BEST = "#d62728", "#08519c"
+"""Line colours of the worst and the best trial: both ends of the scale stand out on a white page."""
+
+_COLORSCALE = [[0.0, _WORST], [0.5, "#9467bd"], [1.0, _BEST]]
+
+
+def _short_names(sweep: Sweep) -> list[str]:
+    """Each parameter's shortest dotted tail that no other parameter shares (``lr`` for ``model.init_args.lr``)."""
+    keys = [p.key.split(".") for p in sweep.params]
+    names = []
+    for parts in keys:
+        for size in range(1, len(parts) + 1):
+            tail = parts[-size:]
+            if sum(other[-size:] == tail for other in keys) == 1:
+                names.append(".".join(tail))
+                break
+        else:
+            names.append(".".join(parts))
+    return names
+
+
+def _shown_trials(sweep: Sweep) -> list[tuple[Any, float]]:
+    """Complete trials with their value, and pruned ones with the last value they reported, by number."""
+    shown_trials = []
+    for trial in sorted(sweep.study.get_trials(deepcopy=False), key=lambda t: t.number):
+        if trial.state.name == "COMPLETE" and trial.value is not None:
+            value = trial.value
+        elif trial.state.name == "PRUNED" and trial.intermediate_values:
+            value = trial.intermediate_values[max(trial.intermediate_values)]
+        else:
+            continue
+        if math.isfinite(value):
+            shown_trials.append((trial, value))
+    return shown_trials
+
+
+def _hover(sweep: Sweep, trial: Any, value: float) -> str:
+    lines = [f"trial {trial.number} ({trial.state.name.lower()})", f"{sweep.spec.metric}: {value:.6g}"]
+    for param in sweep.params:
+        if param.key in trial.params:
+            lines.append(f"{param.key}: {_cell(param.decode(trial.params[param.key]))}")
+    return "<br>".join(lines)
+
+
+def _history_figure(sweep: Sweep) -> Any:
+    """Every trial's metric by trial number (pruned ones at their last report, as crosses), and the best so far."""
+    import plotly.graph_objects as go
+
+    metric = sweep.spec.metric
+    trials = _shown_trials(sweep)
+    figure = go.Figure()
+    for state, marker, name in (("COMPLETE", {"symbol": "circle", "size": 9, "color": _BEST}, "complete"),
+                                ("PRUNED", {"symbol": "x", "size": 10, "color": _WORST},
+                                 "pruned (last reported value)")):
+        chosen = [(t, v) for t, v in trials if t.state.name == state]
+        if chosen:
+            figure.add_trace(go.Scatter(x=[t.number for t, _ in chosen], y=[v for _, v in chosen], mode="markers",
+                                        name=name, marker=marker, hoverinfo="text",
+                                        hovertext=[_hover(sweep, t, v) for t, v in chosen]))
+    best: list[float] = []
+    numbers: list[int] = []
+    pick = max if sweep.spec.mode == "max" else min
+    for trial, value in trials:
+        if trial.state.name == "COMPLETE":
+            best.append(value if not best else pick(best[-1], value))
+            numbers.append(trial.number)
+    figure.add_trace(go.Scatter(x=numbers, y=best, mode="lines", name="best so far", line={"color": "#444"},
+                                line_shape="hv"))
+    failed = sum(t.state.name == "FAIL" for t in sweep.study.get_trials(deepcopy=False)
+                 if not t.user_attrs.get(_SURPLUS))
+    title = f"Optimization History Plot: {sweep.spec.name}"
+    if failed:
+        title += f" ({failed} failed trial{'s' if failed > 1 else ''} without a value)"
+    figure.update_layout(title={"text": title}, xaxis={"title": {"text": "trial"}, "dtick": 1 if len(trials) <= 20
+                                                                                        else None},
+                         yaxis={"title": {"text": metric}}, legend={"orientation": "h", "y": -0.2},
+                         margin={"l": 80, "r": 40, "t": 80, "b": 100}, template="plotly_white")
+    return figure
+
+
+def _param_dimension(param: Any, name: str, trials: list[tuple[Any, float]]) -> dict[str, Any]:
+    """One axis of the parallel coordinates: log ranges on a log10 scale, choices as their values."""
+    from optuna.distributions import CategoricalDistribution
+
+    distribution = param.distribution()
+    raw = [trial.params.get(param.key) for trial, _ in trials]
+    if isinstance(distribution, CategoricalDistribution):
+        choices = list(distribution.choices)
+        return {"label": name, "values": [choices.index(v) if v in choices else None for v in raw],
+                "tickvals": list(range(len(choices))), "ticktext": [_cell(param.decode(c)) for c in choices],
+                "range": [-0.5, len(choices) - 0.5] if len(choices) > 1 else [-1, 1]}
+    if getattr(distribution, "log", False):
+        low, high = math.log10(distribution.low), math.log10(distribution.high)
+        ticks = list(range(math.ceil(low), math.floor(high) + 1))
+        return {"label": name, "values": [None if v is None else math.log10(v) for v in raw], "range": [low, high],
+                "tickvals": ticks, "ticktext": [f"1e{t}" for t in ticks]}
+    return {"label": name, "values": raw, "range": [distribution.low, distribution.high]}
+
+
+def _parallel_figure(sweep: Sweep) -> Any:
+    """Each trial as a line through its values and its metric, coloured from the worst (red) to the best (blue)."""
+    import plotly.graph_objects as go
+
+    metric = sweep.spec.metric
+    trials = _shown_trials(sweep)
+    names = _short_names(sweep)
+    values = [v for _, v in trials]
+    dimensions = [{"label": metric, "values": values}]
+    dimensions += [_param_dimension(p, n, trials) for p, n in zip(sweep.params, names, strict=True)]
+    if any(t.state.name == "PRUNED" for t, _ in trials):
+        dimensions.append({"label": "state", "values": [int(t.state.name == "PRUNED") for t, _ in trials],
+                           "tickvals": [0, 1], "ticktext": ["complete", "pruned"], "range": [-0.5, 1.5]})
+    line = {"color": values, "colorscale": _COLORSCALE, "reversescale": sweep.spec.mode != "max",
+            "showscale": True, "colorbar": {"title": {"text": metric}}}
+    figure = go.Figure(go.Parcoords(dimensions=dimensions, line=line, labelangle=0, labelside="top",
+                                    labelfont={"size": 13}))
+    legend = [f"{n} = {p.key}" for n, p in zip(names, sweep.params, strict=True) if n != p.key]
+    note = "<br>".join(legend)
+    if any(t.state.name == "PRUNED" for t, _ in trials):
+        note += ("<br>" if note else "") + "pruned trials at the last value they reported"
+    figure.update_layout(title={"text": f"Parallel Coordinate Plot: {sweep.spec.name} ({len(trials)} trials)"},
+                         margin={"l": 90, "r": 90, "t": 120, "b": 50 + 18 * (note.count("<br>") + 1)},
+                         template="plotly_white")
+    if note:  # below the axes' lowest tick labels, in the bottom margin kept for it
+        figure.add_annotation(text=note, xref="paper", yref="paper", x=0, y=0, yshift=-36, yanchor="top",
+                              showarrow=False, align="left", xanchor="left", font={"size": 12, "color": "#444"})
+    return figure
+
+
 def _figures(sweep: Sweep, name: str) -> tuple[Any, Any]:
     """The plotly figure and the matplotlib axes of one plot."""
     import optuna.visualization as plotly_plots
@@ -161,7 +290,12 @@ def _figures(sweep: Sweep, name: str) -> tuple[Any, Any]:
     kwargs: dict[str, Any] = {}
     if name in ("optimization_history", "parallel_coordinate", "param_importances"):
         kwargs["target_name"] = target_name
-    return getattr(plotly_plots, f"plot_{name}")(study, **kwargs), getattr(mpl_plots, f"plot_{name}")(study, **kwargs)
+    axes = getattr(mpl_plots, f"plot_{name}")(study, **kwargs)
+    if name == "optimization_history":
+        return _history_figure(sweep), axes
+    if name == "parallel_coordinate":
+        return _parallel_figure(sweep), axes
+    return getattr(plotly_plots, f"plot_{name}")(study, **kwargs), axes
 
 
 def write_plots(sweep: Sweep, out: Path | None = None) -> tuple[list[Path], dict[str, str]]:
