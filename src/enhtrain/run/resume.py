@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from enhtrain.checkpoints.manifest import Manifest, ManifestError
-from enhtrain.errors import CheckpointError, ConfigError
+from enhtrain.errors import CheckpointError, ConfigError, quote
 from enhtrain.run.directory import list_versions
 
 if TYPE_CHECKING:
@@ -203,21 +200,40 @@ def check_config_change(saved_path: Path, config: dict[str, Any], *, allow: bool
             return
         raise ConfigError(f"{err}; cannot compare it with the config now: repair it, or pass "
                           "--experiment.allow_config_change true") from err
-    old = yaml.safe_dump(_comparable(saved), sort_keys=True).splitlines()
-    new = yaml.safe_dump(_comparable(config), sort_keys=True).splitlines()
-    if old == new:
+    changes = _changed_keys(_comparable(saved), _comparable(config))
+    if not changes:
         return
-    diff = [
-        line for line in difflib.unified_diff(old, new, "saved", "now", lineterm="", n=0) if not line.startswith("@@")
-    ]
+    shown = "; ".join(changes[:_SHOWN_CHANGES])
+    if len(changes) > _SHOWN_CHANGES:
+        shown += f"; and {len(changes) - _SHOWN_CHANGES} more"
     if allow:
-        warnings.warn("resuming with a changed config:\n" + "\n".join(diff), stacklevel=2)
+        warnings.warn(f"resuming with a changed config: {shown}", stacklevel=2)
         return
-    shown = "\n".join(diff[:40])
     raise ConfigError(
-        f"the config differs from the resumed run's {saved_path}:\n{shown}\n"
-        "Resume with the same config, or pass --experiment.allow_config_change true"
+        f"the config differs from the resumed run's {saved_path}: {shown}; resume with the same config, or pass "
+        "--experiment.allow_config_change true"
     )
+
+
+_SHOWN_CHANGES = 8
+_ABSENT = object()
+
+
+def _changed_keys(saved: Any, now: Any, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs (mappings compared key by key, lists as a whole)."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        out: list[str] = []
+        for key in sorted({*saved, *now}, key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out += _changed_keys(saved.get(key, _ABSENT), now.get(key, _ABSENT), path)
+        return out
+    if saved == now:
+        return []
+
+    def show(value: Any) -> str:
+        return "(not set)" if value is _ABSENT else quote(value, 40)
+
+    return [f"{prefix or 'config'}: {show(saved)} -> {show(now)}"]
 
 
 def _limit(value: Any) -> float:
