@@ -1,6 +1,13 @@
-"""Sweeps: the cost of a sweep per trial, and a 20-trial sweep on digits with 2 workers against sequential runs.
+"""Sweeps: the cost of a sweep per trial, a plain Optuna script against ``sweep run``, and a 20-trial sweep.
 
-``python -m benchmarks.sweep [--smoke] [--only overhead|twenty] [--out DIR]``
+``python -m benchmarks.sweep [--smoke] [--only overhead|versus|twenty] [--out DIR]``
+
+**Against a plain Optuna script.** ``benchmarks/sweep_plain.py`` runs ``configs/sweeps/lr.yaml``'s search on
+``configs/quickstart.yaml``'s model and data for 2 epochs, 8 trials, every trial a ``Trainer.fit`` in the
+script's one process; ``enhtrain sweep run`` runs the same spec with 1 worker, then with 2. Wall times are whole
+commands, imports included; the ratio is ``sweep run``'s over the script's. Per trial: the trial's process
+wall time less the run's own time (``duration_s`` of its ``metadata.json``), and the worker's bookkeeping
+(Optuna's ``ask`` to ``tell`` less the process), medians.
 
 **Overhead per trial.** Each repetition adds one trial to a sweep whose parameters have one value each (so
 every trial trains the same config) and launches that config alone with ``enhtrain fit``, in alternating order,
@@ -155,6 +162,50 @@ def _trials(cwd: Path, name: str) -> list[Any]:
     return sorted(study.get_trials(), key=lambda t: t.number)
 
 
+def versus(work: Path, *, trials: int, epochs: int) -> dict[str, Any]:
+    """The plain Optuna script against ``enhtrain sweep run`` with 1 and 2 workers (see the module's docstring)."""
+    plain = run_process([python(), "-m", "benchmarks.sweep_plain", "--trials", str(trials), "--epochs", str(epochs)],
+                        cwd=work / "plain", env=subprocess_env(), timeout=3600).check("plain Optuna script")
+    plain_out = json.loads(plain.stdout)
+    result: dict[str, Any] = {"trials": trials, "epochs": epochs, "plain_wall_s": round(plain.wall_s, 3),
+                              "plain_best": plain_out["best"]}
+    for workers in (1, 2):
+        cwd = work / f"versus-{workers}"
+        cwd.mkdir(parents=True)
+        shutil.copy(QUICKSTART, cwd / "base.yaml")
+        _write_spec(cwd / "spec.yaml", trials=trials)
+        flags = ["--config", "base.yaml", "--trainer.max_epochs", str(epochs)]
+        sweep = _enhtrain(["sweep", "run", "--sweep", "spec.yaml", "--workers", str(workers), *flags],
+                          cwd).check(f"sweep run --workers {workers}")
+        done = _trials(cwd, "lr-search")
+        overheads, bookkeeping = [], []
+        for trial in done:
+            process = float(trial.user_attrs["enhtrain_duration_s"])
+            meta_path = cwd / "runs" / "lr-search" / f"trial_{trial.number}" / "metadata.json"
+            own = json.loads(meta_path.read_text(encoding="utf-8")).get("duration_s")
+            if own is not None:
+                overheads.append(process - float(own))
+            bookkeeping.append((trial.datetime_complete - trial.datetime_start).total_seconds() - process)
+        complete = [t for t in done if t.state.name == "COMPLETE"]
+        best = max(complete, key=lambda t: t.value) if complete else None
+        same = [t.params for t in done] == [t["params"] for t in plain_out["trials"]]
+        result[f"workers_{workers}"] = {
+            "wall_s": round(sweep.wall_s, 3), "ratio_to_plain": round(sweep.wall_s / plain.wall_s, 3),
+            "states": [t.state.name for t in done], "same_values_as_plain": same,
+            "best": None if best is None else {"number": best.number, "value": best.value},
+            "process_minus_run_median_s": round(statistics.median(overheads), 3) if overheads else None,
+            "bookkeeping_median_s": round(statistics.median(bookkeeping), 3),
+            "bookkeeping_max_s": round(max(bookkeeping), 3),
+        }
+    one = result["workers_1"]
+    result["met"] = {"ratio_at_most_1.5": one["ratio_to_plain"] <= 1.5,
+                     "same_best": (one["best"] or {}).get("value") == (plain_out["best"] or {}).get("value"),
+                     "two_workers_faster": result["workers_2"]["wall_s"] < one["wall_s"],
+                     "process_minus_run_at_most_0.3": (one["process_minus_run_median_s"] or 0) <= 0.3,
+                     "bookkeeping_below_0.05": one["bookkeeping_median_s"] < 0.05}
+    return result
+
+
 def twenty(work: Path, *, trials: int, workers: int, epochs: int) -> dict[str, Any]:
     """Run the 20-trial sweep with ``workers`` workers, then the same configs one after another."""
     cwd = work / "twenty"
@@ -193,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the measurements and print (or write) their JSON."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.sweep", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a few short trials: checks the harness only")
-    parser.add_argument("--only", choices=("overhead", "twenty"))
+    parser.add_argument("--only", choices=("overhead", "versus", "twenty"))
+    parser.add_argument("--trials", type=int, default=8, help="trials of the comparison with the plain script")
     parser.add_argument("--reps", type=int, default=6, help="repetitions of the overhead measurement")
     parser.add_argument("--out", type=Path, help="write the JSON here as well")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
@@ -204,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.only in (None, "overhead"):
             result["overhead"] = overhead(work, reps=1 if args.smoke else args.reps, epochs=1 if args.smoke else 3)
+        if args.only in (None, "versus"):
+            result["versus"] = versus(work, trials=2 if args.smoke else args.trials, epochs=1 if args.smoke else 2)
         if args.only in (None, "twenty"):
             result["twenty"] = twenty(work, trials=2 if args.smoke else 20, workers=2, epochs=1 if args.smoke else 5)
     finally:

@@ -137,3 +137,21 @@ def test_first_step_section_times_both_clis_to_their_first_step(tmp_path: Path) 
     assert lightning["loggers"] == ["TensorBoardLogger"]
     assert result["ratio"]["n"] == 1 and result["ratio"]["median"] > 0
     assert "## Time to first step" in proc.stdout and "Ratio enhtrain / LightningCLI" in proc.stdout
+
+
+@pytest.mark.slow
+def test_sweep_against_plain_optuna_smoke(tmp_path: Path) -> None:
+    """The plain Optuna script and ``sweep run`` with 1 and 2 workers, 2 trials: same values, a ratio, per-trial times."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.sweep", "--smoke", "--only", "versus", "--out", str(tmp_path)],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    versus = json.loads((tmp_path / "sweep.json").read_text(encoding="utf-8"))["versus"]
+    assert versus["trials"] == 2 and versus["plain_wall_s"] > 0
+    for workers in ("workers_1", "workers_2"):
+        row = versus[workers]
+        assert row["same_values_as_plain"] is True, row
+        assert row["ratio_to_plain"] > 0 and row["bookkeeping_median_s"] >= 0
+        assert row["process_minus_run_median_s"] is not None

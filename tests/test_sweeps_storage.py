@@ -135,7 +135,8 @@ STORES = ["embedded", "postgres"]
 @pytest.mark.parametrize("store", STORES)
 def test_two_worker_processes_share_one_study(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
     name = f"two-{store}"
-    project, url = _setup(tmp_path, store, request, name, trials=3)
+    # Trials long enough that the second process, which starts later, gets one.
+    project, url = _setup(tmp_path, store, request, name, trials=3, trainer={"max_epochs": 40})
     first = _start(["sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml", "--workers", "2"], project)
     database = project / "runs" / name / "study.db"
     _wait_for(lambda: (store == "postgres" or database.is_file()) and _study(url, name).user_attrs, 120, "the study",

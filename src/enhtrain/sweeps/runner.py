@@ -268,6 +268,8 @@ class WorkerPool:
         import optuna
 
         try:
+            # Ready before asking: a trial asked while its worker still imports would wait without a heartbeat.
+            self._server(index)
             while not self._stop.is_set():
                 with self._lock:
                     trial = self._next_trial()
