@@ -389,13 +389,103 @@ def test_reading_order_covers_every_page_that_runs() -> None:
     assert len(order) == len(set(order))
 
 
+WHERE_TO_RUN = "index.md#where-to-run-the-examples"
+# Pages whose shell commands are meant for the checkout itself: installing it, and benchmarking it.
+RUN_IN_CHECKOUT = {DOCS / "index.md", DOCS / "getting-started" / "installation.md", DOCS / "performance.md"}
+
+
+def says_where_to_run(page: Path) -> bool:
+    """Whether the page links to the "Where to run the examples" paragraph before its first shell or file block."""
+    text = page.read_text(encoding="utf-8")
+    first = min((b.line for b in blocks(page) if b.lang in SHELL or b.option("file")), default=None)
+    before = "\n".join(text.splitlines()[: first - 1]) if first else text
+    for target in links(before):
+        path, _, anchor = target.partition("#")
+        if path and anchor == WHERE_TO_RUN.partition("#")[2] and (page.parent / path).resolve() == DOCS / "index.md":
+            return True
+    return False
+
+
+def test_pages_with_commands_say_where_to_run_them() -> None:
+    assert "## Where to run the examples" in (DOCS / "index.md").read_text(encoding="utf-8")
+    silent = [
+        rel(page)
+        for page in sorted(DOCS.rglob("*.md"))
+        if page not in RUN_IN_CHECKOUT
+        and any(b.lang in SHELL or b.option("file") for b in blocks(page))
+        and not says_where_to_run(page)
+    ]
+    assert not silent, f"pages whose commands do not link to ../{WHERE_TO_RUN} near the top: {silent}"
+
+
+# Version numbers a block may name because the block itself decides them (a logger built at a given directory).
+PINNED_VERSIONS = {
+    ("docs/plugins.md", 'ListLogger("runs/demo/version_0/logs/list", "demo", "version_0")'),
+    ("docs/plugins.md", 'run = Path("runs/factories/version_0")'),
+    ("docs/plugins.md", '"name": "factories", "version": "version_0"'),
+}
+
+
+def test_no_block_depends_on_a_version_number() -> None:
+    # A reader's runs/ may hold earlier runs: a command or an output naming version_0 of a run it did not create
+    # under a fresh name or root is true only in an empty folder. `runs/NAME` alone means the latest version.
+    found = []
+    for block in ALL_BLOCKS:
+        if block.lang not in SHELL | {"text", "python"}:
+            continue
+        for number, line in enumerate(block.body.splitlines(), start=block.line + 1):
+            if re.search(r"version_[0-9]", line) and not any(
+                page == rel(block.page) and pinned in line for page, pinned in PINNED_VERSIONS
+            ):
+                found.append(f"{rel(block.page)}:{number}: {line.strip()}")
+    assert not found, "blocks that name a version number (use `runs/NAME`, `version_N` or a fresh name):\n" + "\n".join(
+        found
+    )
+
+
+def _untracked_in_checkout() -> set[str]:
+    """Untracked and ignored entries of the repository's working tree, caches left out."""
+    proc = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    caches = ("__pycache__", ".pytest_cache", ".hypothesis", ".ruff_cache")
+    return {
+        line[3:]
+        for line in proc.stdout.splitlines()
+        if line[:2] in ("??", "!!") and not any(part in caches for part in Path(line[3:]).parts)
+    }
+
+
+def _scratch_copy(target: Path) -> Path:
+    """Copy the repository's tracked files to ``target``, as a reader's ``cp -r`` of a fresh clone would."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, timeout=60, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = ROOT / name
+        if source.is_file() and not source.is_symlink():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+def _files(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*") if "__pycache__" not in p.parts}
+
+
 @pytest.mark.slow
 def test_pages_run_one_after_another_in_one_folder(tmp_path: Path, one_thread: None) -> None:
-    # A reader follows the pages in order in one clone: each page meets the runs, files and versions the earlier
-    # pages left, so a block that assumes a fresh folder (a hard-coded version_0 of a name used before) fails.
+    # A reader follows the pages in order in one scratch copy of the repository: each page meets the runs, files
+    # and versions the earlier pages left, so a block that assumes a fresh folder (a hard-coded version_0 of a
+    # name used before) fails. The checkout itself gains nothing, and every page that writes says where to run it.
+    before = _untracked_in_checkout()
+    scratch = _scratch_copy(tmp_path / "enhtrain-scratch")
     for page in reading_order():
         if page in RUN_PAGES:
-            run_page(page, tmp_path)
+            files = _files(scratch)
+            run_page(page, scratch)
+            if _files(scratch) != files:
+                assert says_where_to_run(page), f"{rel(page)} writes files: link to ../{WHERE_TO_RUN} near its top"
+    gained = _untracked_in_checkout() - before
+    assert not gained, f"the documented commands wrote into the repository's own folder: {sorted(gained)}"
 
 
 # --- links ---------------------------------------------------------------------------------------------------
