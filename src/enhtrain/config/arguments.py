@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -72,8 +72,11 @@ class SplitArguments:
         experiment_flags: ``(dotted key, value)`` pairs of ``--experiment.*`` flags.
         config_flags: ``(dotted key, value)`` pairs of the other flags that set a config value
             (``--trainer.max_epochs 3``, ``--model.init_args.lr 0.1``): composed with the other layers.
-        passed_flags: ``(key, value text)`` of the flags with a value that jsonargparse alone applies (a class
+        passed_flags: ``(key, value text)`` of the flags with a value that jsonargparse applies (a class
             chosen by name, ``+=``, anything outside the config's sections).
+        class_flags: ``(dotted key, value)`` pairs of the flags that choose a section's class and the flags after
+            them for that section, in order: among ``passed_flags`` too, and composed as jsonargparse applies them
+            (see :mod:`enhtrain.config.class_flags`).
         rest: The arguments jsonargparse parses, in order: every argument after the subcommand that enhtrain
             does not take for itself. A config flag stays here too, so that jsonargparse reads it with its
             types, unless its value holds an interpolation, which only the composed config can resolve.
@@ -89,6 +92,7 @@ class SplitArguments:
     experiment_flags: list[tuple[str, Any]] = field(default_factory=list)
     config_flags: list[tuple[str, Any]] = field(default_factory=list)
     passed_flags: list[tuple[str, str]] = field(default_factory=list)
+    class_flags: list[tuple[str, Any]] = field(default_factory=list)
     rest: list[str] = field(default_factory=list)
     safe: bool = False
     allowed_modules: list[str] = field(default_factory=list)
@@ -148,6 +152,7 @@ def split_arguments(argv: Sequence[str], subcommands: Sequence[str] | None = SUB
             out.rest.append(arg)
             i += 1
     out.config_flags, out.passed_flags, out.rest = _config_flags(out.rest)
+    out.class_flags = _class_flags(out.passed_flags)
     return out
 
 
@@ -175,6 +180,24 @@ def _composes(key: str, value: Any, chosen: set[str]) -> bool:
     if setting in _CLASS_SETTINGS:
         return len(path) == 2 and not isinstance(value, str)
     return True
+
+
+def _class_flags(passed_flags: Sequence[tuple[str, str]]) -> list[tuple[str, Any]]:
+    """The flags among jsonargparse's that choose a section's class, with the flags after them for that section."""
+    from enhtrain.config.class_flags import chosen_class
+
+    chosen: set[str] = set()
+    out: list[tuple[str, Any]] = []
+    for key, text in passed_flags:
+        path = key.split(".")
+        if path[0] not in CLASS_SECTIONS or "+" in key or path[1:] == ["help"]:
+            continue
+        value = parse_flag_value(text, f"flag --{key}")
+        if chosen_class(key, value) is not None:
+            chosen.add(path[0])
+        if path[0] in chosen:
+            out.append((key, value))
+    return out
 
 
 def iter_flags(args: Sequence[str]) -> Iterator[tuple[str, str | None, list[str]]]:
@@ -249,6 +272,15 @@ def compose_arguments(
     """
     inline = [(i, v) for i, v in enumerate(split.config_files) if _looks_inline(v)]
     flags = [(f"experiment.{k}" if k else "experiment", v) for k, v in split.experiment_flags]
+    class_flags: Callable[[Layer], None] | None = None
+    if split.class_flags:
+        from functools import partial
+
+        from enhtrain.config.class_flags import apply_class_flags
+
+        policy = import_policy(split, os.environ if environ is None else environ)
+        class_flags = partial(apply_class_flags, flags=split.class_flags, policy=policy)
+
     return compose(
         split.config_files,
         defaults=experiment_defaults_layer() if defaults else None,
@@ -256,6 +288,7 @@ def compose_arguments(
         environ=environ,
         flags=[*split.config_flags, *flags],
         inline_configs=inline,
+        class_flags=class_flags,
     )
 
 

@@ -10,7 +10,7 @@ import copy
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -385,6 +385,7 @@ def compose(
     environ: Mapping[str, str] | None = None,
     flags: Sequence[tuple[str, Any]] = (),
     inline_configs: Sequence[tuple[int, str]] = (),
+    class_flags: Callable[[Layer], None] | None = None,
 ) -> ComposedConfig:
     """Compose every layer into one resolved config.
 
@@ -395,6 +396,8 @@ def compose(
         environ: The environment variables (defaults to ``os.environ``).
         flags: ``(dotted.key, value)`` pairs from the command line, highest layer.
         inline_configs: ``(position, yaml_text)`` configs given inline to ``--config``, placed among the files.
+        class_flags: Applies the flags that choose a class (and those after them) to the merged layers, after
+            ``flags`` and before interpolations are resolved.
 
     Raises:
         ConfigError: For any invalid layer.
@@ -427,6 +430,8 @@ def compose(
     merged = merge_layers(*layers)
     for dotted, value in flags:
         set_path(merged, flag_path(merged.data, dotted), value, f"flag --{dotted}")
+    if class_flags is not None:
+        class_flags(merged)
     data = resolve_interpolations(merged)
     composed = ComposedConfig(data, merged.sources, files, env, overlay_files)
     _check_sections(composed)

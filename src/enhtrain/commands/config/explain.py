@@ -37,8 +37,9 @@ def _check_arguments(rest: list[str]) -> None:
 def explain(args: list[str]) -> list[dict[str, Any]]:
     """Return ``{"key", "value", "source"}`` for every leaf of the config composed from ``args``.
 
-    The config is composed exactly as ``fit`` composes it. Flags that jsonargparse alone applies (a class chosen
-    by name, ``+=``) follow as rows of their own, with the flag as their source.
+    The config is composed exactly as ``fit`` composes it, a flag that chooses a class and the flags after it
+    included. Flags that jsonargparse alone applies (``+=``, a class it resolves among the classes it knows) follow
+    as rows of their own, with the flag as their source.
     """
     from enhtrain.config.arguments import (
         check_components,
@@ -49,6 +50,7 @@ def explain(args: list[str]) -> list[dict[str, Any]]:
         trust_switches,
         validate_experiment,
     )
+    from enhtrain.config.class_flags import composed_class_flags
     from enhtrain.config.compose import parse_flag_value
 
     split = split_arguments(args, subcommands=None)
@@ -67,7 +69,9 @@ def explain(args: list[str]) -> list[dict[str, Any]]:
         {"key": ".".join(path), "value": value, "source": composed.source_of(path) or "default"}
         for path, value in _leaves(data)
     ]
-    passed = {key: parse_flag_value(text, f"flag --{key}") for key, text in split.passed_flags}
+    composed_keys = composed_class_flags(split.class_flags, composed.sources)
+    passed = {key: parse_flag_value(text, f"flag --{key}") for key, text in split.passed_flags
+              if key not in composed_keys}
     shown = mask_secrets(passed, secret_values())
     rows += [{"key": key, "value": value, "source": f"flag --{key} (applied by jsonargparse)"}
              for key, value in shown.items()]
