@@ -20,6 +20,7 @@ from typing import Any
 from benchmarks import (
     alternation,
     checkpoint,
+    first_step,
     micro_batching,
     report,
     runtime_updates,
@@ -37,7 +38,8 @@ from benchmarks.common import (
     write_json,
 )
 
-SECTIONS = ("training", "alternation", "startup", "micro_batching", "checkpoint", "runtime_updates", "sharded_save")
+SECTIONS = ("training", "alternation", "startup", "first_step", "micro_batching", "checkpoint", "runtime_updates",
+            "sharded_save")
 DOCS = REPO / "docs" / "performance.md"
 BEGIN, END = "<!-- BEGIN RESULTS -->", "<!-- END RESULTS -->"
 
@@ -146,6 +148,8 @@ def _run_section(section: str, settings: Settings, workdir: Path) -> dict[str, A
         return runtime_updates.run(settings, workdir)
     if section == "sharded_save":
         return sharded_save.run(settings, workdir)
+    if section == "first_step":
+        return first_step.run(settings, workdir)
     return checkpoint.run(settings, workdir)
 
 

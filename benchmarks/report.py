@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks import runtime_updates, sharded_save
+from benchmarks import first_step, runtime_updates, sharded_save
 from benchmarks.common import fmt, fmt_ms
 from benchmarks.training import VARIANT_LABELS
 
@@ -111,6 +111,8 @@ def evaluate_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         targets.append(runtime_updates.target(results["runtime_updates"]))
     if results.get("sharded_save"):
         targets.append(sharded_save.target(results["sharded_save"]))
+    if results.get("first_step"):
+        targets.append(first_step.target(results["first_step"]))
     return targets
 
 
@@ -203,6 +205,8 @@ def render(results: dict[str, Any]) -> str:
         lines += runtime_updates.render(results["runtime_updates"])
     if results.get("sharded_save"):
         lines += sharded_save.render(results["sharded_save"])
+    if results.get("first_step"):
+        lines += first_step.render(results["first_step"])
     lines += ["## Targets", "", "| Target | Value | Limit | Result | Note |", "|---|---|---|---|---|"]
     for row in results.get("targets", []):
         lines.append(
