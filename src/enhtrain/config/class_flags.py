@@ -8,7 +8,6 @@ explain`` see the config that jsonargparse builds.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -49,11 +48,20 @@ def chosen_class(key: str, value: Any) -> str | None:
     return value.strip()
 
 
-def _import_class(path: str) -> Any:
-    """Import ``pkg.module.Class`` (or ``pkg.module:Class``), or return ``None`` when it is not there."""
-    module_name, _, name = path.replace(":", ".").rpartition(".")
+def _import_class(path: str, key: str, where: str, policy: ImportPolicy) -> Any:
+    """Import ``pkg.module.Class`` (or ``pkg.module:Class``) through the import gate, or return ``None`` when it
+    is not there.
+
+    Raises:
+        ConfigError: If the import gate refuses the name.
+    """
+    from enhtrain.errors import ConfigError
+    from enhtrain.security import import_object
+
     try:
-        return getattr(importlib.import_module(module_name), name)
+        return import_object(path.replace(":", "."), key=key, where=where, policy=policy)
+    except ConfigError:
+        raise
     except Exception:  # jsonargparse reports a class it cannot import; the composition then leaves it alone
         return None
 
@@ -130,7 +138,7 @@ def _resolve(section: str, name: str, current: Any, key: str, policy: ImportPoli
         if not isinstance(old, str) or old.replace(":", ".").rpartition(".")[2] != name:
             return None
         name = old
-    new_class = _import_class(name)
+    new_class = _import_class(name, f"{section}.class_path", f"flag --{key}", policy)
     return (name, new_class) if new_class is not None else None
 
 
