@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import errno
 import io
 import logging
@@ -78,6 +79,7 @@ class EnhancedCLI(LightningCLI):
     ) -> None:
         self.prepared: PreparedArgs | None = prepared
         self.session: RunSession | None = None
+        self._parsed_dump: dict[str, Any] | None = None
         self._experiment_defaults = experiment_defaults
         cli_args = kwargs.get("args")
         if isinstance(cli_args, dict) and prepared is None:
@@ -162,10 +164,13 @@ class EnhancedCLI(LightningCLI):
                 )
             # Plugins see every value, defaults and command-line flags included, before anything is built.
             prepared = self.prepared
+            # Dumped once: the checks below and the run session read the same plain data, each its own copy.
+            self._parsed_dump = self._dumped_config()
             plugins.validate_config(
-                self._dumped_config(), locate=lambda key: where_set(key, prepared.composed, prepared.split.rest)
+                copy.deepcopy(self._parsed_dump),
+                locate=lambda key: where_set(key, prepared.composed, prepared.split.rest),
             )
-            _check_user_paths(self._dumped_config(), prepared)
+            _check_user_paths(copy.deepcopy(self._parsed_dump), prepared)
 
     def _parse_or_print(self, parser: LightningArgumentParser, args: Any) -> Namespace:
         """Parse; for ``--print_config``, print the config with what enhtrain builds from it, then exit."""
@@ -246,6 +251,7 @@ class EnhancedCLI(LightningCLI):
                          where=f"checkpoint '{path}' (hyper_parameters._class_path)")
         if hparams:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+            self._parsed_dump = None  # the config changed: the run session dumps it again
 
     @override
     def _set_seed(self) -> None:
@@ -260,7 +266,8 @@ class EnhancedCLI(LightningCLI):
         if not self.enhanced:
             return
         assert self.prepared is not None
-        dumped = self._dumped_config()
+        dumped = self._parsed_dump if self._parsed_dump is not None else self._dumped_config()
+        self._parsed_dump = None
         # Checks only: the run directory is opened once the model and data module are built. A run=False script
         # trains with its own trainer.fit call: its run is a fit's.
         self.session = RunSession.start(
