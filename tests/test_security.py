@@ -12,7 +12,7 @@ import pytest
 from enhtrain.commands import main
 from enhtrain.config.compose import ComposedConfig
 from enhtrain.errors import ConfigError
-from enhtrain.security import check_class_paths, iter_class_paths
+from enhtrain.security import ImportPolicy, check_class_paths, iter_class_paths
 
 BASE = """\
 trainer: {max_epochs: 1, limit_train_batches: 2, limit_val_batches: 1, accelerator: cpu}
@@ -117,3 +117,15 @@ def test_python_yaml_tags_are_refused(tmp_path: Path, monkeypatch: pytest.Monkey
     assert main(["fit", "--config", "base.yaml"]) == 2
     assert "not allowed" in capsys.readouterr().err
     assert not marker.exists()
+
+
+def test_a_module_name_passes_the_gate_before_it_is_imported() -> None:
+    from enhtrain.security import import_named_module
+
+    module = import_named_module("enhtrain.errors", key="preloaded module", where="sweep worker")
+    assert module.__name__ == "enhtrain.errors"
+    for name in ("os", "subprocess", "json.decoder", "_thread"):
+        with pytest.raises(ConfigError, match="sweep worker: preloaded module"):
+            import_named_module(name, key="preloaded module", where="sweep worker")
+    with pytest.raises(ConfigError):
+        import_named_module("numpy", key="k", where="w", policy=ImportPolicy(safe=True))

@@ -28,6 +28,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
 from enhtrain.documents import YAMLSyntaxError, parse_yaml, read_text
@@ -42,6 +43,7 @@ __all__ = [
     "check_class_paths",
     "check_config_imports",
     "check_import",
+    "import_named_module",
     "import_object",
     "inside",
     "is_plain_name",
@@ -190,6 +192,32 @@ def import_object(value: str, *, key: str, where: str, policy: ImportPolicy = Im
     if not attr:
         module_name, _, attr = value.rpartition(".")
     return getattr(importlib.import_module(module_name), attr)
+
+
+def import_named_module(name: str, *, key: str, where: str, policy: ImportPolicy = ImportPolicy()) -> ModuleType:
+    """Pass a module name through the import gate, then import the module.
+
+    Unlike a class path, a bare top-level name (``os``) names a module here, so it is judged as the package it
+    is, not passed on as a class name for jsonargparse to resolve.
+
+    Args:
+        name: A module's dotted name (``mypkg.models``) or a top-level package (``mypkg``).
+        key: Where the name is used, for messages.
+        where: Who named it, for messages.
+        policy: The deny/allow rules in force.
+
+    Raises:
+        ConfigError: If the gate refuses it.
+        ImportError: If the module cannot be imported.
+    """
+    path = name.strip()
+    if "." in path:
+        check_import(path, key=key, where=where, policy=policy)
+    elif path in DENIED_MODULES or path.startswith("_") or (
+        policy.safe and path not in SAFE_ROOTS and path not in policy.allowed
+    ):
+        raise ConfigError(f"{where}: {key}: '{name}' is a module that may not be imported here; name your own package")
+    return importlib.import_module(path)
 
 
 def iter_class_paths(obj: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:

@@ -21,6 +21,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from enhtrain.documents import parse_json
+from enhtrain.errors import ConfigError
+
 __all__ = ["ForkServer", "ForkedTrial", "fork_available", "serve"]
 
 _PRELOAD = ("torch", "lightning.pytorch", "enhtrain.cli", "enhtrain.commands.train", "enhtrain.sweeps.pruning")
@@ -58,7 +61,10 @@ class _Reader:
             if len(self._buffer) > _MAX_MESSAGE:
                 return None
         line, self._buffer = self._buffer.split(b"\n", 1)
-        message = json.loads(line)  # from the worker that started this server, or from the server it started
+        try:  # from the worker that started this server, or from the server it started
+            message = parse_json(line.decode("utf-8", "replace"), "the fork server's socket")
+        except ConfigError:
+            return None
         return message if isinstance(message, dict) else None
 
 
@@ -75,9 +81,11 @@ def serve(fd: int, modules: Sequence[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is for the worker, which stops the trials itself
     sock = socket.socket(fileno=fd)
     failed: list[str] = []
+    from enhtrain.security import import_named_module
+
     for name in (*_PRELOAD, *modules):
         try:
-            __import__(name)
+            import_named_module(name, key="preloaded module", where="sweep worker")
         except Exception as err:  # a preload that fails is imported again by the trial, which reports it
             failed.append(f"{name}: {type(err).__name__}")
     _send(sock, {"ready": os.getpid(), "threads": _thread_count(), "failed": failed})
