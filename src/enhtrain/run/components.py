@@ -11,7 +11,6 @@ from typing import Any
 
 from enhtrain import plugins
 from enhtrain.config.components import (
-    FILLED_OPTIONS,
     check_experiment_options,
     check_options,
     parameters,
@@ -22,7 +21,6 @@ from enhtrain.errors import ConfigError, EnhtrainError
 from enhtrain.run.directory import RunDir
 
 __all__ = [
-    "FILLED_OPTIONS",
     "build_callbacks",
     "build_loggers",
     "build_profiler",
