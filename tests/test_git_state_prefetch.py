@@ -18,6 +18,7 @@ def _git(cwd: Path, *args: str) -> None:
 def test_prefetched_git_state_is_used_once_and_then_read_afresh(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(metadata, "_prefetched", {})  # commands run in-process by other tests may have left some
     _git(tmp_path, "init", "-q")
     (tmp_path / "a.txt").write_text("one\n", encoding="utf-8")
     _git(tmp_path, "add", "a.txt")

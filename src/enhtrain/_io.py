@@ -23,6 +23,7 @@ __all__ = [
     "atomic_write_text",
     "file_mode",
     "finite",
+    "fsync_path",
     "move_aside",
 ]
 
@@ -45,13 +46,18 @@ def file_mode() -> int:
     return 0o666 & ~_umask
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_path(path: str | Path) -> None:
+    """Flush a file or a directory (a rename in it) to disk; a system that cannot is not an error."""
     with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fsync_path(directory)
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from enhtrain._io import TMP_PREFIX, _fsync_dir
+from enhtrain._io import TMP_PREFIX, _fsync_dir, fsync_path
 from enhtrain.errors import CheckpointError
 from enhtrain.security import inside, is_plain_name
 
@@ -135,12 +135,7 @@ def commit_directory(tmp: Path, final: Path, root: Path) -> None:
     meta = tmp / META_FILE
     if meta.is_file():
         # Lightning writes it with a plain torch.save; the shards and the index are synced by torch.
-        with contextlib.suppress(OSError):
-            fd = os.open(meta, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        fsync_path(meta)
     _fsync_dir(tmp)
     if final.is_symlink() or final.is_file():
         final.unlink()

@@ -81,17 +81,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             # The traceback for a bug report, and the same message and exit status as without debug.
             traceback.print_exc(file=sys.stderr)
         return _error(str(err))
-    except OSError as err:
-        if err.errno != errno.ENAMETOOLONG:
-            raise
-        # A path the user gave that the system refuses as too long, met while looking it up: bad input, not a bug.
-        return _error(f"{quote(err.filename)}: a file name or path is too long for the system: give a shorter one")
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
         # The reader went away (`enhtrain runs list | head`): stop quietly, as other command-line tools do.
         _silence_stdout()
         return 141
+    except OSError as err:
+        if err.errno != errno.ENAMETOOLONG:
+            raise
+        # A path the user gave that the system refuses as too long, met while looking it up: bad input, not a bug.
+        return _error(f"{quote(err.filename)}: a file name or path is too long for the system: give a shorter one")
 
 
 def _silence_stdout() -> None:

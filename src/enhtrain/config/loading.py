@@ -69,22 +69,8 @@ def _collect(node: yaml.Node, prefix: KeyPath, label: str, out: dict[KeyPath, st
     out[prefix] = f"{label}:{node.start_mark.line + 1}"
 
 
-def load_yaml_value(text: str, label: str) -> Any:
-    """Parse YAML text holding any value (a scalar, a list or a mapping) within the input limits.
-
-    Args:
-        text: The YAML text, such as a flag's value.
-        label: What the text is, for messages: ``flag --experiment.loggers`` or a file name.
-
-    Returns:
-        The value; ``None`` for empty text.
-
-    Raises:
-        YAMLSyntaxError: If the text is not valid YAML.
-        ConfigError: On a duplicate key, a YAML tag (such as ``!!python/name:os.system``), or text past
-            :data:`MAX_CONFIG_BYTES`, :data:`MAX_YAML_NODES` or :data:`MAX_YAML_DEPTH`.
-    """
-    return parse_yaml(text, label)
+load_yaml_value = parse_yaml
+"""Parse YAML text holding any value within the input limits: :func:`enhtrain.documents.parse_yaml`."""
 
 
 def load_yaml_text(text: str, label: str) -> Layer:
