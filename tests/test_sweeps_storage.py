@@ -135,9 +135,10 @@ STORES = ["embedded", "postgres"]
 @pytest.mark.parametrize("store", STORES)
 def test_two_worker_processes_share_one_study(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
     name = f"two-{store}"
-    # Trials long enough that the second process, which starts later, gets one.
+    # One trial at a time in the first process, long enough that the second process, which starts later and
+    # preloads its own fork server, is ready before the first process has taken every trial.
     project, url = _setup(tmp_path, store, request, name, trials=3, trainer={"max_epochs": 40})
-    first = _start(["sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml", "--workers", "2"], project)
+    first = _start(["sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml"], project)
     database = project / "runs" / name / "study.db"
     _wait_for(lambda: (store == "postgres" or database.is_file()) and _study(url, name).user_attrs, 120, "the study",
               first)
