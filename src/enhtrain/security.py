@@ -122,6 +122,15 @@ def _module_root(import_path: str) -> str:
     return import_path.replace(":", ".").split(".", 1)[0]
 
 
+def _safe_mode_allows(path: str, policy: ImportPolicy) -> bool:
+    """Whether safe mode lets ``path`` (dotted, ``:`` replaced) be imported: registered, safe root or allowed."""
+    return (
+        path in policy.registered
+        or _module_root(path) in SAFE_ROOTS
+        or any(path == m or path.startswith(m + ".") for m in policy.allowed)
+    )
+
+
 def check_import(value: str, *, key: str, where: str, policy: ImportPolicy = ImportPolicy(),
                  must_exist: bool = False) -> None:
     """The import gate: refuse ``value`` before anything imports it.
@@ -154,18 +163,12 @@ def check_import(value: str, *, key: str, where: str, policy: ImportPolicy = Imp
         )
     if not dotted:
         return
-    if policy.safe:
-        ok = (
-            path in policy.registered
-            or root in SAFE_ROOTS
-            or any(path == m or path.startswith(m + ".") for m in policy.allowed)
+    if policy.safe and not _safe_mode_allows(path, policy):
+        raise ConfigError(
+            f"{where}: {key}: '{value}' is not allowed in safe mode: only registered components and "
+            f"{', '.join(SAFE_ROOTS)} are; allow its package with --allow_module {root} "
+            f"or ENHTRAIN_ALLOWED_MODULES={root}"
         )
-        if not ok:
-            raise ConfigError(
-                f"{where}: {key}: '{value}' is not allowed in safe mode: only registered components and "
-                f"{', '.join(SAFE_ROOTS)} are; allow its package with --allow_module {root} "
-                f"or ENHTRAIN_ALLOWED_MODULES={root}"
-            )
     if must_exist and importlib.util.find_spec(root) is None:
         raise ConfigError(
             f"{where}: {key}: '{value}' names the module '{root}', which is not installed; install it or fix the "
@@ -214,7 +217,7 @@ def import_named_module(name: str, *, key: str, where: str, policy: ImportPolicy
     if "." in path:
         check_import(path, key=key, where=where, policy=policy)
     elif path in DENIED_MODULES or path.startswith("_") or (
-        policy.safe and path not in SAFE_ROOTS and path not in policy.allowed
+        policy.safe and not _safe_mode_allows(path, policy)
     ):
         raise ConfigError(f"{where}: {key}: '{name}' is a module that may not be imported here; name your own package")
     return importlib.import_module(path)
