@@ -28,9 +28,9 @@ import yaml
 from filelock import FileLock
 
 from enhtrain._io import TMP_PREFIX
-from enhtrain.checkpoints.atomic_io import hashing_writes
 from enhtrain.checkpoints.manifest import Manifest, overall_digest, sha256_file
 from enhtrain.checkpoints.safe_load import safe_load
+from enhtrain.checkpoints.shard_hashing import hashing_writes
 from enhtrain.checkpoints.sharded import own_files
 from enhtrain.commands._shared import checkpoint_rows
 from enhtrain.run.lock import RunLock
@@ -565,6 +565,29 @@ def test_each_rank_hashes_only_its_own_shards(tmp_path: Path) -> None:
     # Rank 0 takes its shards and every file no rank of this world names as its own.
     assert own_files(tmp_path, 0, 2) == [".metadata", "__0_0.distcp", "__0_1.distcp", "__2_0.distcp", "__x.distcp",
                                          "meta.pt"]
+
+
+def test_a_stream_that_seeks_or_fails_is_left_to_be_hashed_afterwards(tmp_path: Path) -> None:
+    from torch.distributed.checkpoint.filesystem import FileSystem
+
+    fs = FileSystem()
+    with hashing_writes(tmp_path) as streamed:
+        with fs.create_stream(tmp_path / "plain", "wb") as stream:
+            stream.write(b"a" * (5 << 20))
+            stream.write(b"tail")
+        with fs.create_stream(tmp_path / "seeked", "wb") as stream:
+            stream.write(b"abc")
+            stream.seek(0)
+            stream.write(b"x")
+        with pytest.raises(OSError), fs.create_stream(tmp_path / "failed", "wb") as stream:
+            stream.write(b"abc")
+            raise OSError("disk full")
+        with fs.create_stream(tmp_path / "read", "wb") as stream:
+            stream.write(b"r")
+        with fs.create_stream(tmp_path / "read", "rb") as stream:
+            assert stream.read() == b"r"
+    assert sorted(streamed) == ["plain", "read"]
+    assert streamed["plain"] == (sha256_file(tmp_path / "plain"), (5 << 20) + 4)
 
 
 def test_shards_are_hashed_while_torch_writes_them(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "finite",
     "fsync_path",
     "move_aside",
+    "start_writeback",
 ]
 
 TMP_PREFIX = ".enhtrain-tmp-"
@@ -54,6 +55,18 @@ def fsync_path(path: str | Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Start writing ``length`` bytes at ``offset`` of ``fd`` to disk now, without waiting.
+
+    A later ``fsync`` then waits for the tail of the file only, instead of for all of it.
+    ``POSIX_FADV_DONTNEED`` starts the writeback of dirty pages and drops the pages already written.
+    """
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is not None:
+        with contextlib.suppress(OSError):
+            advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,27 +14,15 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from typing_extensions import override
 
-from enhtrain._io import TMP_PREFIX, _fsync_dir
+from enhtrain._io import TMP_PREFIX, _fsync_dir, start_writeback
 from enhtrain.security import inside
 
-__all__ = ["AtomicCheckpointIO", "hashing_writes"]
+__all__ = ["AtomicCheckpointIO"]
 
 # What Lightning stores the model's and the data module's hyper-parameters under.
 _HPARAM_KEYS = ("hyper_parameters", "datamodule_hyper_parameters")
 # Writes at least this large (tensor storages) are hashed while another thread writes them to the file.
 _PARALLEL_WRITE_BYTES = 1 << 20
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to start writing ``length`` bytes at ``offset`` to disk now, without waiting.
-
-    The final ``fsync`` then waits for the tail of the file only, instead of for all of it.
-    ``POSIX_FADV_DONTNEED`` starts the writeback of dirty pages and drops the pages already written.
-    """
-    advise = getattr(os, "posix_fadvise", None)
-    if advise is not None:
-        with contextlib.suppress(OSError):
-            advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 class _HashingWriter:
@@ -76,7 +63,7 @@ class _HashingWriter:
     def _write_through(self, view: memoryview, offset: int) -> int:
         written = self._handle.write(view)
         self._handle.flush()
-        _start_writeback(self._handle.fileno(), offset, view.nbytes)
+        start_writeback(self._handle.fileno(), offset, view.nbytes)
         return written
 
     def flush(self) -> None:
@@ -211,62 +198,3 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         from enhtrain.checkpoints.safe_load import safe_load
 
         return safe_load(path, trust=self.trust_checkpoint, map_location=map_location)
-
-
-@contextlib.contextmanager
-def hashing_writes(directory: str | Path) -> Iterator[dict[str, tuple[str, int]]]:
-    """Hash the files that ``torch.distributed.checkpoint`` writes into ``directory`` while it writes them.
-
-    While the context is active, every stream that torch's ``FileSystem`` opens for writing in ``directory`` is
-    wrapped: large writes go to the file on a worker thread while the calling thread hashes the same bytes, as
-    :class:`~enhtrain.checkpoints.atomic_io.AtomicCheckpointIO` does for a single file. A stream that seeks is
-    left out (its file is hashed afterwards).
-
-    Yields:
-        File name to ``(sha256, size)``, filled as each stream closes (``.metadata`` appears under the
-        temporary name torch writes it to, ``.metadata.tmp``).
-    """
-    from torch.distributed.checkpoint import filesystem
-
-    class _HashingStream(_HashingWriter):
-        seeked = False
-
-        def tell(self) -> int:
-            return self._handle.tell()
-
-        def seek(self, *args: Any) -> int:
-            self.seeked = True
-            return self._handle.seek(*args)
-
-        def fileno(self) -> int:
-            return self._handle.fileno()
-
-        def close(self) -> None:
-            self._handle.close()
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._handle, name)
-
-    original = filesystem.FileSystem.create_stream
-    root = os.path.realpath(directory)
-    digests: dict[str, tuple[str, int]] = {}
-
-    @contextlib.contextmanager
-    def create_stream(self: Any, path: str | os.PathLike, mode: str) -> Iterator[Any]:
-        with original(self, path, mode) as stream:
-            if "w" not in mode or os.path.dirname(os.path.realpath(path)) != root:
-                yield stream
-                return
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(1, thread_name_prefix="enhtrain-shard") as pool:
-                wrapper = _HashingStream(stream, pool)
-                yield wrapper
-            if not wrapper.seeked and wrapper.error is None:
-                digests[os.path.basename(path)] = (wrapper.digest.hexdigest(), wrapper.size)
-
-    filesystem.FileSystem.create_stream = create_stream  # type: ignore[method-assign]
-    try:
-        yield digests
-    finally:
-        filesystem.FileSystem.create_stream = original  # type: ignore[method-assign]

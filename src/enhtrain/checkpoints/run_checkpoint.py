@@ -13,10 +13,11 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from typing_extensions import override
 
 from enhtrain._io import TMP_PREFIX
-from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO, _masked, hashing_writes
+from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO, _masked
 from enhtrain.checkpoints.manifest import Manifest, overall_digest, sha256_file, sha256_files
 from enhtrain.checkpoints.retention import plan_prune
 from enhtrain.checkpoints.rng import collect_rng_states, restore_rng_states
+from enhtrain.checkpoints.shard_hashing import hashing_writes
 from enhtrain.checkpoints.sharded import (
     check_world_size,
     commit_directory,
