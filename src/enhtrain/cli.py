@@ -114,6 +114,21 @@ class EnhancedCLI(LightningCLI):
         return main_kwargs, subparser_kwargs
 
     @override
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        # Each subcommand's parser costs as much as parsing the config: when the command line names the one to run,
+        # only its parser is built (`--help` without a subcommand, or a wrong one, still lists them all).
+        chosen = self.prepared.split.subcommand if self.prepared is not None else None
+        every = self.subcommands()
+        if chosen not in every:
+            super()._add_subcommands(parser, **kwargs)
+            return
+        self.subcommands = lambda: {chosen: every[chosen]}  # type: ignore[method-assign]
+        try:
+            super()._add_subcommands(parser, **kwargs)
+        finally:
+            del self.subcommands
+
+    @override
     def _add_arguments(self, parser: LightningArgumentParser) -> None:
         # Added here rather than in `add_arguments_to_parser`, which a subclass may override without calling
         # super() (Lightning's own examples do): the experiment section must not depend on it.
