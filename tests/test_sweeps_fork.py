@@ -20,19 +20,26 @@ from enhtrain.testing import write_tiny_config
 pytestmark = pytest.mark.skipif(not fork_available(), reason="warm trial processes need fork (POSIX)")
 
 PROBE = '''
-import json, os, threading
+import importlib, json, os, sys, threading
 import torch
 from lightning.pytorch import Callback
+from enhtrain.sweeps import forkserver
 
 
 class Probe(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        wanted = os.environ.get("PROBE_IMPORT")
+        inherited = wanted in forkserver._preloaded
+        if wanted:
+            importlib.import_module(wanted)
         loader = trainer.train_dataloader
         with open("probe.json", "w") as out:
             json.dump({"pid": os.getpid(), "torch_threads": torch.get_num_threads(),
                        "tasks": len(os.listdir("/proc/self/task")), "loader_workers": loader.num_workers,
                        "cuda": torch.cuda.is_available() and torch.cuda.is_initialized(),
-                       "device": str(pl_module.device)}, out)
+                       "device": str(pl_module.device),
+                       "late": sorted(m for m in sys.modules if m not in forkserver._preloaded),
+                       "inherited": inherited}, out)
 '''
 
 
@@ -41,6 +48,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ForkServe
     """One preloaded process, started in a project folder that holds a probe callback."""
     project = tmp_path_factory.mktemp("forked")
     (project / "threadprobe.py").write_text(PROBE, encoding="utf-8")
+    (project / "learnme.py").write_text("VALUE = 1\n", encoding="utf-8")
+    (project / "threadstarter.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n",
+        encoding="utf-8")
     here = os.getcwd()
     os.chdir(project)  # a worker's preloaded process finds the project's modules as `python -m enhtrain` does
     try:
@@ -85,6 +96,58 @@ def test_the_preloaded_process_starts_no_thread(server: tuple[ForkServer, Path])
     assert ready["failed"] == []  # torch, Lightning, enhtrain and the project's module were all imported
     assert ready["threads"] == 1  # no OpenMP or BLAS pool, no thread of any library, before a fork
     assert len(os.listdir(f"/proc/{ready['ready']}/task")) == 1  # still one, seen from outside, between trials
+
+
+def test_a_forked_trial_finds_the_run_modules_imported(server: tuple[ForkServer, Path]) -> None:
+    started, project = server
+    probe = _fit(started, project, "late", {}, {})
+    late = [m for m in probe["late"] if m.split(".")[0] in ("enhtrain", "omegaconf", "pydantic", "tensorboard")]
+    # Only the config's own model and data modules, which a sweep's worker preloads from its base config.
+    assert [m for m in late if not m.startswith(("enhtrain.models", "enhtrain.data"))] == []
+
+
+def test_the_next_trial_finds_what_a_trial_imported(server: tuple[ForkServer, Path]) -> None:
+    started, project = server
+    first = _fit(started, project, "learn1", {}, {"PROBE_IMPORT": "learnme"})
+    second = _fit(started, project, "learn2", {}, {"PROBE_IMPORT": "learnme"})
+    assert first["inherited"] is False and "learnme" in first["late"]
+    assert second["inherited"] is True and "learnme" not in second["late"]  # imported by the server in between
+    assert len(os.listdir(f"/proc/{started.ready()['ready']}/task")) == 1
+
+
+def test_a_package_that_starts_a_thread_is_left_to_each_trial(server: tuple[ForkServer, Path]) -> None:
+    started, project = server
+    first = _fit(started, project, "thread1", {}, {"PROBE_IMPORT": "threadstarter"})
+    second = _fit(started, project, "thread2", {}, {"PROBE_IMPORT": "threadstarter"})
+    assert first["inherited"] is False and second["inherited"] is False  # each trial imports it itself
+    assert len(os.listdir(f"/proc/{started.ready()['ready']}/task")) == 1
+
+
+def test_a_thread_started_in_the_preloaded_process_all_the_same_ends_forking(server: tuple[ForkServer, Path]) -> None:
+    _, project = server
+    # Starts a thread in the preloaded process only: the trial's and the throwaway probe's imports pass.
+    (project / "sneaky.py").write_text(
+        "import os, threading, time\n"
+        "if open('server.pid').read() == str(os.getpid()):\n"
+        "    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n", encoding="utf-8")
+    here = os.getcwd()
+    os.chdir(project)
+    try:
+        tainted = ForkServer(["threadprobe"])
+    finally:
+        os.chdir(here)
+    try:
+        (project / "server.pid").write_text(str(tainted.ready()["ready"]), encoding="utf-8")
+        _fit(tainted, project, "sneaky", {}, {"PROBE_IMPORT": "sneaky"})
+        read, write = os.pipe()
+        try:
+            with pytest.raises(OSError, match="started a thread in the preloaded process"):
+                tainted.start(["fit"], dict(os.environ), str(project), write, (read, write), "_UNUSED_CHANNEL")
+        finally:
+            os.close(read)
+            os.close(write)
+    finally:
+        tainted.close()
 
 
 def test_a_forked_trial_uses_torch_threads_and_dataloader_workers(server: tuple[ForkServer, Path]) -> None:

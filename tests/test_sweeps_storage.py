@@ -131,20 +131,43 @@ def _setup(tmp_path: Path, store: str, request: pytest.FixtureRequest, name: str
 
 STORES = ["embedded", "postgres"]
 
+HOLD = """
+import time
+from pathlib import Path
+from lightning.pytorch import Callback
+
+
+class Hold(Callback):
+    def __init__(self, marker: str) -> None:
+        self.marker = Path(marker)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        deadline = time.monotonic() + 240
+        while not self.marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+"""
+
 
 @pytest.mark.parametrize("store", STORES)
 def test_two_worker_processes_share_one_study(tmp_path: Path, store: str, request: pytest.FixtureRequest) -> None:
     name = f"two-{store}"
-    # One trial at a time in the first process, long enough that the second process, which starts later and
-    # preloads its own fork server, is ready before the first process has taken every trial.
-    project, url = _setup(tmp_path, store, request, name, trials=3, trainer={"max_epochs": 40})
+    # Every trial waits at its start until both processes hold one, so that each process runs at least one.
+    marker = tmp_path / "both-running"
+    hold = {"class_path": "hold.Hold", "init_args": {"marker": str(marker)}}
+    project, url = _setup(tmp_path, store, request, name, trials=3,
+                          trainer={"max_epochs": 2, "callbacks": [hold]})
+    other = tmp_path / "machine-b"  # a second machine: another folder, nothing but the code and the storage URL
+    for home in (project, other):
+        home.mkdir(exist_ok=True)
+        (home / "hold.py").write_text(HOLD, encoding="utf-8")
     first = _start(["sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml"], project)
     database = project / "runs" / name / "study.db"
     _wait_for(lambda: (store == "postgres" or database.is_file()) and _study(url, name).user_attrs, 120, "the study",
               first)
-    # A second machine: another folder, nothing but the code and the storage URL.
-    other = tmp_path / "machine-b"
     second = _start(["sweep", "worker", "--storage", url, "--study", name], other)
+    _wait_for(lambda: len({t.user_attrs.get("enhtrain_worker") for t in _study(url, name).get_trials()
+                           if t.state.name == "RUNNING"}) == 2, 240, "a trial running in each process", second)
+    marker.touch()
     status_a, out_a = _finish(first)
     status_b, out_b = _finish(second)
     assert status_a == 0, out_a

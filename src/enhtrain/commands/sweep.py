@@ -122,6 +122,7 @@ def _reading(action: str, handler: Any, argv: list[str]) -> Any:
 def _sweep_run(argv: list[str]) -> int:
     from enhtrain.secrets import mask_argv
     from enhtrain.sweeps.base import check_params, compose_base
+    from enhtrain.sweeps.runner import start_servers
     from enhtrain.sweeps.spec import load_spec, param_locations
     from enhtrain.sweeps.study import create_or_continue, embedded_url, mask_url, open_storage, sweep_dir
 
@@ -142,25 +143,31 @@ def _sweep_run(argv: list[str]) -> int:
         what = "--storage" if args.storage else f"{args.sweep}: sweep.storage"
         open_storage(spec.storage, what=what).engine.dispose()
     trial_flags = _trial_flags(rest)
-    base = compose_base(rest)
-    check_params(spec.parsed_params(), base, param_locations(args.sweep))
-    root_dir = str((base.get("experiment") or {}).get("root_dir") or "runs")
-    directory = sweep_dir(root_dir, spec.name)
-    created: list[Path] = []
-    if spec.storage is not None:
-        url = spec.storage
-    else:
-        url = embedded_url(directory)
-        created = [p for p in (directory, *directory.parents) if not p.exists()]
-        directory.mkdir(parents=True, exist_ok=True)
-    command = ["enhtrain", "sweep", "run", *(mask_url(arg) for arg in mask_argv(argv))]
+    # The workers' preloaded processes import torch and Lightning while this process composes the base config.
+    servers = start_servers(args.workers, fork=not args.no_fork)
     try:
-        sweep = create_or_continue(spec, base, trial_flags, url, directory, command=command, spec_file=args.sweep)
-    except BaseException:
-        _remove_created(created)
-        raise
-    sweep.write_base()
-    return _work(sweep, args.workers, created=created, fork=not args.no_fork)
+        base = compose_base(rest)
+        check_params(spec.parsed_params(), base, param_locations(args.sweep))
+        root_dir = str((base.get("experiment") or {}).get("root_dir") or "runs")
+        directory = sweep_dir(root_dir, spec.name)
+        created: list[Path] = []
+        if spec.storage is not None:
+            url = spec.storage
+        else:
+            url = embedded_url(directory)
+            created = [p for p in (directory, *directory.parents) if not p.exists()]
+            directory.mkdir(parents=True, exist_ok=True)
+        command = ["enhtrain", "sweep", "run", *(mask_url(arg) for arg in mask_argv(argv))]
+        try:
+            sweep = create_or_continue(spec, base, trial_flags, url, directory, command=command, spec_file=args.sweep)
+        except BaseException:
+            _remove_created(created)
+            raise
+        sweep.write_base()
+        return _work(sweep, args.workers, created=created, fork=not args.no_fork, servers=servers)
+    finally:
+        for server in servers:
+            server.close()
 
 
 def _new_sqlite(url: str) -> bool:
@@ -191,7 +198,7 @@ def _remove_created(created: list[Path]) -> None:
 
 
 def _work(sweep: Any, workers: int, *, created: list[Path] | None = None, started_here: bool = True,
-          fork: bool = True) -> int:
+          fork: bool = True, servers: list[Any] | None = None) -> int:
     import optuna
 
     from enhtrain.sweeps.results import best_trial
@@ -200,7 +207,7 @@ def _work(sweep: Any, workers: int, *, created: list[Path] | None = None, starte
     echo = _echo_lock()
     accelerator = str((sweep.base.get("trainer") or {}).get("accelerator") or "auto")
     pool = WorkerPool(sweep, workers=workers, echo=echo, devices=[] if accelerator == "cpu" else gpu_devices(),
-                      fork=fork)
+                      fork=fork, servers=servers or [])
     echo(f"sweep {sweep.spec.name}: {sweep.target()} trials, {workers} at a time; runs in {sweep.directory}")
     try:
         pool.run()
@@ -226,6 +233,7 @@ def _work(sweep: Any, workers: int, *, created: list[Path] | None = None, starte
 
 
 def _sweep_worker(argv: list[str]) -> int:
+    from enhtrain.sweeps.runner import start_servers
     from enhtrain.sweeps.stored import worker_flags
     from enhtrain.sweeps.study import find_storage, open_sweep
 
@@ -239,10 +247,15 @@ def _sweep_worker(argv: list[str]) -> int:
                           "name for its embedded store")
     _check_name(name)
     url, directory = find_storage(name, storage=args.storage, root=args.root)
-    sweep = _reading("worker", lambda _: open_sweep(Path(name).name, url, directory, seed_offset=os.getpid(),
-                                                     flags=flags, root=args.root), argv)
-    sweep.write_base()
-    return _work(sweep, args.workers, started_here=False, fork=not args.no_fork)
+    servers = start_servers(args.workers, fork=not args.no_fork)  # importing while the store is read and checked
+    try:
+        sweep = _reading("worker", lambda _: open_sweep(Path(name).name, url, directory, seed_offset=os.getpid(),
+                                                         flags=flags, root=args.root), argv)
+        sweep.write_base()
+        return _work(sweep, args.workers, started_here=False, fork=not args.no_fork, servers=servers)
+    finally:
+        for server in servers:
+            server.close()
 
 
 @contextlib.contextmanager

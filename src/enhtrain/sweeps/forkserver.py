@@ -1,12 +1,12 @@
 """Warm trial processes: a preloaded process that forks one child per trial.
 
-A worker starts one server (``python -m enhtrain.sweeps.forkserver FD [MODULE ...]``) and talks to it over a Unix
-socket. The server imports torch, Lightning, enhtrain's CLI and the given modules once, and creates nothing that
-cannot cross a fork: no thread, no CUDA context, no open connection or logger. For each trial it forks a child
-that becomes a run of its own (a new session, stdout and stderr in the trial's log, the trial's environment),
-runs ``enhtrain fit`` in-process and exits with its status; the server reaps it and reports the status. So a
-trial is still its own process, with its own memory, exit status and pid (``kill -9`` stops it alone), without
-paying the imports again. The server ends when its worker closes the socket or dies.
+A worker starts one server (``python -m enhtrain.sweeps.forkserver FD``) and talks to it over a Unix socket. The
+server imports torch, Lightning, enhtrain's CLI and run modules, and the sweep's own modules once, and creates
+nothing that cannot cross a fork: no thread, no CUDA context, no open connection or logger. For each trial it forks
+a child that becomes a run of its own (a new session, stdout and stderr in the trial's log, the trial's
+environment), runs ``enhtrain fit`` in-process and exits with its status; the server reaps it and reports the
+status. So a trial is still its own process, with its own memory, exit status and pid (``kill -9`` stops it alone),
+without paying the imports again. The server ends when its worker closes the socket or dies.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,7 +28,22 @@ from enhtrain.errors import ConfigError
 __all__ = ["ForkServer", "ForkedTrial", "fork_available", "serve"]
 
 _PRELOAD = ("torch", "lightning.pytorch", "enhtrain.cli", "enhtrain.commands.train", "enhtrain.sweeps.pruning")
+# What a run of `enhtrain fit` imports once its config is parsed: its session, experiment schema, default loggers and
+# callbacks, checkpointing. Imported here, a trial does not pay for them (tests/test_sweeps_fork.py checks the list).
+_RUN_MODULES = (
+    "enhtrain.config.schema", "enhtrain.config.migration", "enhtrain.config.runtime", "enhtrain.config.placement",
+    "enhtrain.config.class_flags", "enhtrain.trust", "enhtrain.commands._shared", "enhtrain.run.runtime",
+    "enhtrain.callbacks.run_summary", "enhtrain.callbacks.runtime_updates", "enhtrain.callbacks.throughput",
+    "enhtrain.checkpoints.run_checkpoint", "enhtrain.checkpoints.safe_load", "enhtrain.loggers.csv",
+    "enhtrain.loggers.tensorboard",
+)
 _MAX_MESSAGE = 1 << 22
+# What a trial may report of the modules it imported, and what such a name looks like.
+_MAX_LEARNED_BYTES = 60_000
+_MODULE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+# The modules imported before the next fork (what a trial inherits), and those a trial imports itself.
+_preloaded: frozenset[str] = frozenset()
+_left_to_trials: set[str] = set()
 
 
 def fork_available() -> bool:
@@ -70,26 +86,42 @@ class _Reader:
 
 # -- the server -----------------------------------------------------------------------------------------------------
 
-def serve(fd: int, modules: Sequence[str]) -> int:
+def serve(fd: int) -> int:
     """Preload, then fork one child per request read from the socket ``fd``, until the socket closes.
+
+    torch, Lightning and what a run of enhtrain imports are imported at once. The sweep's own modules (its model
+    and data modules, already passed through the import gate by the worker) come in the worker's first message,
+    ``{"preload": [MODULE, ...]}``, sent once it has composed the base config that names them. Then the server
+    says it is ready.
 
     Args:
         fd: The server's end of the socket its worker made.
-        modules: Modules to import besides torch, Lightning and enhtrain (the sweep's model and data modules,
-            already passed through the import gate by the worker).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is for the worker, which stops the trials itself
     sock = socket.socket(fileno=fd)
-    failed: list[str] = []
-    from enhtrain.security import import_named_module
-
-    for name in (*_PRELOAD, *modules):
-        try:
-            import_named_module(name, key="preloaded module", where="sweep worker")
-        except Exception as err:  # a preload that fails is imported again by the trial, which reports it
-            failed.append(f"{name}: {type(err).__name__}")
-    _send(sock, {"ready": os.getpid(), "threads": _thread_count(), "failed": failed})
     reader = _Reader(sock)
+    failed = _preload((*_PRELOAD, *_RUN_MODULES))
+    try:
+        _warm_libraries()
+        # The plugins (entry points and built-ins) and their components, as the trial's environment selects them.
+        from enhtrain.plugins.manager import get_registry
+
+        get_registry()
+    except Exception as err:  # the trial imports or builds them again and reports what failed
+        failed.append(f"run modules: {type(err).__name__}")
+    try:
+        first = reader.read()
+    except (OSError, ValueError):
+        return 0
+    if first is None:
+        return 0
+    listed = first.get("preload")
+    failed += _preload([str(m) for m in listed] if isinstance(listed, list) else [])
+    learn = first.get("learn") is True
+    global _preloaded
+    _preloaded = frozenset(sys.modules)
+    _send(sock, {"ready": os.getpid(), "threads": _thread_count(), "failed": failed})
+    unsafe: str | None = None
     while True:
         try:
             request = reader.read()
@@ -98,14 +130,24 @@ def serve(fd: int, modules: Sequence[str]) -> int:
         if request is None:
             return 0
         fds, reader.fds = reader.fds, []
+        if unsafe is not None:
+            for descriptor in fds:
+                os.close(descriptor)
+            with contextlib.suppress(OSError):
+                _send(sock, {"error": unsafe})
+            continue
+        learned_read, learned_write = os.pipe() if learn else (-1, -1)
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             sock.close()
-            _child(request, fds)  # never returns
-        for descriptor in fds:
-            os.close(descriptor)
+            if learned_read >= 0:
+                os.close(learned_read)
+            _child(request, fds, learned_write)  # never returns
+        for descriptor in (*fds, learned_write):
+            if descriptor >= 0:
+                os.close(descriptor)
         with contextlib.suppress(OSError):
             _send(sock, {"pid": pid})
         _pid, status = os.waitpid(pid, 0)
@@ -113,6 +155,118 @@ def serve(fd: int, modules: Sequence[str]) -> int:
             _send(sock, {"pid": pid, "status": os.waitstatus_to_exitcode(status)})
         except OSError:
             return 0
+        if learned_read >= 0:
+            unsafe = _learn(_read_learned(learned_read))
+            _preloaded = frozenset(sys.modules)
+
+
+def _read_learned(fd: int) -> list[str]:
+    """The module names a trial wrote at its exit (what is there now: a grandchild may still hold the pipe)."""
+    os.set_blocking(fd, False)
+    data = b""
+    try:
+        while len(data) < _MAX_LEARNED_BYTES:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+    except BlockingIOError:
+        pass
+    finally:
+        os.close(fd)
+    return data.decode("utf-8", "replace").split("\n")[:-1]  # each complete name ends in \n; a cut one is dropped
+
+
+def _learn(names: Sequence[str]) -> str | None:
+    """Import, for the next trials, the modules a trial imported (through the import gate, in the trial's order).
+
+    A throwaway child imports them first: the packages whose import starts a thread or CUDA there (pyarrow's
+    allocator, an OpenMP pool) are left for each trial to import itself.
+
+    Returns:
+        Why this process may no longer fork (an import started a thread or CUDA all the same), else ``None``.
+    """
+    names = [name for name in names if name not in sys.modules and name not in _left_to_trials
+             and _MODULE_NAME.fullmatch(name)]
+    if not names:
+        return None
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        try:
+            safe = _import_harmless(names)
+            os.set_blocking(write, False)
+            os.write(write, "".join(f"{name}\n" for name in safe).encode()[:_MAX_LEARNED_BYTES])
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    harmless = _read_learned(read)
+    _left_to_trials.update(set(names) - set(harmless))  # not probed again after the next trials
+    for name in harmless:
+        with contextlib.suppress(Exception):
+            _import_gated(name, key="module a trial imported")
+    if _thread_count() > 1:
+        return "a module a trial imported started a thread in the preloaded process"
+    if _cuda_initialized():
+        return "a module a trial imported initialised CUDA in the preloaded process"
+    return None
+
+
+def _import_harmless(names: Sequence[str]) -> list[str]:
+    """Import ``names`` here (a throwaway process); return those whose package started no thread and no CUDA."""
+    harmful: set[str] = set()
+    harmless: list[str] = []
+    threads = _thread_count()
+    for name in names:
+        package = name.split(".")[0]
+        if package in harmful:
+            continue
+        before = set(sys.modules)
+        try:
+            _import_gated(name, key="module a trial imported")
+        except Exception:
+            continue
+        now = _thread_count()
+        if now > threads or _cuda_initialized():
+            # Every package this import brought in may be the one that started it (pandas brings pyarrow).
+            harmful |= {package, *(added.split(".")[0] for added in set(sys.modules) - before)}
+            threads = now
+            continue
+        harmless.append(name)
+    return [name for name in harmless if name.split(".")[0] not in harmful]
+
+
+def _import_gated(name: str, *, key: str) -> Any:
+    from enhtrain.security import import_named_module
+
+    return import_named_module(name, key=key, where="sweep worker")
+
+
+def _cuda_initialized() -> bool:
+    torch = sys.modules.get("torch")
+    return bool(torch is not None and torch.cuda.is_initialized())
+
+
+def _preload(modules: Sequence[str]) -> list[str]:
+    """Import ``modules`` through the import gate; returns the ones that failed (the trial imports them again)."""
+    failed = []
+    for name in modules:
+        try:
+            _import_gated(name, key="preloaded module")
+        except Exception as err:  # a preload that fails is imported again by the trial, which reports it
+            failed.append(f"{name}: {type(err).__name__}")
+    return failed
+
+
+def _warm_libraries() -> None:
+    """Import the libraries a run imports where it first needs them (config interpolation, TensorBoard)."""
+    import omegaconf  # noqa: F401
+
+    with contextlib.suppress(ImportError):
+        import torch.utils.tensorboard  # noqa: F401
+        from tensorboard.plugins.hparams import summary_v2  # noqa: F401  (the logger's hyper-parameters)
 
 
 def _thread_count() -> int:
@@ -125,8 +279,12 @@ def _thread_count() -> int:
         return threading.active_count()
 
 
-def _child(request: dict[str, Any], fds: list[int]) -> None:
-    """Become the trial's process: its session, log, environment and working directory; run ``enhtrain fit``."""
+def _child(request: dict[str, Any], fds: list[int], learned: int = -1) -> None:
+    """Become the trial's process: its session, log, environment and working directory; run ``enhtrain fit``.
+
+    At its exit, the names of the modules it imported go to ``learned`` (if given), for the server to import for the
+    next trials.
+    """
     status = 1
     try:
         os.setsid()
@@ -165,7 +323,20 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
         with contextlib.suppress(BaseException):
             sys.stdout.flush()
             sys.stderr.flush()
+        if learned >= 0:
+            with contextlib.suppress(BaseException):
+                _report_imports(learned)
         os._exit(status if isinstance(status, int) and 0 <= status < 256 else 1)
+
+
+def _report_imports(fd: int) -> None:
+    """Write the modules imported since the fork, one per line, in import order, without ever blocking."""
+    names = [name for name in list(sys.modules) if name not in _preloaded]
+    data = "".join(f"{name}\n" for name in names).encode()[:_MAX_LEARNED_BYTES]
+    os.set_blocking(fd, False)
+    with contextlib.suppress(OSError):
+        os.write(fd, data)
+    os.close(fd)
 
 
 def _fresh_state(env: dict[str, str]) -> None:
@@ -224,16 +395,17 @@ class ForkServer:
     """One worker's preloaded process, started at once and used by one trial at a time.
 
     Args:
-        modules: The sweep's own modules to preload (already passed through the import gate).
+        modules: The sweep's own modules to preload (already passed through the import gate); ``None``: they
+            are given later, with :meth:`preload`, while the server imports torch and Lightning.
     """
 
-    def __init__(self, modules: Sequence[str] = ()) -> None:
+    def __init__(self, modules: Sequence[str] | None = ()) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # numpy's OpenBLAS starts its thread pool when imported; the trial's own torch threads start in the child.
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
         try:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "enhtrain.sweeps.forkserver", str(theirs.fileno()), *modules],
+                [sys.executable, "-m", "enhtrain.sweeps.forkserver", str(theirs.fileno())],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 pass_fds=(theirs.fileno(),), start_new_session=True, env=env)
         finally:
@@ -241,6 +413,19 @@ class ForkServer:
         self._sock = mine
         self._reader = _Reader(mine)
         self._ready: dict[str, Any] | None = None
+        if modules is not None:
+            self.preload(modules, learn=True)
+
+    def preload(self, modules: Sequence[str], *, learn: bool = False) -> None:
+        """Tell the server the sweep's own modules to import before it is ready (once, before :meth:`ready`).
+
+        Args:
+            modules: The modules (already passed through the import gate).
+            learn: Whether the server imports, after each trial, the modules the trial imported, so that the next
+                trials find them imported (through the import gate; it stops forking if one starts a thread).
+        """
+        with contextlib.suppress(OSError):  # a server that ended shows in ready()
+            _send(self._sock, {"preload": list(modules), "learn": learn})
 
     def ready(self, timeout: float = 600) -> dict[str, Any]:
         """Wait until the server has imported everything; returns its ``ready`` message (pid, thread count).
@@ -273,7 +458,9 @@ class ForkServer:
         self.ready()
         _send(self._sock, {"argv": list(argv), "env": env, "cwd": cwd, "channel_env": channel_env},
               [log_fd, *channel])
-        message = self._read(60)
+        message = self._read(600)
+        if message is not None and "error" in message:
+            raise OSError(str(message["error"]))
         if message is None or "pid" not in message:
             raise OSError("the preloaded trial process did not start the trial")
         return ForkedTrial(self, int(message["pid"]))
@@ -298,6 +485,8 @@ class ForkServer:
         """End the server (a trial it started goes on until it ends by itself)."""
         with contextlib.suppress(OSError):
             self._sock.close()
+        if self._ready is None and self._process.poll() is None:
+            self._process.kill()  # still importing for a sweep that stopped first (bad input): nothing to keep
         try:
             self._process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -306,11 +495,15 @@ class ForkServer:
 
 
 def _main(argv: Sequence[str]) -> int:
-    if not argv or not argv[0].isdigit():
-        sys.stderr.write("usage: python -m enhtrain.sweeps.forkserver FD [MODULE ...] (started by a sweep's worker)\n")
+    if len(argv) != 1 or not argv[0].isdigit():
+        sys.stderr.write("usage: python -m enhtrain.sweeps.forkserver FD (started by a sweep's worker)\n")
         return 2
-    return serve(int(argv[0]), argv[1:])
+    return serve(int(argv[0]))
 
 
 if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
+    # Served from the module under its own name, so that a trial finds `_preloaded` where it imports it from.
+    from enhtrain.sweeps.forkserver import _main as _served_main
+
+    code = _served_main(sys.argv[1:])
+    os._exit(code)  # nothing to flush or clean up: the imports' own teardown would only delay the worker

@@ -165,6 +165,9 @@ class WorkerPool:
         workers: How many trials run at a time on this machine.
         echo: Where progress lines go.
         devices: GPUs to hand out, one group per worker by ``CUDA_VISIBLE_DEVICES`` (empty: none).
+        fork: Whether trials are forked from preloaded processes (else each starts a fresh one).
+        servers: The workers' preloaded processes, if already started by :func:`start_servers` (the caller
+            closes them); else the pool starts its own.
 
     Attributes:
         outcomes: The trials this pool ran, in the order they ended.
@@ -182,6 +185,7 @@ class WorkerPool:
     fork: bool = True
     _running: dict[int, Any] = field(default_factory=dict)
     _mine: set[int] = field(default_factory=set)
+    servers: list[Any] = field(default_factory=list)
     _servers: dict[int, Any] = field(default_factory=dict)
 
     def run(self) -> list[TrialOutcome]:
@@ -230,8 +234,8 @@ class WorkerPool:
                 process.send_signal(signal.SIGTERM)
 
     def _start_servers(self) -> None:
-        """Start each worker's preloaded process now, so that its imports overlap the rest of the start."""
-        from enhtrain.sweeps.forkserver import ForkServer, fork_available
+        """Give each worker its preloaded process (started now unless already given) and the sweep's modules."""
+        from enhtrain.sweeps.forkserver import fork_available
 
         if not self.fork:
             self.echo("trials start as fresh processes (--no-fork)")
@@ -240,9 +244,11 @@ class WorkerPool:
             self.echo("this platform has no fork: each trial starts a fresh process")
             self.fork = False
             return
-        modules = _preload_modules(self.sweep.base, self.sweep.trial_flags)
-        for index in range(self.workers):
-            self._servers[index] = ForkServer(modules)
+        self._servers = dict(enumerate(self.servers or start_servers(self.workers)))
+        modules, safe = _preload_modules(self.sweep.base, self.sweep.trial_flags)
+        for server in self._servers.values():
+            # In safe mode the import gate admits listed packages only: what a trial imported is not preloaded.
+            server.preload(modules, learn=not safe)
 
     def _server(self, index: int) -> Any:
         """Worker ``index``'s preloaded process, or ``None`` (fresh processes) when there is none or it failed."""
@@ -252,15 +258,20 @@ class WorkerPool:
         try:
             server.ready()
         except OSError as err:
-            with self._lock:
-                if self._servers.pop(index, None) is not None:
-                    self.echo(f"warm trial processes are unavailable ({err}): each trial starts a fresh process")
-                    self.fork = False
-                    for other in self._servers.values():
-                        other.close()
-                    self._servers.clear()
+            self._drop_servers(err)
             return None
         return server
+
+    def _drop_servers(self, err: OSError) -> None:
+        """Stop using preloaded processes (one failed or may no longer fork): every trial starts a fresh process."""
+        with self._lock:
+            if not self._servers:
+                return
+            self.echo(f"warm trial processes are unavailable ({err}): each trial starts a fresh process")
+            self.fork = False
+            for other in self._servers.values():
+                other.close()
+            self._servers.clear()
 
     # -- one worker ---------------------------------------------------------------------------------------------
 
@@ -424,10 +435,14 @@ class WorkerPool:
         server = self._server(index)
         try:
             with open(log_path, "wb") as log:
+                process = None
                 if server is not None:
-                    process = server.start(command[3:], env, os.getcwd(), log.fileno(), (answer_read, request_write),
-                                           CHANNEL_ENV)
-                else:
+                    try:
+                        process = server.start(command[3:], env, os.getcwd(), log.fileno(),
+                                               (answer_read, request_write), CHANNEL_ENV)
+                    except OSError as err:
+                        self._drop_servers(err)
+                if process is None:
                     env[CHANNEL_ENV] = f"{answer_read},{request_write}"
                     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                                stdin=subprocess.DEVNULL, env=env,
@@ -574,13 +589,31 @@ class WorkerPool:
             lock.release()
 
 
-def _preload_modules(base: dict[str, Any], flags: Sequence[str]) -> list[str]:
-    """The modules of the base config's model and data classes that the import gate lets a trial import."""
+def start_servers(workers: int, *, fork: bool = True) -> list[Any]:
+    """Start one preloaded process per worker, so that their imports overlap the rest of the sweep's start.
+
+    Returns:
+        The :class:`~enhtrain.sweeps.forkserver.ForkServer` of each worker, waiting for the sweep's modules
+        (:meth:`WorkerPool` sends them); none with ``fork=False`` or where the platform has no fork.
+    """
+    from enhtrain.sweeps.forkserver import ForkServer, fork_available
+
+    if not fork or not fork_available():
+        return []
+    return [ForkServer(None) for _ in range(workers)]
+
+
+def _preload_modules(base: dict[str, Any], flags: Sequence[str]) -> tuple[list[str], bool]:
+    """The modules of the base config's model and data classes that the import gate lets a trial import.
+
+    Returns:
+        The modules, and whether the trials run in safe mode (their preloaded process then imports nothing else).
+    """
     from enhtrain.config.arguments import import_policy, split_arguments
     from enhtrain.security import check_import
 
     policy = import_policy(split_arguments(["fit", *flags]), os.environ)
-    modules = []
+    modules: list[str] = []
     for key in ("model", "data"):
         section = base.get(key)
         path = section.get("class_path") if isinstance(section, dict) else None
@@ -593,7 +626,7 @@ def _preload_modules(base: dict[str, Any], flags: Sequence[str]) -> list[str]:
         module = path.replace(":", ".").rsplit(".", 1)[0]
         if module.replace(".", "").replace("_", "").isalnum() and module not in modules:
             modules.append(module)
-    return modules
+    return modules, policy.safe
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
