@@ -51,6 +51,22 @@ def test_digits_pixels_are_scaled_without_standardisation() -> None:
     assert set(y.unique().tolist()) == set(range(10))
 
 
+def test_digits_are_scikit_learn_s_digits_read_without_importing_it() -> None:
+    code = textwrap.dedent("""
+        import json, sys
+        import torch
+        from enhtrain.data._sources import _load_sklearn
+        x, y = _load_sklearn("digits")
+        imported = "sklearn" in sys.modules
+        from sklearn import datasets
+        bunch = datasets.load_digits()
+        print(json.dumps({"imported": imported, "x": bool((x.double() * 16 == torch.as_tensor(bunch.data)).all()),
+                          "y": y.tolist() == bunch.target.tolist(), "dtypes": [str(x.dtype), str(y.dtype)]}))
+    """)
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert out == {"imported": False, "x": True, "y": True, "dtypes": ["torch.float32", "torch.int64"]}
+
+
 def test_standardisation_uses_train_split_only() -> None:
     dm = DatasetDataModule("digits")
     x, _ = _base_tensors(dm)

@@ -90,6 +90,16 @@ def _reject(value: Any, name: str, dataset: str, why: str) -> None:
 
 
 def _load_sklearn(name: str) -> tuple[Tensor, Tensor]:
+    if name == "digits":
+        digits = _digits_file()
+        if digits is not None:
+            # What `sklearn.datasets.load_digits` reads, without importing scikit-learn (and pandas with it), which
+            # takes longer than training a small model on the data.
+            import numpy as np
+
+            table = np.loadtxt(digits, delimiter=",")
+            x = torch.as_tensor(table[:, :-1], dtype=torch.float32) / 16.0  # pixels are integers in [0, 16]
+            return x, torch.as_tensor(table[:, -1].astype(int), dtype=torch.long)
     try:
         from sklearn import datasets
     except ImportError as err:
@@ -105,6 +115,18 @@ def _load_sklearn(name: str) -> tuple[Tensor, Tensor]:
     return torch.as_tensor(bunch.data, dtype=torch.float32), torch.as_tensor(
         bunch.target, dtype=torch.float32
     )
+
+
+def _digits_file() -> Path | None:
+    """scikit-learn's copy of the digits data set, found without importing scikit-learn; ``None`` if absent."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        candidate = Path(location) / "datasets" / "data" / "digits.csv.gz"
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def _load_file(path: Path, features: str | Sequence[str] | None, target: str | None) -> tuple[Tensor, Tensor]:

@@ -482,16 +482,15 @@ class ForkServer:
             self._sock.settimeout(None)
 
     def close(self) -> None:
-        """End the server (a trial it started goes on until it ends by itself)."""
+        """End the server now (a trial it started, in its own session, goes on until it ends by itself).
+
+        The server keeps nothing worth waiting for: it may be importing what the last trial imported.
+        """
         with contextlib.suppress(OSError):
             self._sock.close()
-        if self._ready is None and self._process.poll() is None:
-            self._process.kill()  # still importing for a sweep that stopped first (bad input): nothing to keep
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
+        if self._process.poll() is None:
             self._process.kill()
-            self._process.wait()
+        self._process.wait()
 
 
 def _main(argv: Sequence[str]) -> int:
