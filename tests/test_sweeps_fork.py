@@ -150,6 +150,20 @@ def test_a_thread_started_in_the_preloaded_process_all_the_same_ends_forking(ser
         tainted.close()
 
 
+def test_another_worker_s_server_is_a_copy_of_a_ready_one(server: tuple[ForkServer, Path]) -> None:
+    started, project = server
+    copy = started.clone()
+    try:
+        assert copy.ready()["ready"] != started.ready()["ready"] and copy.ready()["threads"] == 1
+        probe = _fit(copy, project, "copy", {}, {})
+        late = [m for m in probe["late"] if m.split(".")[0] in ("enhtrain", "omegaconf", "pydantic", "tensorboard")]
+        assert [m for m in late if not m.startswith(("enhtrain.models", "enhtrain.data"))] == []  # all inherited
+        assert len(os.listdir(f"/proc/{copy.ready()['ready']}/task")) == 1
+    finally:
+        copy.close()
+    assert started.ready()["threads"] == 1
+
+
 def test_a_forked_trial_uses_torch_threads_and_dataloader_workers(server: tuple[ForkServer, Path]) -> None:
     started, project = server
     probe = _fit(started, project, "threads", {"data": {"init_args": {"num_workers": 1}}}, {"OMP_NUM_THREADS": "2"})

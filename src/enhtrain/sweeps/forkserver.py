@@ -130,6 +130,17 @@ def serve(fd: int) -> int:
         if request is None:
             return 0
         fds, reader.fds = reader.fds, []
+        if request.get("clone") is True and len(fds) == 1:
+            # Another worker's server: a copy of this one, preloaded already, that serves the socket sent along.
+            pid = os.fork()
+            if pid == 0:
+                sock.close()
+                sock = socket.socket(fileno=fds[0])
+                reader = _Reader(sock)
+                _send(sock, {"ready": os.getpid(), "threads": _thread_count(), "failed": failed})
+                continue
+            os.close(fds[0])
+            continue
         if unsafe is not None:
             for descriptor in fds:
                 os.close(descriptor)
@@ -399,6 +410,8 @@ class ForkServer:
             are given later, with :meth:`preload`, while the server imports torch and Lightning.
     """
 
+    _process: subprocess.Popen[bytes] | None
+
     def __init__(self, modules: Sequence[str] | None = ()) -> None:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         # numpy's OpenBLAS starts its thread pool when imported; the trial's own torch threads start in the child.
@@ -413,8 +426,32 @@ class ForkServer:
         self._sock = mine
         self._reader = _Reader(mine)
         self._ready: dict[str, Any] | None = None
+        self._pid = self._process.pid
         if modules is not None:
             self.preload(modules, learn=True)
+
+    def clone(self) -> ForkServer:
+        """Another server for another worker: a fork of this one once it is ready, with nothing to import.
+
+        Not while a trial of this server runs: the request shares its socket.
+
+        Raises:
+            OSError: If this server is gone.
+        """
+        self.ready()
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            _send(self._sock, {"clone": True}, [theirs.fileno()])
+        finally:
+            theirs.close()
+        other = ForkServer.__new__(ForkServer)
+        other._process = None
+        other._sock = mine
+        other._reader = _Reader(mine)
+        other._ready = None
+        ready = other.ready(timeout=60)
+        other._pid = int(ready["ready"])
+        return other
 
     def preload(self, modules: Sequence[str], *, learn: bool = False) -> None:
         """Tell the server the sweep's own modules to import before it is ready (once, before :meth:`ready`).
@@ -488,6 +525,10 @@ class ForkServer:
         """
         with contextlib.suppress(OSError):
             self._sock.close()
+        if self._process is None:  # a clone: a child of the first server, which or init reaps it
+            with contextlib.suppress(OSError):
+                os.kill(self._pid, signal.SIGKILL)
+            return
         if self._process.poll() is None:
             self._process.kill()
         self._process.wait()

@@ -166,8 +166,8 @@ class WorkerPool:
         echo: Where progress lines go.
         devices: GPUs to hand out, one group per worker by ``CUDA_VISIBLE_DEVICES`` (empty: none).
         fork: Whether trials are forked from preloaded processes (else each starts a fresh one).
-        servers: The workers' preloaded processes, if already started by :func:`start_servers` (the caller
-            closes them); else the pool starts its own.
+        servers: The workers' preloaded process, if already started by :func:`start_servers` (the caller
+            closes it); else the pool starts its own.
 
     Attributes:
         outcomes: The trials this pool ran, in the order they ended.
@@ -244,11 +244,16 @@ class WorkerPool:
             self.echo("this platform has no fork: each trial starts a fresh process")
             self.fork = False
             return
-        self._servers = dict(enumerate(self.servers or start_servers(self.workers)))
+        first = (self.servers or start_servers(self.workers))[0]
         modules, safe = _preload_modules(self.sweep.base, self.sweep.trial_flags)
-        for server in self._servers.values():
-            # In safe mode the import gate admits listed packages only: what a trial imported is not preloaded.
-            server.preload(modules, learn=not safe)
+        # In safe mode the import gate admits listed packages only: what a trial imported is not preloaded.
+        first.preload(modules, learn=not safe)
+        self._servers = {0: first}
+        try:
+            for index in range(1, self.workers):
+                self._servers[index] = first.clone()  # a copy, forked once the first has imported everything
+        except OSError as err:
+            self._drop_servers(err)
 
     def _server(self, index: int) -> Any:
         """Worker ``index``'s preloaded process, or ``None`` (fresh processes) when there is none or it failed."""
@@ -590,17 +595,19 @@ class WorkerPool:
 
 
 def start_servers(workers: int, *, fork: bool = True) -> list[Any]:
-    """Start one preloaded process per worker, so that their imports overlap the rest of the sweep's start.
+    """Start the workers' preloaded process now, so that its imports overlap the rest of the sweep's start.
+
+    One process imports for every worker: :class:`WorkerPool` copies it for the others once it is ready.
 
     Returns:
-        The :class:`~enhtrain.sweeps.forkserver.ForkServer` of each worker, waiting for the sweep's modules
-        (:meth:`WorkerPool` sends them); none with ``fork=False`` or where the platform has no fork.
+        The first worker's :class:`~enhtrain.sweeps.forkserver.ForkServer`, waiting for the sweep's modules
+        (:class:`WorkerPool` sends them); none with ``fork=False`` or where the platform has no fork.
     """
     from enhtrain.sweeps.forkserver import ForkServer, fork_available
 
     if not fork or not fork_available():
         return []
-    return [ForkServer(None) for _ in range(workers)]
+    return [ForkServer(None)]  # the other workers' servers are its copies, made once it has imported everything
 
 
 def _preload_modules(base: dict[str, Any], flags: Sequence[str]) -> tuple[list[str], bool]:
