@@ -137,3 +137,29 @@ def test_experiment_section_switches_enhancements_on(tmp_path: Path, monkeypatch
     assert (run / "logs" / "csv" / "hparams.yaml").is_file()
     assert (run / "metadata.json").is_file()
     assert yaml.safe_load((run / "config.yaml").read_text())["experiment"]["name"] == "lib"
+
+
+def test_a_command_line_that_names_its_subcommand_builds_only_that_parser(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from enhtrain.testing import write_tiny_config
+    from in_process import run_main
+
+    built: list[str] = []
+    prepare = LightningCLI._prepare_subcommand_parser
+
+    def recording(self: LightningCLI, klass: type, subcommand: str, **kwargs: Any) -> Any:
+        built.append(subcommand)
+        return prepare(self, klass, subcommand, **kwargs)
+
+    monkeypatch.setattr(LightningCLI, "_prepare_subcommand_parser", recording)
+    monkeypatch.chdir(tmp_path)
+    config = write_tiny_config(tmp_path / "tiny.yaml")
+    for subcommand in ("fit", "validate"):
+        built.clear()
+        code, out, _ = run_main(capsys, subcommand, "--config", str(config), "--print_config")
+        assert code == 0 and "model:" in out
+        assert built == [subcommand]
+    # Without a subcommand (a script's --help), every subcommand is listed.
+    built.clear()
+    code = _run(EnhancedCLI, ["--help"], tmp_path, monkeypatch, experiment_defaults=True)[0]
+    assert code == 0 and built == ["fit", "validate", "test", "predict"]

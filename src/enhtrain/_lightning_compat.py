@@ -63,6 +63,8 @@ _RICH_BAR = "lightning.pytorch.callbacks.progress.rich_progress:RichProgressBar"
 
 PRIVATE_API: tuple[PrivateName, ...] = (
     PrivateName(_CLI, "_add_arguments", "method", ("self", "parser"), "enhtrain.cli.EnhancedCLI._add_arguments"),
+    PrivateName(_CLI, "_add_subcommands", "method", ("self", "parser", "kwargs"),
+                "enhtrain.cli.EnhancedCLI._add_subcommands"),
     PrivateName(_CLI, "_parse_ckpt_path", "method", ("self",), "enhtrain.cli.EnhancedCLI._parse_ckpt_path"),
     PrivateName(_CLI, "_setup_parser_kwargs", "method", ("self", "parser_kwargs"),
                 "enhtrain.cli.EnhancedCLI._setup_parser_kwargs"),
