@@ -264,9 +264,9 @@ def test_csv_logger_writes_hparams_once_at_save_and_at_finalize(
     from enhtrain.loggers import csv as csv_module
 
     writes: list[str] = []
-    real_save = csv_module.save_hparams_to_yaml
-    monkeypatch.setattr(csv_module, "save_hparams_to_yaml", lambda path, *a, **k: (writes.append(path),
-                                                                                   real_save(path, *a, **k)))
+    real_write = csv_module._write_hparams
+    monkeypatch.setattr(csv_module, "_write_hparams", lambda path, *a, **k: (writes.append(path),
+                                                                             real_write(path, *a, **k)))
     log_dir = _log_dir(tmp_path, "csv")
     logger = csv_logger(str(log_dir), NAME, VERSION)
     logger.log_hyperparams({"config": {"model": {"hidden_dims": [8]}}})
@@ -285,6 +285,23 @@ def test_csv_logger_writes_hparams_once_at_save_and_at_finalize(
     failed.log_hyperparams({"lr": 0.2})
     failed.finalize("failed")
     assert yaml.safe_load((failed_dir / "hparams.yaml").read_text()) == {"lr": 0.2}
+
+
+def test_csv_hparams_are_what_lightning_writes(tmp_path: Path) -> None:
+    import yaml
+    from lightning.pytorch.core.saving import save_hparams_to_yaml
+
+    from enhtrain.loggers.csv import _write_hparams
+
+    plain = {"config": {"trainer": {"callbacks": [{"class_path": "a.B", "init_args": {"y": None, "s": "ü ${x}"}}]},
+                        "model": {"hidden_dims": [8, 4], "lr": 1e-3, "flag": True, "name": "123", "on": "yes"}}}
+    other = {**plain, "pair": (1, 2)}  # a tuple is not plain YAML: Lightning's own writer takes it
+    for index, hparams in enumerate((plain, other)):
+        ours, theirs = tmp_path / f"ours{index}.yaml", tmp_path / f"theirs{index}.yaml"
+        _write_hparams(str(ours), hparams)
+        save_hparams_to_yaml(str(theirs), hparams)
+        assert yaml.safe_load(ours.read_text(encoding="utf-8")) == yaml.safe_load(theirs.read_text(encoding="utf-8"))
+    assert ours.read_text(encoding="utf-8") == theirs.read_text(encoding="utf-8")
 
 
 def test_tensorboard_logger_writes_in_log_dir(tmp_path: Path) -> None:

@@ -28,6 +28,31 @@ from enhtrain.loggers._common import _check_options, _checked_by, _parameters, _
 __all__ = ["RunCSVLogger", "csv_logger"]
 
 
+def _write_hparams(path: str, hparams: dict[str, Any]) -> None:
+    """Write ``hparams.yaml``: plain data directly, anything else through Lightning's ``save_hparams_to_yaml``.
+
+    For plain data the file holds what Lightning writes, without building an OmegaConf object of the whole config
+    first (the slowest step of a small run's start).
+    """
+    if not _plain(hparams):
+        save_hparams_to_yaml(path, hparams)
+        return
+    import yaml
+
+    from enhtrain._io import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(hparams, sort_keys=False, allow_unicode=True))
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is YAML's plain data: mappings with string keys, lists, strings, numbers, booleans, None."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    return value is None or type(value) in (str, int, float, bool)
+
+
 class _KeepingCSVWriter(ExperimentWriter):
     """Lightning's CSV writer, except that an existing ``metrics.csv`` is continued instead of deleted, and
     ``hparams.yaml`` is written at the next ``save`` rather than at every ``log_hparams``.
@@ -52,7 +77,7 @@ class _KeepingCSVWriter(ExperimentWriter):
         """Write ``hparams.yaml`` if hyper-parameters were logged since the last save, then the recorded metrics."""
         if self._hparams_pending:
             self._hparams_pending = False
-            save_hparams_to_yaml(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
+            _write_hparams(os.path.join(self.log_dir, self.NAME_HPARAMS_FILE), self.hparams)
         super().save()
 
     @override
