@@ -539,3 +539,33 @@ def test_a_base_config_with_a_secret_is_refused(tmp_path: Path) -> None:
         "variable (such as WANDB_API_KEY)"
     )
     assert "token-holder" not in proc.stderr and not (tmp_path / "runs").exists()
+
+
+SNEAKY = '''
+import inspect, threading, time
+from lightning.pytorch import Callback
+
+# A thread in the preloaded process only: when imported there for the next trials (not in a trial, not in the
+# throwaway copy that tries the import first).
+_callers = {frame.function for frame in inspect.stack()}
+if "_learn" in _callers and "_import_harmless" not in _callers:
+    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()
+
+
+class Noop(Callback):
+    pass
+'''
+
+
+def test_a_preloaded_process_that_may_no_longer_fork_leaves_its_trials_to_fresh_processes(tmp_path: Path) -> None:
+    (tmp_path / "sneaky.py").write_text(SNEAKY, encoding="utf-8")
+    write_tiny_config(tmp_path / "tiny.yaml", {"trainer": {"callbacks": [{"class_path": "sneaky.Noop"}]}})
+    write_spec(tmp_path / "spec.yaml", name="tainted", metric="val/acc", trials=2, params={"model.init_args.lr": LR})
+    proc = enhtrain("sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count("warm trial processes are unavailable (a module a trial imported started a thread in "
+                             "the preloaded process): its trials start as fresh processes") == 1
+    assert proc.stdout.count(" complete: val/acc=") == 2
+    pids = [json.loads((tmp_path / "runs" / "tainted" / f"trial_{n}" / "metadata.json").read_text())["pid"]
+            for n in (0, 1)]
+    assert pids[0] != pids[1]

@@ -278,6 +278,18 @@ class WorkerPool:
                 other.close()
             self._servers.clear()
 
+    def _drop_server(self, index: int, err: OSError) -> None:
+        """Stop using worker ``index``'s preloaded process (it may no longer fork): its trials start fresh processes.
+
+        The other workers' processes, which may be running trials, go on.
+        """
+        with self._lock:
+            server = self._servers.pop(index, None)
+        if server is None:
+            return
+        server.close()
+        self.echo(f"worker {index}: warm trial processes are unavailable ({err}): its trials start as fresh processes")
+
     # -- one worker ---------------------------------------------------------------------------------------------
 
     def _work(self, index: int) -> None:
@@ -446,7 +458,7 @@ class WorkerPool:
                         process = server.start(command[3:], env, os.getcwd(), log.fileno(),
                                                (answer_read, request_write), CHANNEL_ENV)
                     except OSError as err:
-                        self._drop_servers(err)
+                        self._drop_server(index, err)
                 if process is None:
                     env[CHANNEL_ENV] = f"{answer_read},{request_write}"
                     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
