@@ -69,10 +69,6 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
             advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fsync_path(directory)
-
-
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
     """Open a temp file beside ``path``; on success it is fsynced and renamed over ``path``.
@@ -92,7 +88,7 @@ def atomic_open(path: str | Path, mode: str = "w") -> Iterator[IO[Any]]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    fsync_path(path.parent)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -138,4 +134,4 @@ def move_aside(path: str | Path, target: str | Path) -> None:
     Both paths must have passed the path gate. The directory is fsynced, so the rename survives a crash.
     """
     os.replace(path, target)
-    _fsync_dir(Path(target).parent)
+    fsync_path(Path(target).parent)

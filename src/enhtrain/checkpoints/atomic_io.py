@@ -14,7 +14,7 @@ from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from typing_extensions import override
 
-from enhtrain._io import TMP_PREFIX, _fsync_dir, start_writeback
+from enhtrain._io import TMP_PREFIX, fsync_path, start_writeback
 from enhtrain.security import inside
 
 __all__ = ["AtomicCheckpointIO"]
@@ -145,7 +145,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 raise writer.error from err
             raise
         assert writer is not None
-        _fsync_dir(target.parent)
+        fsync_path(target.parent)
         self.last_saved[str(target)] = (writer.digest.hexdigest(), writer.size)
         if self._in_manifest_dir(target):
             self._record(target, checkpoint, self.last_saved[str(target)])

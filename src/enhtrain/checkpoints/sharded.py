@@ -19,7 +19,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from enhtrain._io import TMP_PREFIX, _fsync_dir, fsync_path
+from enhtrain._io import TMP_PREFIX, fsync_path
 from enhtrain.errors import CheckpointError
 from enhtrain.security import inside, is_plain_name
 
@@ -136,23 +136,23 @@ def commit_directory(tmp: Path, final: Path, root: Path) -> None:
     if meta.is_file():
         # Lightning writes it with a plain torch.save; the shards and the index are synced by torch.
         fsync_path(meta)
-    _fsync_dir(tmp)
+    fsync_path(tmp)
     if final.is_symlink() or final.is_file():
         final.unlink()
     elif final.exists():
         if _exchange(tmp, final):
             # The old checkpoint is now under the temporary name.
-            _fsync_dir(root)
+            fsync_path(root)
             shutil.rmtree(tmp, ignore_errors=True)
             return
         aside = root / f"{TMP_PREFIX}{final.name}.old-{os.getpid()}"
         os.replace(final, aside)
         os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_path(root)
         shutil.rmtree(aside, ignore_errors=True)
         return
     os.replace(tmp, final)
-    _fsync_dir(root)
+    fsync_path(root)
 
 
 def _exchange(first: Path, second: Path) -> bool:
@@ -206,7 +206,7 @@ def remove_checkpoint_path(directory: str | Path, name: str, *, sharded: bool) -
     inside(target, directory, what="checkpoint directory")
     doomed = directory / f"{TMP_PREFIX}{name}.del-{os.getpid()}"
     os.replace(target, doomed)
-    _fsync_dir(directory)
+    fsync_path(directory)
     shutil.rmtree(doomed)
 
 

@@ -20,9 +20,9 @@ from enhtrain.documents import parse_json, read_text
 from enhtrain.errors import ConfigError, RunDirError
 from enhtrain.security import inside
 
-_MAX_LOCK_BYTES = 4096  # what the holder writes is a pid and a host name
-
 __all__ = ["LOCK_NAME", "RunLock", "RunLockedError"]
+
+_MAX_LOCK_BYTES = 4096  # what the holder writes is a pid and a host name
 
 LOCK_NAME = ".lock"
 """File name of the lock in a run directory."""

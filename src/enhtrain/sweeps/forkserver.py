@@ -109,10 +109,7 @@ def serve(fd: int) -> int:
         get_registry()
     except Exception as err:  # the trial imports or builds them again and reports what failed
         failed.append(f"run modules: {type(err).__name__}")
-    try:
-        first = reader.read()
-    except (OSError, ValueError):
-        return 0
+    first = _next_message(reader)
     if first is None:
         return 0
     listed = first.get("preload")
@@ -123,10 +120,7 @@ def serve(fd: int) -> int:
     _send(sock, {"ready": os.getpid(), "threads": _thread_count(), "failed": failed})
     unsafe: str | None = None
     while True:
-        try:
-            request = reader.read()
-        except (OSError, ValueError):
-            return 0
+        request = _next_message(reader)
         if request is None:
             return 0
         fds, reader.fds = reader.fds, []
@@ -169,6 +163,14 @@ def serve(fd: int) -> int:
         if learned_read >= 0:
             unsafe = _learn(_read_learned(learned_read))
             _preloaded = frozenset(sys.modules)
+
+
+def _next_message(reader: _Reader) -> dict[str, Any] | None:
+    """The worker's next message; ``None`` once its socket closed (the worker ended or is done)."""
+    try:
+        return reader.read()
+    except (OSError, ValueError):
+        return None
 
 
 def _read_learned(fd: int) -> list[str]:
