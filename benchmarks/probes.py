@@ -190,7 +190,7 @@ def probe_checkpoint(directory: str, megabytes: int = 100, repeats: int = 5) -> 
     import torch
     from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-    from enhtrain._io import _fsync_dir
+    from enhtrain._io import fsync_path
     from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO
     from enhtrain.checkpoints.manifest import Manifest
     from enhtrain.checkpoints.run_checkpoint import RunCheckpoint
@@ -265,7 +265,7 @@ def probe_checkpoint(directory: str, megabytes: int = 100, repeats: int = 5) -> 
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-        _fsync_dir(root)
+        fsync_path(root)
 
     fsync_times: list[list[float]] = []
     own_work: list[float] = []  # one per `enhtrain` save, in the order of times["enhtrain"]
