@@ -122,7 +122,7 @@ def _reading(action: str, handler: Any, argv: list[str]) -> Any:
 def _sweep_run(argv: list[str]) -> int:
     from enhtrain.secrets import mask_argv
     from enhtrain.sweeps.base import check_params, compose_base
-    from enhtrain.sweeps.runner import start_servers
+    from enhtrain.sweeps.runner import preloaded_server
     from enhtrain.sweeps.spec import load_spec, param_locations
     from enhtrain.sweeps.study import create_or_continue, embedded_url, mask_url, open_storage, sweep_dir
 
@@ -143,9 +143,8 @@ def _sweep_run(argv: list[str]) -> int:
         what = "--storage" if args.storage else f"{args.sweep}: sweep.storage"
         open_storage(spec.storage, what=what).engine.dispose()
     trial_flags = _trial_flags(rest)
-    # The workers' preloaded processes import torch and Lightning while this process composes the base config.
-    servers = start_servers(args.workers, fork=not args.no_fork)
-    try:
+    # The workers' preloaded process imports torch and Lightning while this process composes the base config.
+    with preloaded_server(fork=not args.no_fork) as server:
         base = compose_base(rest)
         check_params(spec.parsed_params(), base, param_locations(args.sweep))
         root_dir = str((base.get("experiment") or {}).get("root_dir") or "runs")
@@ -164,10 +163,7 @@ def _sweep_run(argv: list[str]) -> int:
             _remove_created(created)
             raise
         sweep.write_base()
-        return _work(sweep, args.workers, created=created, fork=not args.no_fork, servers=servers)
-    finally:
-        for server in servers:
-            server.close()
+        return _work(sweep, args.workers, created=created, fork=not args.no_fork, server=server)
 
 
 def _new_sqlite(url: str) -> bool:
@@ -198,7 +194,7 @@ def _remove_created(created: list[Path]) -> None:
 
 
 def _work(sweep: Any, workers: int, *, created: list[Path] | None = None, started_here: bool = True,
-          fork: bool = True, servers: list[Any] | None = None) -> int:
+          fork: bool = True, server: Any = None) -> int:
     import optuna
 
     from enhtrain.sweeps.results import best_trial
@@ -207,7 +203,7 @@ def _work(sweep: Any, workers: int, *, created: list[Path] | None = None, starte
     echo = _echo_lock()
     accelerator = str((sweep.base.get("trainer") or {}).get("accelerator") or "auto")
     pool = WorkerPool(sweep, workers=workers, echo=echo, devices=[] if accelerator == "cpu" else gpu_devices(),
-                      fork=fork, servers=servers or [])
+                      fork=fork, server=server)
     echo(f"sweep {sweep.spec.name}: {sweep.target()} trials, {workers} at a time; runs in {sweep.directory}")
     try:
         pool.run()
@@ -233,7 +229,7 @@ def _work(sweep: Any, workers: int, *, created: list[Path] | None = None, starte
 
 
 def _sweep_worker(argv: list[str]) -> int:
-    from enhtrain.sweeps.runner import start_servers
+    from enhtrain.sweeps.runner import preloaded_server
     from enhtrain.sweeps.stored import worker_flags
     from enhtrain.sweeps.study import find_storage, open_sweep
 
@@ -247,15 +243,11 @@ def _sweep_worker(argv: list[str]) -> int:
                           "name for its embedded store")
     _check_name(name)
     url, directory = find_storage(name, storage=args.storage, root=args.root)
-    servers = start_servers(args.workers, fork=not args.no_fork)  # importing while the store is read and checked
-    try:
+    with preloaded_server(fork=not args.no_fork) as server:  # importing while the store is read and checked
         sweep = _reading("worker", lambda _: open_sweep(Path(name).name, url, directory, seed_offset=os.getpid(),
                                                          flags=flags, root=args.root), argv)
         sweep.write_base()
-        return _work(sweep, args.workers, started_here=False, fork=not args.no_fork, servers=servers)
-    finally:
-        for server in servers:
-            server.close()
+        return _work(sweep, args.workers, started_here=False, fork=not args.no_fork, server=server)
 
 
 @contextlib.contextmanager

@@ -161,7 +161,7 @@ def serve(fd: int) -> int:
         except OSError:
             return 0
         if learned_read >= 0:
-            unsafe = _learn(_read_learned(learned_read))
+            unsafe = _learn(_read_names(learned_read))
             _preloaded = frozenset(sys.modules)
 
 
@@ -173,8 +173,9 @@ def _next_message(reader: _Reader) -> dict[str, Any] | None:
         return None
 
 
-def _read_learned(fd: int) -> list[str]:
-    """The module names a trial wrote at its exit (what is there now: a grandchild may still hold the pipe)."""
+def _read_names(fd: int) -> list[str]:
+    """The module names a child wrote with :func:`_write_names`, and closes ``fd`` (only what is there now: a
+    grandchild may still hold the pipe)."""
     os.set_blocking(fd, False)
     data = b""
     try:
@@ -208,14 +209,12 @@ def _learn(names: Sequence[str]) -> str | None:
     if pid == 0:
         os.close(read)
         try:
-            safe = _import_harmless(names)
-            os.set_blocking(write, False)
-            os.write(write, "".join(f"{name}\n" for name in safe).encode()[:_MAX_LEARNED_BYTES])
+            _write_names(write, _import_harmless(names))
         finally:
             os._exit(0)
     os.close(write)
     os.waitpid(pid, 0)
-    harmless = _read_learned(read)
+    harmless = _read_names(read)
     _left_to_trials.update(set(names) - set(harmless))  # not probed again after the next trials
     for name in harmless:
         with contextlib.suppress(Exception):
@@ -343,8 +342,15 @@ def _child(request: dict[str, Any], fds: list[int], learned: int = -1) -> None:
 
 
 def _report_imports(fd: int) -> None:
-    """Write the modules imported since the fork, one per line, in import order, without ever blocking."""
-    names = [name for name in list(sys.modules) if name not in _preloaded]
+    """Write the modules imported since the fork, in import order."""
+    _write_names(fd, [name for name in list(sys.modules) if name not in _preloaded])
+
+
+def _write_names(fd: int, names: Sequence[str]) -> None:
+    """Write ``names`` to the pipe ``fd``, one per line, at most :data:`_MAX_LEARNED_BYTES`, never blocking; close it.
+
+    The pipe holds more than that, so the parent reads it all once the child has ended.
+    """
     data = "".join(f"{name}\n" for name in names).encode()[:_MAX_LEARNED_BYTES]
     os.set_blocking(fd, False)
     with contextlib.suppress(OSError):
@@ -425,12 +431,15 @@ class ForkServer:
                 pass_fds=(theirs.fileno(),), start_new_session=True, env=env)
         finally:
             theirs.close()
-        self._sock = mine
-        self._reader = _Reader(mine)
-        self._ready: dict[str, Any] | None = None
-        self._pid = self._process.pid
+        self._attach(mine, self._process.pid)
         if modules is not None:
             self.preload(modules, learn=True)
+
+    def _attach(self, sock: socket.socket, pid: int) -> None:
+        self._sock = sock
+        self._reader = _Reader(sock)
+        self._ready: dict[str, Any] | None = None
+        self._pid = pid
 
     def clone(self) -> ForkServer:
         """Another server for another worker: a fork of this one once it is ready, with nothing to import.
@@ -448,11 +457,8 @@ class ForkServer:
             theirs.close()
         other = ForkServer.__new__(ForkServer)
         other._process = None
-        other._sock = mine
-        other._reader = _Reader(mine)
-        other._ready = None
-        ready = other.ready(timeout=60)
-        other._pid = int(ready["ready"])
+        other._attach(mine, -1)
+        other._pid = int(other.ready(timeout=60)["ready"])
         return other
 
     def preload(self, modules: Sequence[str], *, learn: bool = False) -> None:

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,8 +166,8 @@ class WorkerPool:
         echo: Where progress lines go.
         devices: GPUs to hand out, one group per worker by ``CUDA_VISIBLE_DEVICES`` (empty: none).
         fork: Whether trials are forked from preloaded processes (else each starts a fresh one).
-        servers: The workers' preloaded process, if already started by :func:`start_servers` (the caller
-            closes it); else the pool starts its own.
+        server: The first worker's preloaded process, if already started by :func:`preloaded_server` (which
+            closes it); else the pool starts its own. The other workers' are its copies.
 
     Attributes:
         outcomes: The trials this pool ran, in the order they ended.
@@ -185,7 +185,7 @@ class WorkerPool:
     fork: bool = True
     _running: dict[int, Any] = field(default_factory=dict)
     _mine: set[int] = field(default_factory=set)
-    servers: list[Any] = field(default_factory=list)
+    server: Any = None
     _servers: dict[int, Any] = field(default_factory=dict)
 
     def run(self) -> list[TrialOutcome]:
@@ -235,7 +235,7 @@ class WorkerPool:
 
     def _start_servers(self) -> None:
         """Give each worker its preloaded process (started now unless already given) and the sweep's modules."""
-        from enhtrain.sweeps.forkserver import fork_available
+        from enhtrain.sweeps.forkserver import ForkServer, fork_available
 
         if not self.fork:
             self.echo("trials start as fresh processes (--no-fork)")
@@ -244,7 +244,7 @@ class WorkerPool:
             self.echo("this platform has no fork: each trial starts a fresh process")
             self.fork = False
             return
-        first = (self.servers or start_servers(self.workers))[0]
+        first = self.server if self.server is not None else ForkServer(None)
         modules, safe = _preload_modules(self.sweep.base, self.sweep.trial_flags)
         # In safe mode the import gate admits listed packages only: what a trial imported is not preloaded.
         first.preload(modules, learn=not safe)
@@ -267,28 +267,21 @@ class WorkerPool:
             return None
         return server
 
-    def _drop_servers(self, err: OSError) -> None:
-        """Stop using preloaded processes (one failed or may no longer fork): every trial starts a fresh process."""
+    def _drop_servers(self, err: OSError, *, only: int | None = None) -> None:
+        """Stop using preloaded processes: every worker's, or worker ``only``'s (it may no longer fork; the others,
+        which may be running trials, go on). The trials concerned start fresh processes."""
         with self._lock:
-            if not self._servers:
-                return
-            self.echo(f"warm trial processes are unavailable ({err}): each trial starts a fresh process")
-            self.fork = False
-            for other in self._servers.values():
-                other.close()
-            self._servers.clear()
-
-    def _drop_server(self, index: int, err: OSError) -> None:
-        """Stop using worker ``index``'s preloaded process (it may no longer fork): its trials start fresh processes.
-
-        The other workers' processes, which may be running trials, go on.
-        """
-        with self._lock:
-            server = self._servers.pop(index, None)
-        if server is None:
+            indices = list(self._servers) if only is None else [only]
+            dropped = [server for server in (self._servers.pop(i, None) for i in indices) if server is not None]
+        if not dropped:
             return
-        server.close()
-        self.echo(f"worker {index}: warm trial processes are unavailable ({err}): its trials start as fresh processes")
+        for server in dropped:
+            server.close()
+        if only is None:
+            self.echo(f"warm trial processes are unavailable ({err}): each trial starts a fresh process")
+        else:
+            self.echo(f"worker {only}: warm trial processes are unavailable ({err}): its trials start as fresh "
+                      "processes")
 
     # -- one worker ---------------------------------------------------------------------------------------------
 
@@ -458,7 +451,7 @@ class WorkerPool:
                         process = server.start(command[3:], env, os.getcwd(), log.fileno(),
                                                (answer_read, request_write), CHANNEL_ENV)
                     except OSError as err:
-                        self._drop_server(index, err)
+                        self._drop_servers(err, only=index)
                 if process is None:
                     env[CHANNEL_ENV] = f"{answer_read},{request_write}"
                     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
@@ -606,20 +599,25 @@ class WorkerPool:
             lock.release()
 
 
-def start_servers(workers: int, *, fork: bool = True) -> list[Any]:
-    """Start the workers' preloaded process now, so that its imports overlap the rest of the sweep's start.
+@contextlib.contextmanager
+def preloaded_server(*, fork: bool = True) -> Iterator[Any]:
+    """The workers' preloaded process, started now so that its imports overlap the rest of the sweep's start.
 
-    One process imports for every worker: :class:`WorkerPool` copies it for the others once it is ready.
+    One process imports for every worker: :class:`WorkerPool` sends it the sweep's modules and copies it for the
+    other workers once it is ready.
 
-    Returns:
-        The first worker's :class:`~enhtrain.sweeps.forkserver.ForkServer`, waiting for the sweep's modules
-        (:class:`WorkerPool` sends them); none with ``fork=False`` or where the platform has no fork.
+    Yields:
+        Its :class:`~enhtrain.sweeps.forkserver.ForkServer`, closed on exit; ``None`` with ``fork=False`` or
+        where the platform has no fork.
     """
     from enhtrain.sweeps.forkserver import ForkServer, fork_available
 
-    if not fork or not fork_available():
-        return []
-    return [ForkServer(None)]  # the other workers' servers are its copies, made once it has imported everything
+    server = ForkServer(None) if fork and fork_available() else None
+    try:
+        yield server
+    finally:
+        if server is not None:
+            server.close()
 
 
 def _preload_modules(base: dict[str, Any], flags: Sequence[str]) -> tuple[list[str], bool]:
