@@ -291,7 +291,7 @@ def test_csv_hparams_are_what_lightning_writes(tmp_path: Path) -> None:
     import yaml
     from lightning.pytorch.core.saving import save_hparams_to_yaml
 
-    from enhtrain.loggers.csv import _write_hparams
+    from enhtrain.loggers._common import _write_hparams
 
     plain = {"config": {"trainer": {"callbacks": [{"class_path": "a.B", "init_args": {"y": None, "s": "ü ${x}"}}]},
                         "model": {"hidden_dims": [8, 4], "lr": 1e-3, "flag": True, "name": "123", "on": "yes"}}}
@@ -304,9 +304,16 @@ def test_csv_hparams_are_what_lightning_writes(tmp_path: Path) -> None:
     assert ours.read_text(encoding="utf-8") == theirs.read_text(encoding="utf-8")
 
 
-def test_tensorboard_logger_writes_in_log_dir(tmp_path: Path) -> None:
+def test_tensorboard_logger_writes_in_log_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning.pytorch.core.saving import save_hparams_to_yaml
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    from enhtrain.loggers import tensorboard as tensorboard_module
+
+    writes: list[str] = []
+    real_write = tensorboard_module._write_hparams
+    monkeypatch.setattr(tensorboard_module, "_write_hparams", lambda path, *a, **k: (writes.append(path),
+                                                                                     real_write(path, *a, **k)))
     log_dir = _log_dir(tmp_path, "tensorboard")
     logger = tensorboard_logger(str(log_dir), NAME, VERSION)
     assert (logger.name, str(logger.version)) == (NAME, VERSION)
@@ -324,6 +331,10 @@ def test_tensorboard_logger_writes_in_log_dir(tmp_path: Path) -> None:
     assert [e.step for e in train] == list(range(EPOCHS * TRAIN_BATCHES))
     assert [e.value for e in events.Scalars("val/loss")] == pytest.approx(module.val_losses, rel=1e-6)
     assert "lr: 0.1" in (log_dir / "hparams.yaml").read_text()
+    # Written once, by enhtrain's writer, with what Lightning's own would have written.
+    assert writes == [str(log_dir / "hparams.yaml")]
+    save_hparams_to_yaml(str(tmp_path / "lightning.yaml"), dict(logger.hparams))
+    assert (log_dir / "hparams.yaml").read_text() == (tmp_path / "lightning.yaml").read_text()
 
 
 def test_wandb_logger_writes_offline_run_file(tmp_path: Path) -> None:

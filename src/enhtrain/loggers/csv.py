@@ -17,40 +17,14 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.loggers.logger import rank_zero_experiment
 from typing_extensions import override
 
-from enhtrain.loggers._common import _check_options, _checked_by, _parameters, _RunLayout
+from enhtrain.loggers._common import _check_options, _checked_by, _parameters, _RunLayout, _write_hparams
 
 __all__ = ["RunCSVLogger", "csv_logger"]
-
-
-def _write_hparams(path: str, hparams: dict[str, Any]) -> None:
-    """Write ``hparams.yaml``: plain data directly, anything else through Lightning's ``save_hparams_to_yaml``.
-
-    For plain data the file holds what Lightning writes, without building an OmegaConf object of the whole config
-    first (the slowest step of a small run's start).
-    """
-    if not _plain(hparams):
-        save_hparams_to_yaml(path, hparams)
-        return
-    import yaml
-
-    from enhtrain._io import atomic_write_text
-
-    atomic_write_text(path, yaml.safe_dump(hparams, sort_keys=False, allow_unicode=True))
-
-
-def _plain(value: Any) -> bool:
-    """Whether ``value`` is YAML's plain data: mappings with string keys, lists, strings, numbers, booleans, None."""
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_plain(v) for v in value)
-    return value is None or type(value) in (str, int, float, bool)
 
 
 class _KeepingCSVWriter(ExperimentWriter):

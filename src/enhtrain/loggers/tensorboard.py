@@ -15,9 +15,10 @@ from typing import Any
 
 from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from typing_extensions import override
 
-from enhtrain.loggers._common import _check_options, _checked_by, _parameters, _RunLayout
+from enhtrain.loggers._common import _check_options, _checked_by, _parameters, _RunLayout, _write_hparams
 
 __all__ = ["RunTensorBoardLogger", "tensorboard_logger"]
 
@@ -45,6 +46,16 @@ class RunTensorBoardLogger(_RunLayout, TensorBoardLogger):
     def log_dir(self) -> str:
         """The directory of the event files (``<log_dir>/<sub_dir>`` when ``sub_dir`` is given)."""
         return self._run_log_dir if self.sub_dir is None else os.path.join(self._run_log_dir, self.sub_dir)
+
+    @override
+    @rank_zero_only
+    def save(self) -> None:
+        # Lightning writes `hparams.yaml` at the first save, when it is absent: written here first, as the CSV
+        # logger writes it (plain data without an OmegaConf object of the whole config), Lightning leaves it be.
+        hparams_file = os.path.join(self.log_dir, self.NAME_HPARAMS_FILE)
+        if os.path.isdir(self.log_dir) and not os.path.isfile(hparams_file):
+            _write_hparams(hparams_file, self.hparams)
+        super().save()
 
 
 def _summary_writer_parameters() -> set[str]:
