@@ -522,3 +522,24 @@ def test_fit_with_resume_auto_refuses_a_malformed_manifest_and_starts_nothing(
     code, _, err = run_main(capsys, "fit", "--config", "rt.yaml")
     assert_refused(code, err, MANIFEST, BAD_MANIFESTS["not_json"][1])
     assert snapshot(workdir) == before  # no version_1 started afresh, the broken run as it was
+
+
+def test_a_resumed_run_s_metadata_holds_its_history_from_the_first_write(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A kill between two writes would leave metadata.json without the history, and the next resume would lose it.
+    from enhtrain.run import metadata
+
+    writes: list[dict[str, Any]] = []
+    real_write = metadata._write
+    monkeypatch.setattr(metadata, "_write", lambda path, data: (writes.append(dict(data)), real_write(path, data)))
+    previous = {"start_time": "2025-01-01T00:00:00+00:00", "runtime_updates": [{"step": 3}],
+                "resumes": [{"checkpoint": "runs/r/v/checkpoints/a.ckpt", "time": "2025-01-01T00:01:00+00:00"}]}
+    data = metadata.start_metadata(tmp_path / "metadata.json", name="r", version="v", subcommand="fit", argv=[],
+                                   env=None, config={}, plugins=[], tags=[], description=None, seed=7,
+                                   resumed_from="runs/r/v/checkpoints/b.ckpt", previous=previous)
+    assert len(writes) == 1
+    written = json.loads((tmp_path / "metadata.json").read_text(encoding="utf-8"))
+    assert written["resumes"] == [*previous["resumes"], {"checkpoint": "runs/r/v/checkpoints/b.ckpt",
+                                                         "time": data["start_time"]}]
+    assert (written["seed"], written["first_start_time"]) == (7, "2025-01-01T00:00:00+00:00")
+    assert written["runtime_updates"] == [{"step": 3}]

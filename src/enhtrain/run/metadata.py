@@ -145,8 +145,18 @@ def start_metadata(
     plugins: list[dict[str, Any]],
     tags: list[str],
     description: str | None,
+    seed: int | None = None,
+    resumed_from: str | None = None,
+    previous: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the initial ``metadata.json`` (status ``running``) and return it."""
+    """Write the initial ``metadata.json`` (status ``running``) in one atomic write, and return it.
+
+    Args:
+        seed: The run's seed, if set.
+        resumed_from: The checkpoint the run resumes from (relative to the run's root), if it does.
+        previous: The ``metadata.json`` the run had before it resumed: its resume history, first start time and
+            runtime updates carry over (in the same write, so that a kill cannot leave the file without them).
+    """
     data = {
         "name": name,
         "version": version,
@@ -169,6 +179,14 @@ def start_metadata(
         "metrics": {},
         "_start_monotonic": time.monotonic(),
     }
+    if seed is not None:
+        data["seed"] = seed
+    if resumed_from is not None:
+        previous = previous or {}
+        data["resumes"] = [*previous.get("resumes", []), {"checkpoint": resumed_from, "time": data["start_time"]}]
+        data["first_start_time"] = previous.get("first_start_time", previous.get("start_time"))
+        if previous.get("runtime_updates"):
+            data["runtime_updates"] = previous["runtime_updates"]
     _write(path, data)
     return data
 

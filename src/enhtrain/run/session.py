@@ -288,17 +288,10 @@ class RunSession:
             plugins=plugin_rows,
             tags=mask_secrets(list(self.experiment.tags), self._secrets),
             description=mask_text(self.experiment.description, self._secrets) if self.experiment.description else None,
+            seed=self.seed,
+            resumed_from=point.checkpoint if point is not None else None,
+            previous=previous_meta,
         )
-        if self.seed is not None:
-            run_metadata.update_metadata(run.metadata_path, self.metadata, seed=self.seed)
-        if point is not None:
-            history = [*previous_meta.get("resumes", []), {"checkpoint": point.checkpoint,
-                                                            "time": self.metadata["start_time"]}]
-            run_metadata.update_metadata(run.metadata_path, self.metadata, resumes=history,
-                                         first_start_time=previous_meta.get("first_start_time",
-                                                                            previous_meta.get("start_time")),
-                                         **({"runtime_updates": previous_meta["runtime_updates"]}
-                                            if previous_meta.get("runtime_updates") else {}))
 
     def build_trainer_kwargs(self, **kwargs: Any) -> dict[str, Any]:
         """Return the Trainer arguments the experiment adds; errors name the file and line of the setting.
