@@ -163,3 +163,39 @@ def test_a_command_line_that_names_its_subcommand_builds_only_that_parser(
     built.clear()
     code = _run(EnhancedCLI, ["--help"], tmp_path, monkeypatch, experiment_defaults=True)[0]
     assert code == 0 and built == ["fit", "validate", "test", "predict"]
+
+
+class _VariedModel(BoringModel):
+    """A model whose hyper-parameters a YAML round trip could change: int keys, small floats, number-like text."""
+
+    def __init__(self, weights: dict[int, float] | None = None, lr: float = 1e-5, code: str = "007",
+                 sizes: tuple[int, ...] = (1, 2), note: str | None = None) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+
+
+_VARIED = ("model: {weights: {3: 0.5, 10: 2.0}, lr: 3.0e-06, code: '1e3', sizes: [4, 5, 6]}\n"
+           "trainer: {max_epochs: 1, limit_train_batches: 1, limit_val_batches: 0, enable_progress_bar: false}\n")
+
+
+@pytest.mark.parametrize("run", [False, True])
+def test_the_config_is_dumped_without_validating_it_again_to_the_same_values(
+        run: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "plain.yaml").write_text(_VARIED)
+    (tmp_path / "c.yaml").write_text(_VARIED + "experiment: {name: dumps, loggers: {}, callbacks: {}}\n")
+    monkeypatch.chdir(tmp_path)
+
+    def cli(cls: type[LightningCLI], config: str) -> LightningCLI:
+        args = ["--config", config]
+        return cls(_VariedModel, BoringDataModule, args=["fit", *args] if run else args, run=run)
+
+    light, enh = cli(LightningCLI, "plain.yaml"), cli(EnhancedCLI, "c.yaml")
+    assert isinstance(enh, EnhancedCLI) and enh.enhanced
+    # The hyper-parameters are LightningCLI's, '1e3' still text after enhtrain composed the config.
+    assert dict(enh.model.hparams) == dict(light.model.hparams)
+    assert enh.model.hparams["code"] == "1e3" and enh.model.hparams["lr"] == 3.0e-06
+    subcommand = enh.config.get("subcommand")
+    validated = yaml.safe_load(enh.parser.dump(enh.config, skip_link_targets=False, skip_none=False))
+    assert enh.config_dump == (validated[subcommand] if subcommand else validated)
+    config = enh.config[subcommand] if subcommand else enh.config
+    assert enh._dumped_config() == yaml.safe_load(enh._parser(subcommand).dump(config, skip_none=False))

@@ -518,3 +518,16 @@ def test_an_unreadable_checkpoint_says_what_is_wrong_in_words(kind: str, tmp_pat
     assert message.endswith("; use another checkpoint")
     for raw in ("pop from empty list", "(101)", "()", "miniz", "PytorchStreamReader", "weights_only"):
         assert raw not in message
+
+
+def test_what_enhtrain_dumps_reads_back_the_same_here_and_in_jsonargparse() -> None:
+    from jsonargparse._loaders_dumpers import yaml_load
+
+    from enhtrain.documents import dump_yaml, parse_yaml
+
+    data = {"exponent": "1e3", "signed": "-2E-5", "dot": ".5", "date": "2024-01-01", "digits": "007",
+            "underscored": "1_000", "word": "yes", "floats": [1e-05, 1000.0, float("inf")], "int": 3, "none": None}
+    text = dump_yaml(data)
+    assert list(yaml.safe_load(text)) == list(data)  # the order is the data's
+    assert parse_yaml(text, "dumped") == data
+    assert yaml_load(text) == data

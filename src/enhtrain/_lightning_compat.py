@@ -66,6 +66,7 @@ PRIVATE_API: tuple[PrivateName, ...] = (
     PrivateName(_CLI, "_add_subcommands", "method", ("self", "parser", "kwargs"),
                 "enhtrain.cli.EnhancedCLI._add_subcommands"),
     PrivateName(_CLI, "_parse_ckpt_path", "method", ("self",), "enhtrain.cli.EnhancedCLI._parse_ckpt_path"),
+    PrivateName(_CLI, "_dump_config", "method", ("self",), "enhtrain.cli.EnhancedCLI._dump_config"),
     PrivateName(_CLI, "_setup_parser_kwargs", "method", ("self", "parser_kwargs"),
                 "enhtrain.cli.EnhancedCLI._setup_parser_kwargs"),
     PrivateName(_CLI, "_run_subcommand", "method", ("self", "subcommand"), "enhtrain.cli.EnhancedCLI._run_subcommand"),

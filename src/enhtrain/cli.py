@@ -39,7 +39,7 @@ from enhtrain.callbacks.progress import default_progress_callbacks
 from enhtrain.config.arguments import KEYED_MERGE_RULE, PreparedArgs, annotate_printed_config, prepare_arguments
 from enhtrain.config.errors import describe_parser_error, where_set
 from enhtrain.config.reconcile import TRAINER_PARTS_RULE, GivenParts, plan
-from enhtrain.documents import parse_yaml
+from enhtrain.documents import dump_yaml
 from enhtrain.errors import ConfigError, EnhtrainError, RunDirError, one_line
 from enhtrain.run.session import RunSession
 from enhtrain.secrets import mask_secrets
@@ -148,7 +148,21 @@ class EnhancedCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
         parser = self._parser(subcommand)
-        return parse_yaml(parser.dump(config, skip_none=False), "the parsed config") or {}
+        # Validated when parsed (and by parse_object after a checkpoint's hyper-parameters): not again.
+        return _load_own_dump(parser.dump(config, skip_none=False, skip_validation=True)) or {}
+
+    @override
+    def _dump_config(self) -> None:
+        # LightningCLI dumps the whole config once more for the model's and data module's hyper-parameters, and
+        # validates it again: with the experiment on, the config was validated when parsed.
+        if not self.enhanced or hasattr(self, "config_dump"):
+            super()._dump_config()
+            return
+        text = self.parser.dump(self.config, skip_link_targets=False, skip_none=False, skip_validation=True,
+                                format="yaml")
+        self.config_dump = _load_own_dump(text)
+        if "subcommand" in self.config:
+            self.config_dump = self.config_dump[self.config.subcommand]
 
     @override
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -615,7 +629,7 @@ def _mapping_as_argv(args: dict[str, Any], subcommands: tuple[str, ...] | None, 
     if not (force or "experiment" in section or os.environ.get("ENHTRAIN_ENV")):
         return None
     try:
-        text = yaml.safe_dump(section, sort_keys=False)
+        text = dump_yaml(section)
     except yaml.YAMLError:
         return None
     return [*head, "--config", text]
@@ -653,6 +667,11 @@ def _raised_by_lightning(err: BaseException) -> bool:
         module = tb.tb_frame.f_globals.get("__name__", "")
         tb = tb.tb_next
     return module.startswith(("lightning.", "pytorch_lightning."))
+
+
+def _load_own_dump(text: str) -> Any:
+    """Load YAML that a parser of this process dumped (not a document from outside): libyaml's safe loader if any."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def run_training(argv: list[str], prepared: PreparedArgs | None = None) -> None:

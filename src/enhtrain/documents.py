@@ -37,6 +37,7 @@ __all__ = [
     "MAX_YAML_DEPTH",
     "MAX_YAML_NODES",
     "YAMLSyntaxError",
+    "dump_yaml",
     "parse_json",
     "parse_yaml",
     "parse_yaml_node",
@@ -204,6 +205,19 @@ class _BoundedLoader(yaml.SafeLoader):
 _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 
 
+_JSONARGPARSE_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+"""What jsonargparse's YAML loader reads as a float: YAML 1.1's forms, and an exponent without a dot (``1e3``)."""
+_FLOAT_FIRST = list("-+0123456789.")
+
+
 def _jsonargparse_scalars(loader: type[yaml.SafeLoader]) -> None:
     """Type scalars as jsonargparse's YAML loader does: floats with an exponent and no dot, no timestamps."""
     loader.yaml_implicit_resolvers = {
@@ -211,22 +225,25 @@ def _jsonargparse_scalars(loader: type[yaml.SafeLoader]) -> None:
                 if tag not in ("tag:yaml.org,2002:float", "tag:yaml.org,2002:timestamp")]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
-    loader.add_implicit_resolver(
-        "tag:yaml.org,2002:float",
-        re.compile(
-            r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-            |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-            |\.[0-9_]+(?:[eE][-+][0-9]+)?
-            |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
-            |[-+]?\.(?:inf|Inf|INF)
-            |\.(?:nan|NaN|NAN))$""",
-            re.X,
-        ),
-        list("-+0123456789."),
-    )
+    loader.add_implicit_resolver("tag:yaml.org,2002:float", _JSONARGPARSE_FLOAT, _FLOAT_FIRST)
 
 
 _jsonargparse_scalars(_BoundedLoader)
+
+
+class _FaithfulDumper(yaml.SafeDumper):
+    """PyYAML's safe dumper that also quotes text jsonargparse's loader and this module's read as a number."""
+
+
+_FaithfulDumper.add_implicit_resolver("tag:yaml.org,2002:float", _JSONARGPARSE_FLOAT, _FLOAT_FIRST)
+
+
+def dump_yaml(data: Any, **kwargs: Any) -> str:
+    """Write ``data`` as YAML that reads back the same here and in jsonargparse (``sort_keys=False`` unless given).
+
+    PyYAML's own dumper writes the text ``1e3`` plain, which those loaders read as the number 1000.0.
+    """
+    return yaml.dump(data, Dumper=_FaithfulDumper, **{"sort_keys": False, **kwargs})
 
 
 def _prescan(text: str, label: str) -> None:

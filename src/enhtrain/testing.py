@@ -61,7 +61,7 @@ def tiny_config(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
             {"name": "mine", "callbacks": {"my_callback": {}}}}``.
 
     Returns:
-        A new config dictionary, ready for ``yaml.safe_dump``.
+        A new config dictionary, ready for :func:`~enhtrain.documents.dump_yaml`.
 
     Example::
 
@@ -104,12 +104,11 @@ def write_tiny_config(path: str | Path, overrides: dict[str, Any] | None = None)
         result = enhtrain_cli("fit", "--config", "tiny.yaml")
 
     """
-    import yaml
-
     from enhtrain._io import atomic_write_text
+    from enhtrain.documents import dump_yaml
 
     path = Path(path)
-    atomic_write_text(path, yaml.safe_dump(tiny_config(overrides), sort_keys=False))
+    atomic_write_text(path, dump_yaml(tiny_config(overrides)))
     return path
 
 

@@ -13,11 +13,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from enhtrain.config.compose import CLASS_SECTIONS, ComposedConfig, compose, parse_flag_value
 from enhtrain.config.loading import Layer
 from enhtrain.config.merging import set_path
+from enhtrain.documents import dump_yaml
 from enhtrain.errors import ConfigError, located
 from enhtrain.security import check_config_imports
 
@@ -657,7 +656,7 @@ def prepare_arguments(
         from enhtrain.secrets import mask_secrets, secret_values
 
         data = mask_secrets(data, secret_values(environ))
-    text = yaml.safe_dump(data, sort_keys=False)
+    text = dump_yaml(data)
     head = [*split.head, split.subcommand] if split.subcommand else list(split.head)
     return PreparedArgs([*head, "--config", text, *split.rest], composed, experiment, split, list(argv), policy,
                         switches)

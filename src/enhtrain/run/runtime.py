@@ -32,8 +32,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from enhtrain._io import atomic_write_text, finite
 from enhtrain.config.runtime import (
     ACK_FILE,
@@ -43,7 +41,7 @@ from enhtrain.config.runtime import (
     one_line,
     out_of_range,
 )
-from enhtrain.documents import parse_yaml, read_text, read_yaml
+from enhtrain.documents import dump_yaml, parse_yaml, read_text, read_yaml
 from enhtrain.errors import ConfigError, RunDirError
 from enhtrain.run.lock import LOCK_NAME, RunLock
 from enhtrain.secrets import mask_secrets
@@ -243,7 +241,7 @@ def write_request(
         body["set"] = merged_set
     if merged_actions:
         body["actions"] = merged_actions
-    text = f"# written {_now()}\n" + yaml.safe_dump(finite(body), sort_keys=False)
+    text = f"# written {_now()}\n" + dump_yaml(finite(body))
     try:
         atomic_write_text(path, text)
     except OSError as err:
@@ -276,7 +274,7 @@ def write_ack(run_dir: str | Path, answer: dict[str, Any]) -> None:
     if len(rejected) > _MAX_REJECTED:
         rejected = [*rejected[:_MAX_REJECTED], f"... and {len(rejected) - _MAX_REJECTED} more"]
     body = mask_secrets(finite({**answer, "rejected": rejected, "time": _now()}))
-    atomic_write_text(path, yaml.safe_dump(body, sort_keys=False))
+    atomic_write_text(path, dump_yaml(body))
 
 
 def wait_for_ack(run_dir: str | Path, request: str, timeout: float, poll_s: float = 0.1) -> dict[str, Any]:

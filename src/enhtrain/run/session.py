@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from enhtrain._io import atomic_write_bytes, atomic_write_text, move_aside
 from enhtrain.checkpoints.sharded import check_resume
+from enhtrain.documents import dump_yaml
 from enhtrain.errors import CheckpointError, ConfigError, RunDirError, located
 from enhtrain.run import metadata as run_metadata
 from enhtrain.run.components import build_callbacks, build_loggers, build_profiler
@@ -262,7 +261,7 @@ class RunSession:
         from enhtrain import plugins
 
         run, point, prepared = self.run, self.point, self.prepared
-        text = yaml.safe_dump(self.masked_config, sort_keys=False)
+        text = dump_yaml(self.masked_config)
         if point is None or not run.config_path.exists():
             atomic_write_text(inside(run.config_path, run.path, what="config file"), text)
         elif _saved_config_or_none(run.config_path) != self.masked_config:

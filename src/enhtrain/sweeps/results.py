@@ -9,9 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from enhtrain._io import atomic_write_bytes, atomic_write_text
+from enhtrain.documents import dump_yaml
 from enhtrain.errors import ConfigError
 from enhtrain.secrets import mask_secrets, secret_values
 from enhtrain.security import inside
@@ -148,7 +147,7 @@ def best_config(sweep: Sweep) -> str:
         set_dotted(config, param.key, param.decode(best.params[param.key]))
     header = (f"# The best trial ({best.number}) of sweep {sweep.spec.name}: {sweep.spec.metric}={best.value:.6g}\n"
               "# Train it again with: enhtrain fit --config best.yaml\n")
-    return header + yaml.safe_dump(mask_secrets(config, secret_values()), sort_keys=False)
+    return header + dump_yaml(mask_secrets(config, secret_values()))
 
 
 _WORST, _BEST = "#d62728", "#08519c"

@@ -30,10 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from enhtrain._io import atomic_write_json, atomic_write_text
-from enhtrain.documents import parse_json, read_json, read_text
+from enhtrain.documents import dump_yaml, parse_json, read_json, read_text
 from enhtrain.errors import ConfigError
 from enhtrain.security import inside
 from enhtrain.sweeps import CHANNEL_ENV
@@ -410,7 +408,7 @@ class WorkerPool:
         header = (f"# sweep trial {number} of {spec.name}: the sampled values, the trial's run directory and the "
                   "pruning callback,\n# layered on sweep-base.yaml\n")
         layer = trial_layer(sweep, number, params)
-        atomic_write_text(layer_path, header + yaml.safe_dump(layer, sort_keys=False))
+        atomic_write_text(layer_path, header + dump_yaml(layer))
         worker = f"{socket.gethostname()}:{os.getpid()}:{index}"
         env = self._environment(index)
         configs = ["--config", str(sweep.base_path), "--config", str(directory / layer_path.name)]

@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import yaml
-
-from enhtrain.documents import read_text
+from enhtrain.documents import dump_yaml, read_text
 from enhtrain.errors import ConfigError
 from enhtrain.security import inside
 from enhtrain.sweeps._common import quiet_optuna
@@ -254,7 +252,7 @@ class Sweep:
         self.directory.mkdir(parents=True, exist_ok=True)
         header = (f"# The base config of sweep {self.spec.name}: every trial runs it plus its own layer, "
                   "sweep-trial-<n>.yaml.\n")
-        text = header + yaml.safe_dump(self.base, sort_keys=False)
+        text = header + dump_yaml(self.base)
         path = inside(self.base_path, self.directory, what="sweep file")
         try:
             same = read_text(path, what="sweep file") == text
@@ -396,7 +394,7 @@ def create_or_continue(spec: SweepSpec, base: dict[str, Any], trial_flags: list[
                            max_retry=spec.max_retry, create=True)
     where = f"study '{spec.name}' in '{shown(mask_url(url), 200)}'"
     existing = _study_names(storage)
-    base_text = yaml.safe_dump(base, sort_keys=False)
+    base_text = dump_yaml(base)
     study = optuna.create_study(study_name=spec.name, storage=storage, direction=spec.direction,
                                 sampler=build_sampler(spec), pruner=build_pruner(spec), load_if_exists=True)
     if spec.name in existing:
