@@ -23,8 +23,12 @@ PROBE = '''
 import importlib, json, os, sys, threading
 import torch
 from lightning.pytorch import Callback
+from enhtrain.checkpoints.manifest import manifest_schema
+from enhtrain.run.metadata import metadata_schema
 from enhtrain.sweeps import forkserver
 
+# Imported by the preloaded process once it has warmed up: the schemas a run checks its files with are built.
+WARM = [schema.cache_info().currsize for schema in (manifest_schema, metadata_schema)]
 
 class Probe(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
@@ -39,7 +43,7 @@ class Probe(Callback):
                        "cuda": torch.cuda.is_available() and torch.cuda.is_initialized(),
                        "device": str(pl_module.device),
                        "late": sorted(m for m in sys.modules if m not in forkserver._preloaded),
-                       "inherited": inherited}, out)
+                       "inherited": inherited, "warm": WARM}, out)
 '''
 
 
@@ -104,6 +108,7 @@ def test_a_forked_trial_finds_the_run_modules_imported(server: tuple[ForkServer,
     late = [m for m in probe["late"] if m.split(".")[0] in ("enhtrain", "omegaconf", "pydantic", "tensorboard")]
     # Only the config's own model and data modules, which a sweep's worker preloads from its base config.
     assert [m for m in late if not m.startswith(("enhtrain.models", "enhtrain.data"))] == []
+    assert probe["warm"] == [1, 1]  # and the run files' schemas were built before the fork
 
 
 def test_the_next_trial_finds_what_a_trial_imported(server: tuple[ForkServer, Path]) -> None:
