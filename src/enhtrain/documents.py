@@ -19,6 +19,7 @@ them may use it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -188,21 +189,37 @@ class _BoundedLoader(yaml.SafeLoader):
         self.budget.event(event)
         return event
 
-    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
-        """Refuse an integer too long to convert cheaply, naming its line."""
-        where = f"{self.budget.label}:{node.start_mark.line + 1}"
-        digits = len(_DIGITS.findall(str(node.value)))
-        if digits > MAX_INT_DIGITS:
-            raise _too_many_digits(where, digits)
-        value = super().construct_yaml_int(node)
-        # Hexadecimal, octal and binary forms are short in text and long in decimal: measure the value too.
-        if value.bit_length() > _MAX_INT_BITS:
-            bits = value.bit_length()
-            raise _too_many_digits(where, len(str(value)) if bits < 14_000 else bits * 3 // 10)
-        return value
+
+def _bounded_int(loader: Any, node: yaml.ScalarNode) -> int:
+    """Refuse an integer too long to convert cheaply, naming its line."""
+    where = f"{loader.budget.label}:{node.start_mark.line + 1}"
+    digits = len(_DIGITS.findall(str(node.value)))
+    if digits > MAX_INT_DIGITS:
+        raise _too_many_digits(where, digits)
+    value = yaml.constructor.SafeConstructor.construct_yaml_int(loader, node)
+    # Hexadecimal, octal and binary forms are short in text and long in decimal: measure the value too.
+    if value.bit_length() > _MAX_INT_BITS:
+        bits = value.bit_length()
+        raise _too_many_digits(where, len(str(value)) if bits < 14_000 else bits * 3 // 10)
+    return value
 
 
-_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _bounded_int)
+
+_CLoader: type[Any] | None = getattr(yaml, "CSafeLoader", None)
+
+if _CLoader is not None:
+    class _MeasuredLoader(_CLoader):  # type: ignore[misc, valid-type]
+        """libyaml's safe loader for a document :func:`_prescan` has measured: the same typing and integer guard.
+
+        The budget was counted on the events already, so the C composer builds the nodes without counting again.
+        """
+
+        def __init__(self, text: str, label: str) -> None:
+            super().__init__(text)
+            self.budget = _Budget(label)
+
+    _MeasuredLoader.add_constructor("tag:yaml.org,2002:int", _bounded_int)
 
 
 _JSONARGPARSE_FLOAT = re.compile(
@@ -229,10 +246,12 @@ def _jsonargparse_scalars(loader: type[yaml.SafeLoader]) -> None:
 
 
 _jsonargparse_scalars(_BoundedLoader)
+if _CLoader is not None:
+    _jsonargparse_scalars(_MeasuredLoader)
 
 
-class _FaithfulDumper(yaml.SafeDumper):
-    """PyYAML's safe dumper that also quotes text jsonargparse's loader and this module's read as a number."""
+class _FaithfulDumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """The safe dumper (libyaml's when PyYAML has it), also quoting text that jsonargparse reads as a number."""
 
 
 _FaithfulDumper.add_implicit_resolver("tag:yaml.org,2002:float", _JSONARGPARSE_FLOAT, _FLOAT_FIRST)
@@ -246,22 +265,25 @@ def dump_yaml(data: Any, **kwargs: Any) -> str:
     return yaml.dump(data, Dumper=_FaithfulDumper, **{"sort_keys": False, **kwargs})
 
 
-def _prescan(text: str, label: str) -> None:
+def _prescan(text: str, label: str) -> bool:
     """Measure ``text`` with libyaml's fast parser, when PyYAML has it, to refuse a large document quickly.
 
     Any problem other than a limit is left to the pure-Python loader, whose messages enhtrain reports.
+
+    Returns:
+        Whether the whole document was measured within the limits (then libyaml may build it).
     """
-    fast = getattr(yaml, "CSafeLoader", None)
-    if fast is None:
-        return
+    if _CLoader is None:
+        return False
     budget = _Budget(label)
     try:
-        for event in yaml.parse(text, Loader=fast):
+        for event in yaml.parse(text, Loader=_CLoader):
             budget.event(event)
     except ConfigError:
         raise
     except Exception:  # a syntax or encoding problem: the pure-Python pass reports it with its position
-        return
+        return False
+    return True
 
 
 def _check_size(text: str, label: str, kind: str = "YAML") -> None:
@@ -308,21 +330,25 @@ def parse_yaml_node(text: str, label: str) -> tuple[yaml.Node | None, Any]:
         ConfigError: Past a limit, on a duplicate key or a Python tag; :class:`YAMLSyntaxError` on invalid YAML.
     """
     _check_size(text, label)
-    _prescan(text, label)
+    if _prescan(text, label):
+        with contextlib.suppress(yaml.YAMLError):  # reported below by the pure-Python loader, in its words
+            return _load_node(_MeasuredLoader(text, label), label)
     try:
-        loader = _BoundedLoader(text, label)
-        try:
-            node = loader.get_single_node()
-            if node is not None:
-                _check_duplicates(node, label)
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
+        return _load_node(_BoundedLoader(text, label), label)
     except yaml.constructor.ConstructorError as err:
         raise ConfigError(f"{label}{_error_location(err)}: {_refuse_tag(err)}") from err
     except yaml.YAMLError as err:
         raise YAMLSyntaxError(label, _refuse_tag(err), _error_location(err)) from err
-    return node, data
+
+
+def _load_node(loader: Any, label: str) -> tuple[yaml.Node | None, Any]:
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _check_duplicates(node, label)
+        return node, loader.construct_document(node) if node is not None else None
+    finally:
+        loader.dispose()
 
 
 def parse_yaml(text: str, label: str) -> Any:
