@@ -199,3 +199,42 @@ def test_the_config_is_dumped_without_validating_it_again_to_the_same_values(
     assert enh.config_dump == (validated[subcommand] if subcommand else validated)
     config = enh.config[subcommand] if subcommand else enh.config
     assert enh._dumped_config() == yaml.safe_load(enh._parser(subcommand).dump(config, skip_none=False))
+
+
+def test_a_prebuilt_parser_is_taken_once_by_the_run_it_was_built_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from enhtrain import cli
+    from enhtrain.testing import write_tiny_config
+    from in_process import run_main
+
+    monkeypatch.chdir(tmp_path)
+    config = str(write_tiny_config(tmp_path / "tiny.yaml"))
+    code, expected, _ = run_main(capsys, "fit", "--config", config, "--print_config")
+    assert code == 0
+    built: list[str] = []
+    prepare = LightningCLI._prepare_subcommand_parser
+
+    def recording(self: LightningCLI, klass: type, subcommand: str, **kwargs: Any) -> Any:
+        built.append(subcommand)
+        return prepare(self, klass, subcommand, **kwargs)
+
+    try:
+        cli.prebuild_parser("fit")
+        parser = cli._prebuilt[0][1]
+        monkeypatch.setattr(LightningCLI, "_prepare_subcommand_parser", recording)
+        # Another subcommand builds its own and leaves the prebuilt parser.
+        assert run_main(capsys, "validate", "--config", config, "--print_config")[0] == 0
+        assert built == ["validate"] and cli._prebuilt[0][1] is parser
+        seen: list[Any] = []
+        parse = cli.EnhancedCLI._parse_or_print
+
+        def parsing(self: cli.EnhancedCLI, parser: Any, args: Any) -> Any:
+            seen.append(parser)
+            return parse(self, parser, args)
+
+        monkeypatch.setattr(cli.EnhancedCLI, "_parse_or_print", parsing)
+        code, out, _ = run_main(capsys, "fit", "--config", config, "--print_config")
+        assert code == 0 and out == expected  # the same config printed
+        assert seen == [parser] and built == ["validate"] and cli._prebuilt == []  # taken, nothing built
+    finally:
+        cli._prebuilt.clear()
