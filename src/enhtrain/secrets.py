@@ -15,6 +15,7 @@ Every secret is written as :data:`MASK`.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -77,6 +78,7 @@ _KEY_VALUE = re.compile(
 _EMPTY_VALUES = frozenset({"", "null", "none", "~", '""', "''"})
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of the name, asked of every key of every config written
 def is_secret_key(key: str) -> bool:
     """Tell whether a mapping key, option name or flag names a secret.
 
@@ -101,6 +103,7 @@ def is_secret_key(key: str) -> bool:
     return last in _SECRET_WORDS or (previous, last) in _SECRET_PAIRS
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_secret_env_name(name: str) -> bool:
     upper = name.upper()
     return (

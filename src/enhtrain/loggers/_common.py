@@ -156,7 +156,9 @@ def _write_hparams(path: str, hparams: dict[str, Any]) -> None:
 
     from enhtrain._io import atomic_write_text
 
-    atomic_write_text(path, yaml.safe_dump(hparams, sort_keys=False, allow_unicode=True))
+    # The text of yaml.safe_dump, written by libyaml when PyYAML has it.
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    atomic_write_text(path, yaml.dump(hparams, Dumper=dumper, sort_keys=False, allow_unicode=True))
 
 
 def _plain(value: Any) -> bool:

@@ -59,6 +59,13 @@ def _program() -> str:
 
 def package_versions() -> dict[str, str | None]:
     """Return the versions of enhtrain, lightning, torch and Python."""
+    return dict(_installed_versions())
+
+
+@functools.cache
+def _installed_versions() -> dict[str, str | None]:
+    # Read once a process: the code it runs is what was installed when it imported it (a sweep's forked trials
+    # inherit the versions their preloaded process read).
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for dist in ("enhtrain", "lightning", "torch"):
         try:
