@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,17 +22,22 @@ from enhtrain.testing import write_tiny_config
 pytestmark = pytest.mark.skipif(not fork_available(), reason="warm trial processes need fork (POSIX)")
 
 PROBE = '''
-import importlib, json, os, sys, threading
+import atexit, importlib, json, os, sys, threading
 import torch
 from lightning.pytorch import Callback
+from enhtrain import cli
 from enhtrain.checkpoints.manifest import manifest_schema
 from enhtrain.run.metadata import metadata_schema
 from enhtrain.sweeps import forkserver
 
-# Imported by the preloaded process once it has warmed up: the schemas a run checks its files with are built.
-WARM = [schema.cache_info().currsize for schema in (manifest_schema, metadata_schema)]
+# Imported by the preloaded process once it has warmed up: the schemas a run checks its files with are built, and
+# so is fit's parser.
+WARM = [schema.cache_info().currsize for schema in (manifest_schema, metadata_schema)] + [len(cli._prebuilt)]
 
 class Probe(Callback):
+    def on_fit_end(self, trainer, pl_module):
+        atexit.register(lambda: open("exited.txt", "w").write(str(os.getpid())))
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         wanted = os.environ.get("PROBE_IMPORT")
         inherited = wanted in forkserver._preloaded
@@ -43,7 +50,7 @@ class Probe(Callback):
                        "cuda": torch.cuda.is_available() and torch.cuda.is_initialized(),
                        "device": str(pl_module.device),
                        "late": sorted(m for m in sys.modules if m not in forkserver._preloaded),
-                       "inherited": inherited, "warm": WARM}, out)
+                       "inherited": inherited, "warm": WARM, "parser_left": len(cli._prebuilt)}, out)
 '''
 
 
@@ -77,6 +84,7 @@ def _fit(server: ForkServer, project: Path, name: str, overrides: dict[str, Any]
         **overrides,
     })
     (project / "probe.json").unlink(missing_ok=True)
+    (project / "exited.txt").unlink(missing_ok=True)
     read, write = os.pipe()
     log = project / f"{name}.log"
     with open(log, "wb") as out:
@@ -89,6 +97,7 @@ def _fit(server: ForkServer, project: Path, name: str, overrides: dict[str, Any]
     assert status == 0, log.read_text(encoding="utf-8")[-3000:]
     probe = json.loads((project / "probe.json").read_text(encoding="utf-8"))
     assert probe["pid"] == trial.pid  # the trial ran in its own process, the forked child
+    assert (project / "exited.txt").read_text(encoding="utf-8") == str(trial.pid)  # its exit handlers ran
     meta = json.loads(next((project / "runs" / name).glob("*/metadata.json")).read_text(encoding="utf-8"))
     assert meta["status"] == "completed" and meta["pid"] == trial.pid
     return probe
@@ -108,7 +117,8 @@ def test_a_forked_trial_finds_the_run_modules_imported(server: tuple[ForkServer,
     late = [m for m in probe["late"] if m.split(".")[0] in ("enhtrain", "omegaconf", "pydantic", "tensorboard")]
     # Only the config's own model and data modules, which a sweep's worker preloads from its base config.
     assert [m for m in late if not m.startswith(("enhtrain.models", "enhtrain.data"))] == []
-    assert probe["warm"] == [1, 1]  # and the run files' schemas were built before the fork
+    assert probe["warm"] == [1, 1, 1]  # and the run files' schemas and fit's parser were built before the fork
+    assert probe["parser_left"] == 0  # the trial took the parser
 
 
 def test_the_next_trial_finds_what_a_trial_imported(server: tuple[ForkServer, Path]) -> None:
@@ -184,3 +194,20 @@ def test_a_forked_trial_creates_its_own_cuda_context(server: tuple[ForkServer, P
     probe = _fit(started, project, "cuda", {"trainer": {"accelerator": "gpu", "devices": 1,
                                                         "callbacks": [{"class_path": "threadprobe.Probe"}]}}, {})
     assert probe["cuda"] is True and probe["device"].startswith("cuda")
+
+
+def test_a_trial_skips_only_torch_s_release_of_its_operator_libraries_at_exit() -> None:
+    code = (
+        "import weakref, torch\n"
+        "from torch.library import _del_library\n"
+        "from enhtrain.sweeps.forkserver import _skip_torch_library_release\n"
+        "held = type('Held', (), {})()\n"
+        "mine = weakref.finalize(held, print, 'kept')\n"
+        "count = lambda: sum(i.func is _del_library for i in weakref.finalize._registry.values())\n"
+        "before = count()\n"
+        "_skip_torch_library_release()\n"
+        "print(before, count(), mine.alive)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    before, after, kept = out.stdout.split()[:3]
+    assert int(before) > 0 and int(after) == 0 and kept == "True"
