@@ -211,3 +211,30 @@ def test_a_trial_skips_only_torch_s_release_of_its_operator_libraries_at_exit() 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     before, after, kept = out.stdout.split()[:3]
     assert int(before) > 0 and int(after) == 0 and kept == "True"
+
+
+def test_the_preloaded_process_parses_a_trial_s_config_once_importing_no_new_package(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from enhtrain.cli import warm_up_parsing
+    from enhtrain.plugins.manager import get_registry
+    from enhtrain.sweeps.forkserver import _PRELOAD, _RUN_MODULES, _preload, _warm_parse, _warm_up
+
+    assert _preload((*_PRELOAD, *_RUN_MODULES, "enhtrain.models", "enhtrain.data")) == []  # as the server does
+    _warm_up()
+    get_registry()
+    package = f"freshpkg_{os.getpid()}"
+    (tmp_path / f"{package}.py").write_text(
+        "from lightning.pytorch import Callback\n\nclass Quiet(Callback):\n    pass\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = write_tiny_config(tmp_path / "c.yaml", {"trainer": {"callbacks": [{"class_path": f"{package}.Quiet"}]}})
+    argv = ["fit", "--config", config.name]
+    assert _warm_parse(argv)[0] is False  # the callback's package is left to the trials
+    assert package not in sys.modules
+    # Once the server has learned what a trial imported (the callback's package, what the parser imports for it),
+    # the parse goes through.
+    warm_up_parsing(argv)
+    assert package in sys.modules
+    assert _warm_parse(argv)[0] is True
+    assert not (tmp_path / "runs").exists()  # parsed only: no run directory
+    assert _warm_parse(["fit", "--config", "missing.yaml"])[0] is False  # refused: left to the trials' message

@@ -12,6 +12,8 @@ without paying the imports again. The server ends when its worker closes the soc
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import json
 import os
 import re
@@ -38,6 +40,7 @@ _RUN_MODULES = (
     "enhtrain.loggers.tensorboard",
 )
 _MAX_MESSAGE = 1 << 22
+_WARM_TRIES = 3  # trials during which the server tries to parse the sweep's config once
 # What a trial may report of the modules it imported, and what such a name looks like.
 _MAX_LEARNED_BYTES = 60_000
 _MODULE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -121,6 +124,8 @@ def serve(fd: int) -> int:
     listed = first.get("preload")
     failed += _preload([str(m) for m in listed] if isinstance(listed, list) else [])
     learn = first.get("learn") is True
+    warm = [str(a) for a in first["warm"]] if isinstance(first.get("warm"), list) and first["warm"] else None
+    tries = 0
     global _preloaded
     _preloaded = frozenset(sys.modules)
     _send(sock, {"ready": os.getpid(), "threads": _thread_count(), "failed": failed})
@@ -161,6 +166,13 @@ def serve(fd: int) -> int:
                 os.close(descriptor)
         with contextlib.suppress(OSError):
             _send(sock, {"pid": pid})
+        if warm is not None and unsafe is None:
+            # While a trial runs: the next ones find the sweep's config parsed once already. Tried again while the
+            # next trials run if it needed a package not imported yet (which the server may learn from a trial).
+            parsed, unsafe = _warm_parse(warm)
+            tries += 1
+            warm = None if parsed or tries == _WARM_TRIES else warm
+            _preloaded = frozenset(sys.modules)
         _pid, status = os.waitpid(pid, 0)
         try:
             _send(sock, {"pid": pid, "status": os.waitstatus_to_exitcode(status)})
@@ -230,6 +242,53 @@ def _learn(names: Sequence[str]) -> str | None:
     if _cuda_initialized():
         return "a module a trial imported initialised CUDA in the preloaded process"
     return None
+
+
+def _warm_parse(argv: Sequence[str]) -> tuple[bool, str | None]:
+    """Compose and parse a trial's command line once (see :func:`enhtrain.cli.warm_up_parsing`), quietly.
+
+    The parse may import no package that this process has not imported yet: a class of a package the server has
+    not learned is left to the trials (the parse stops there and is tried again later).
+
+    Returns:
+        Whether the command line was parsed, and why this process may no longer fork if the parse started a
+        thread or CUDA all the same (else ``None``). A refused command line is left to the trials to report.
+    """
+    parsed = False
+    guard = _NoNewPackage()
+    sys.meta_path.insert(0, guard)
+    try:
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            from enhtrain.cli import warm_up_parsing
+            from enhtrain.sweeps.base import trial_environment
+
+            warm_up_parsing(argv, trial_environment(os.environ))
+            parsed = True
+    except Exception:  # a new package, or a config the trials refuse in their own words
+        pass
+    finally:
+        sys.meta_path.remove(guard)
+    if _thread_count() > 1 or _cuda_initialized():
+        return parsed, "parsing the sweep's config started a thread or CUDA in the preloaded process"
+    return parsed, None
+
+
+class _NoNewPackage(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Refuses to load a package of which nothing is imported yet (a submodule of an imported one may load).
+
+    Asked whether such a package exists (``importlib.util.find_spec``), it says yes: only loading it fails.
+    """
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname.partition(".")[0] in sys.modules:
+            return None  # the usual finders
+        return importlib.machinery.ModuleSpec(fullname, self)
+
+    def create_module(self, spec: Any) -> Any:
+        raise ImportError(f"{spec.name}: not imported by the preloaded process")
+
+    def exec_module(self, module: Any) -> None:  # never reached: create_module refuses
+        raise ImportError(f"{module.__name__}: not imported by the preloaded process")
 
 
 def _import_harmless(names: Sequence[str]) -> list[str]:
@@ -498,16 +557,18 @@ class ForkServer:
         other._pid = int(other.ready(timeout=60)["ready"])
         return other
 
-    def preload(self, modules: Sequence[str], *, learn: bool = False) -> None:
+    def preload(self, modules: Sequence[str], *, learn: bool = False, warm: Sequence[str] | None = None) -> None:
         """Tell the server the sweep's own modules to import before it is ready (once, before :meth:`ready`).
 
         Args:
             modules: The modules (already passed through the import gate).
             learn: Whether the server imports, after each trial, the modules the trial imported, so that the next
                 trials find them imported (through the import gate; it stops forking if one starts a thread).
+            warm: A command line of the trials' own (``fit --config BASE ...``) that the server composes and parses
+                once while the first trial runs, so that the next trials parse theirs faster (nothing is built).
         """
         with contextlib.suppress(OSError):  # a server that ended shows in ready()
-            _send(self._sock, {"preload": list(modules), "learn": learn})
+            _send(self._sock, {"preload": list(modules), "learn": learn, "warm": list(warm or [])})
 
     def ready(self, timeout: float = 600) -> dict[str, Any]:
         """Wait until the server has imported everything; returns its ``ready`` message (pid, thread count).

@@ -245,7 +245,8 @@ class WorkerPool:
         first = self.server if self.server is not None else ForkServer(None)
         modules, safe = _preload_modules(self.sweep.base, self.sweep.trial_flags)
         # In safe mode the import gate admits listed packages only: what a trial imported is not preloaded.
-        first.preload(modules, learn=not safe)
+        first.preload(modules, learn=not safe,
+                      warm=["fit", "--config", str(self.sweep.base_path), *self.sweep.trial_flags])
         self._servers = {0: first}
         try:
             for index in range(1, self.workers):
