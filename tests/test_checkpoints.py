@@ -111,6 +111,33 @@ def test_a_failed_large_write_raises_the_os_error_and_keeps_the_previous_file(tm
     assert not list(tmp_path.glob(TMP_PREFIX + "*"))
 
 
+@pytest.mark.parametrize("signal_error", [KeyboardInterrupt, SystemExit])
+def test_a_signal_during_a_write_ends_the_save_as_the_signal_asks(
+        signal_error: type[BaseException], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from enhtrain.checkpoints import atomic_io
+
+    io = AtomicCheckpointIO()
+    target = tmp_path / "a.ckpt"
+    io.save_checkpoint({"step": 1}, target)
+    before = target.read_bytes()
+    write = atomic_io._HashingWriter.write
+    calls: list[int] = []
+
+    def interrupted(self: Any, data: Any) -> int:
+        written = write(self, data)
+        calls.append(written)
+        if len(calls) == 3:  # Ctrl+C (or SIGTERM) lands after a write, inside torch's zip writer
+            raise signal_error
+        return written
+
+    monkeypatch.setattr(atomic_io._HashingWriter, "write", interrupted)
+    # torch's writer, closing, finds the file short and raises a RuntimeError of its own: the signal wins.
+    with pytest.raises(signal_error):
+        io.save_checkpoint({"step": 2, "weights": torch.zeros(100_000)}, target)
+    assert target.read_bytes() == before
+    assert not list(tmp_path.glob(TMP_PREFIX + "*"))
+
+
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
     io = AtomicCheckpointIO()
     target = tmp_path / "a.ckpt"

@@ -70,6 +70,18 @@ class _HashingWriter:
         self._handle.flush()
 
 
+def _stop_within(err: BaseException) -> BaseException | None:
+    """The ``KeyboardInterrupt`` or ``SystemExit`` (a signal) that ``err`` was raised while handling, if any."""
+    seen: set[int] = set()
+    cause = err.__context__
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, (KeyboardInterrupt, SystemExit)):
+            return cause
+        seen.add(id(cause))
+        cause = cause.__context__
+    return None
+
+
 def _masked(checkpoint: dict[str, Any]) -> dict[str, Any]:
     """A shallow copy of ``checkpoint`` whose hyper-parameter blocks have every secret masked."""
     keys = [k for k in _HPARAM_KEYS if k in checkpoint]
@@ -143,6 +155,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             if isinstance(err, RuntimeError) and writer is not None and writer.error is not None:
                 # torch's zip writer reports a failed write as a RuntimeError; raise the write's own error.
                 raise writer.error from err
+            stop = _stop_within(err) if isinstance(err, RuntimeError) else None
+            if stop is not None:
+                # Ctrl+C or SIGTERM during a write: torch's zip writer, closing, finds the file short and raises a
+                # RuntimeError of its own; the run ends as the signal asks.
+                raise stop from None
             raise
         assert writer is not None
         fsync_path(target.parent)
