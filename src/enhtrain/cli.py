@@ -35,12 +35,13 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException, SI
 from typing_extensions import override
 
 from enhtrain import plugins
+from enhtrain._collector import resume as resume_collector
 from enhtrain._noise import quiet_library_noise
 from enhtrain.callbacks.progress import default_progress_callbacks
 from enhtrain.config.arguments import KEYED_MERGE_RULE, PreparedArgs, annotate_printed_config, prepare_arguments
 from enhtrain.config.errors import describe_parser_error, where_set
 from enhtrain.config.reconcile import TRAINER_PARTS_RULE, GivenParts, plan
-from enhtrain.documents import dump_yaml
+from enhtrain.documents import dump_yaml, load_dumped_yaml
 from enhtrain.errors import ConfigError, EnhtrainError, RunDirError, one_line
 from enhtrain.run.session import RunSession
 from enhtrain.secrets import mask_secrets
@@ -178,7 +179,7 @@ class EnhancedCLI(LightningCLI):
         config = self.config[subcommand] if subcommand else self.config
         parser = self._parser(subcommand)
         # Validated when parsed (and by parse_object after a checkpoint's hyper-parameters): not again.
-        return _load_own_dump(parser.dump(config, skip_none=False, skip_validation=True)) or {}
+        return load_dumped_yaml(parser.dump(config, skip_none=False, skip_validation=True)) or {}
 
     @override
     def _dump_config(self) -> None:
@@ -189,7 +190,7 @@ class EnhancedCLI(LightningCLI):
             return
         text = self.parser.dump(self.config, skip_link_targets=False, skip_none=False, skip_validation=True,
                                 format="yaml")
-        self.config_dump = _load_own_dump(text)
+        self.config_dump = load_dumped_yaml(text)
         if "subcommand" in self.config:
             self.config_dump = self.config_dump[self.config.subcommand]
 
@@ -428,6 +429,7 @@ class EnhancedCLI(LightningCLI):
     @override
     def _run_subcommand(self, subcommand: str) -> None:
         if self.session is None:
+            resume_collector()
             super()._run_subcommand(subcommand)
             return
         session = self.session
@@ -440,6 +442,7 @@ class EnhancedCLI(LightningCLI):
         if session.is_writer:
             for logger in self.trainer.loggers:
                 logger.log_hyperparams({"config": session.masked_config})
+        resume_collector()  # the start is over: the collector runs while Lightning trains (see enhtrain._collector)
         try:
             super()._run_subcommand(subcommand)
         except (MisconfigurationException, ValueError) as err:
@@ -697,11 +700,6 @@ def _raised_by_lightning(err: BaseException) -> bool:
         module = tb.tb_frame.f_globals.get("__name__", "")
         tb = tb.tb_next
     return module.startswith(("lightning.", "pytorch_lightning."))
-
-
-def _load_own_dump(text: str) -> Any:
-    """Load YAML that a parser of this process dumped (not a document from outside): libyaml's safe loader if any."""
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 _Built = tuple[dict[str, Any], LightningArgumentParser, dict[str, Any], dict[str, Any]]

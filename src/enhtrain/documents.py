@@ -39,6 +39,7 @@ __all__ = [
     "MAX_YAML_NODES",
     "YAMLSyntaxError",
     "dump_yaml",
+    "load_dumped_yaml",
     "parse_json",
     "parse_yaml",
     "parse_yaml_node",
@@ -263,6 +264,15 @@ def dump_yaml(data: Any, **kwargs: Any) -> str:
     PyYAML's own dumper writes the text ``1e3`` plain, which those loaders read as the number 1000.0.
     """
     return yaml.dump(data, Dumper=_FaithfulDumper, **{"sort_keys": False, **kwargs})
+
+
+def load_dumped_yaml(text: str) -> Any:
+    """Load YAML that this process dumped itself, such as a parser's dump of a config it parsed and checked.
+
+    Not for a document from outside the process: it has neither the limits nor the checks of :func:`parse_yaml`.
+    It uses libyaml's safe loader when PyYAML has it.
+    """
+    return yaml.load(text, Loader=_CLoader or yaml.SafeLoader)
 
 
 def _prescan(text: str, label: str) -> bool:

@@ -14,6 +14,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 
+from enhtrain._collector import paused_while_starting
 from enhtrain.errors import EnhtrainError, one_line, quote
 
 __all__ = ["INFO_COMMANDS", "main"]
@@ -65,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     # Python hides DeprecationWarning outside __main__; a config's deprecated keys are for the person running this.
     warnings.filterwarnings("default", category=DeprecationWarning, module=r"enhtrain\.config\.migration$")
+    with paused_while_starting(whole_process=argv is None):
+        return _dispatch(args)
+
+
+def _dispatch(args: list[str]) -> int:
     try:
         if args[0] in INFO_COMMANDS or args[0] == "sweep":
             status = _load(args[0])(args[1:])

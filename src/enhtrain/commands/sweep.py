@@ -120,6 +120,7 @@ def _reading(action: str, handler: Any, argv: list[str]) -> Any:
 
 
 def _sweep_run(argv: list[str]) -> int:
+    from enhtrain._collector import resume as resume_collector
     from enhtrain.secrets import mask_argv
     from enhtrain.sweeps.base import check_params, compose_base
     from enhtrain.sweeps.runner import preloaded_server
@@ -163,6 +164,7 @@ def _sweep_run(argv: list[str]) -> int:
             _remove_created(created)
             raise
         sweep.write_base()
+        resume_collector()  # the start is over: the workers run for long
         return _work(sweep, args.workers, created=created, fork=not args.no_fork, server=server)
 
 
@@ -229,6 +231,7 @@ def _work(sweep: Any, workers: int, *, created: list[Path] | None = None, starte
 
 
 def _sweep_worker(argv: list[str]) -> int:
+    from enhtrain._collector import resume as resume_collector
     from enhtrain.sweeps.runner import preloaded_server
     from enhtrain.sweeps.stored import worker_flags
     from enhtrain.sweeps.study import find_storage, open_sweep
@@ -247,6 +250,7 @@ def _sweep_worker(argv: list[str]) -> int:
         sweep = _reading("worker", lambda _: open_sweep(Path(name).name, url, directory, seed_offset=os.getpid(),
                                                          flags=flags, root=args.root), argv)
         sweep.write_base()
+        resume_collector()  # the start is over: the workers run for long
         return _work(sweep, args.workers, started_here=False, fork=not args.no_fork, server=server)
 
 
