@@ -22,7 +22,7 @@ from enhtrain.testing import write_tiny_config
 pytestmark = pytest.mark.skipif(not fork_available(), reason="warm trial processes need fork (POSIX)")
 
 PROBE = '''
-import atexit, importlib, json, os, sys, threading
+import atexit, gc, importlib, json, os, sys, threading
 import torch
 from lightning.pytorch import Callback
 from enhtrain import cli
@@ -50,7 +50,8 @@ class Probe(Callback):
                        "cuda": torch.cuda.is_available() and torch.cuda.is_initialized(),
                        "device": str(pl_module.device),
                        "late": sorted(m for m in sys.modules if m not in forkserver._preloaded),
-                       "inherited": inherited, "warm": WARM, "parser_left": len(cli._prebuilt)}, out)
+                       "inherited": inherited, "warm": WARM, "parser_left": len(cli._prebuilt),
+                       "collector": gc.isenabled()}, out)
 '''
 
 
@@ -97,6 +98,7 @@ def _fit(server: ForkServer, project: Path, name: str, overrides: dict[str, Any]
     assert status == 0, log.read_text(encoding="utf-8")[-3000:]
     probe = json.loads((project / "probe.json").read_text(encoding="utf-8"))
     assert probe["pid"] == trial.pid  # the trial ran in its own process, the forked child
+    assert probe["collector"] is True  # it trains with the garbage collector on (the server's is off)
     assert (project / "exited.txt").read_text(encoding="utf-8") == str(trial.pid)  # its exit handlers ran
     meta = json.loads(next((project / "runs" / name).glob("*/metadata.json")).read_text(encoding="utf-8"))
     assert meta["status"] == "completed" and meta["pid"] == trial.pid

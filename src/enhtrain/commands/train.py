@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Mapping, Sequence
 
 from enhtrain.errors import ConfigError
 
-__all__ = ["format_parser_error", "run"]
+__all__ = ["format_parser_error", "prebuild_parser", "run", "warm_up_parsing"]
 
 
 def format_parser_error(message: str) -> str:
@@ -54,3 +55,20 @@ def run(argv: list[str]) -> int:
         return code if isinstance(code, int) else (0 if code is None else 1)
     sys.stdout.flush()
     return 0
+
+
+def prebuild_parser() -> None:
+    """Build ``fit``'s parser now, for the next run of this process to take (see :func:`enhtrain.cli.prebuild_parser`).
+
+    A sweep's preloaded process calls it before it forks its trials.
+    """
+    from enhtrain.cli import prebuild_parser as prebuild
+
+    prebuild("fit")
+
+
+def warm_up_parsing(argv: Sequence[str], environ: Mapping[str, str]) -> None:
+    """Compose and parse a training command line once, keeping nothing (see :func:`enhtrain.cli.warm_up_parsing`)."""
+    from enhtrain.cli import warm_up_parsing as warm_up
+
+    warm_up(argv, environ)

@@ -12,8 +12,10 @@ without paying the imports again. The server ends when its worker closes the soc
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.abc
 import importlib.machinery
+import io
 import json
 import os
 import re
@@ -101,6 +103,9 @@ def serve(fd: int) -> int:
         fd: The server's end of the socket its worker made.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is for the worker, which stops the trials itself
+    # What the server imports lives as long as it does: no collector passes over it (see enhtrain._collector);
+    # it is frozen before each fork, so that a trial's collector leaves the shared pages alone.
+    gc.disable()
     sock = socket.socket(fileno=fd)
     reader = _Reader(sock)
     failed = _preload((*_PRELOAD, *_RUN_MODULES))
@@ -113,9 +118,9 @@ def serve(fd: int) -> int:
     except Exception as err:  # the trial imports or builds them again and reports what failed
         failed.append(f"run modules: {type(err).__name__}")
     try:
-        from enhtrain.cli import prebuild_parser
+        from enhtrain.commands.train import prebuild_parser
 
-        prebuild_parser("fit")  # each trial takes its copy (a trial is `enhtrain fit`)
+        prebuild_parser()  # each trial (`enhtrain fit`) takes its copy
     except Exception as err:  # the trial builds its own
         failed.append(f"fit's parser: {type(err).__name__}")
     first = _next_message(reader)
@@ -155,6 +160,7 @@ def serve(fd: int) -> int:
         learned_read, learned_write = os.pipe() if learn else (-1, -1)
         sys.stdout.flush()
         sys.stderr.flush()
+        gc.freeze()
         pid = os.fork()
         if pid == 0:
             sock.close()
@@ -258,8 +264,8 @@ def _warm_parse(argv: Sequence[str]) -> tuple[bool, str | None]:
     guard = _NoNewPackage()
     sys.meta_path.insert(0, guard)
     try:
-        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            from enhtrain.cli import warm_up_parsing
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            from enhtrain.commands.train import warm_up_parsing
             from enhtrain.sweeps.base import trial_environment
 
             warm_up_parsing(argv, trial_environment(os.environ))
@@ -376,6 +382,7 @@ def _child(request: dict[str, Any], fds: list[int], learned: int = -1) -> None:
     next trials.
     """
     status = 1
+    gc.enable()  # the trial collects its own garbage; what it shares with the server is frozen
     try:
         os.setsid()
         signal.signal(signal.SIGINT, signal.default_int_handler)
