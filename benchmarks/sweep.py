@@ -1,13 +1,15 @@
 """Sweeps: the cost of a sweep per trial, a plain Optuna script against ``sweep run``, and a 20-trial sweep.
 
-``python -m benchmarks.sweep [--smoke] [--only overhead|versus|twenty] [--out DIR]``
+``python -m benchmarks.sweep [--smoke] [--only overhead|versus|twenty] [--rounds 3] [--out DIR]``
 
 **Against a plain Optuna script.** ``benchmarks/sweep_plain.py`` runs ``configs/sweeps/lr.yaml``'s search on
 ``configs/quickstart.yaml``'s model and data for 2 epochs, 8 trials, every trial a ``Trainer.fit`` in the
-script's one process; ``enhtrain sweep run`` runs the same spec with 1 worker, then with 2. Wall times are whole
-commands, imports included; the ratio is ``sweep run``'s over the script's. Per trial: the trial's process
-wall time less the run's own time (``duration_s`` of its ``metadata.json``), and the worker's bookkeeping
-(Optuna's ``ask`` to ``tell`` less the process), medians.
+script's one process; ``enhtrain sweep run`` runs the same spec with 1 worker, and with 2. Each of the
+``--rounds`` rounds runs the three once, in an order that rotates from round to round. Wall times are whole
+commands, imports included; the ratio is ``sweep run``'s over the script's within a round, and its median over
+the rounds is reported. Per trial: the trial's process wall time less the run's own time (``duration_s`` of its
+``metadata.json``), and the worker's bookkeeping (Optuna's ``ask`` to ``tell`` less the process), medians over
+every trial of every round.
 
 **Overhead per trial.** Each repetition adds one trial to a sweep whose parameters have one value each (so
 every trial trains the same config) and launches that config alone with ``enhtrain fit``, in alternating order,
@@ -42,6 +44,7 @@ from benchmarks.common import (
     machine_info,
     print_json,
     python,
+    rotate,
     run_process,
     subprocess_env,
 )
@@ -162,37 +165,74 @@ def _trials(cwd: Path, name: str) -> list[Any]:
     return sorted(study.get_trials(), key=lambda t: t.number)
 
 
-def versus(work: Path, *, trials: int, epochs: int, workers_runs: tuple[int, ...] = (1, 2)) -> dict[str, Any]:
-    """The plain Optuna script against ``enhtrain sweep run`` with 1 and 2 workers (see the module's docstring)."""
+def _plain_run(work: Path, *, trials: int, epochs: int) -> tuple[float, dict[str, Any]]:
+    """Run the plain Optuna script in ``work``; return its wall time and its JSON."""
+    work.mkdir(parents=True, exist_ok=True)
     plain = run_process([python(), "-m", "benchmarks.sweep_plain", "--trials", str(trials), "--epochs", str(epochs)],
-                        cwd=work / "plain", env=subprocess_env(), timeout=3600).check("plain Optuna script")
-    plain_out = json.loads(plain.stdout)
-    result: dict[str, Any] = {"trials": trials, "epochs": epochs, "plain_wall_s": round(plain.wall_s, 3),
-                              "plain_best": plain_out["best"]}
-    for workers in workers_runs:
-        cwd = work / f"versus-{workers}"
-        cwd.mkdir(parents=True)
-        shutil.copy(QUICKSTART, cwd / "base.yaml")
-        _write_spec(cwd / "spec.yaml", trials=trials)
-        flags = ["--config", "base.yaml", "--trainer.max_epochs", str(epochs)]
-        sweep = _enhtrain(["sweep", "run", "--sweep", "spec.yaml", "--workers", str(workers), *flags],
-                          cwd).check(f"sweep run --workers {workers}")
-        done = _trials(cwd, "lr-search")
-        overheads, bookkeeping = [], []
-        for trial in done:
-            process = float(trial.user_attrs["enhtrain_duration_s"])
-            meta_path = cwd / "runs" / "lr-search" / f"trial_{trial.number}" / "metadata.json"
-            own = json.loads(meta_path.read_text(encoding="utf-8")).get("duration_s")
-            if own is not None:
-                overheads.append(process - float(own))
-            bookkeeping.append((trial.datetime_complete - trial.datetime_start).total_seconds() - process)
-        complete = [t for t in done if t.state.name == "COMPLETE"]
-        best = max(complete, key=lambda t: t.value) if complete else None
-        same = [t.params for t in done] == [t["params"] for t in plain_out["trials"]]
-        result[f"workers_{workers}"] = {
-            "wall_s": round(sweep.wall_s, 3), "ratio_to_plain": round(sweep.wall_s / plain.wall_s, 3),
-            "states": [t.state.name for t in done], "same_values_as_plain": same,
+                        cwd=work, env=subprocess_env(), timeout=3600).check("plain Optuna script")
+    return plain.wall_s, json.loads(plain.stdout)
+
+
+def _sweep_run(cwd: Path, *, trials: int, epochs: int, workers: int) -> dict[str, Any]:
+    """Run the sweep with ``workers`` workers in ``cwd``; return its wall time and its trials' times."""
+    cwd.mkdir(parents=True)
+    shutil.copy(QUICKSTART, cwd / "base.yaml")
+    _write_spec(cwd / "spec.yaml", trials=trials)
+    flags = ["--config", "base.yaml", "--trainer.max_epochs", str(epochs)]
+    sweep = _enhtrain(["sweep", "run", "--sweep", "spec.yaml", "--workers", str(workers), *flags],
+                      cwd).check(f"sweep run --workers {workers}")
+    done = _trials(cwd, "lr-search")
+    overheads, bookkeeping = [], []
+    for trial in done:
+        process = float(trial.user_attrs["enhtrain_duration_s"])
+        meta_path = cwd / "runs" / "lr-search" / f"trial_{trial.number}" / "metadata.json"
+        own = json.loads(meta_path.read_text(encoding="utf-8")).get("duration_s")
+        if own is not None:
+            overheads.append(process - float(own))
+        bookkeeping.append((trial.datetime_complete - trial.datetime_start).total_seconds() - process)
+    complete = [t for t in done if t.state.name == "COMPLETE"]
+    best = max(complete, key=lambda t: t.value) if complete else None
+    return {"wall_s": sweep.wall_s, "states": [t.state.name for t in done], "params": [t.params for t in done],
             "best": None if best is None else {"number": best.number, "value": best.value},
+            "overheads": overheads, "bookkeeping": bookkeeping}
+
+
+def versus(work: Path, *, trials: int, epochs: int, workers_runs: tuple[int, ...] = (1, 2),
+           rounds: int = 3) -> dict[str, Any]:
+    """The plain Optuna script against ``sweep run`` with 1 and 2 workers, ``rounds`` times, interleaved.
+
+    Each round runs the plain script and each sweep once, in an order that rotates from round to round; the
+    ratio to the plain script is taken within each round, and its median over the rounds is reported (as the
+    wall times, medians too). The per-trial times are medians over every trial of every round.
+    """
+    variants = ["plain", *(f"workers_{w}" for w in workers_runs)]
+    runs: dict[str, list[Any]] = {v: [] for v in variants}
+    for index in range(rounds):
+        for variant in rotate(variants, index):
+            if variant == "plain":
+                runs[variant].append(_plain_run(work / f"plain-{index}", trials=trials, epochs=epochs))
+            else:
+                workers = int(variant.removeprefix("workers_"))
+                runs[variant].append(_sweep_run(work / f"versus-{workers}-{index}", trials=trials, epochs=epochs,
+                                                workers=workers))
+    plain_walls = [wall for wall, _ in runs["plain"]]
+    plain_out = runs["plain"][0][1]
+    result: dict[str, Any] = {"trials": trials, "epochs": epochs, "rounds": rounds,
+                              "plain_wall_s": round(statistics.median(plain_walls), 3),
+                              "plain_walls_s": [round(w, 3) for w in plain_walls], "plain_best": plain_out["best"]}
+    for variant in variants[1:]:
+        rows = runs[variant]
+        ratios = [row["wall_s"] / wall for row, wall in zip(rows, plain_walls, strict=True)]
+        overheads = [v for row in rows for v in row["overheads"]]
+        bookkeeping = [v for row in rows for v in row["bookkeeping"]]
+        result[variant] = {
+            "wall_s": round(statistics.median(row["wall_s"] for row in rows), 3),
+            "walls_s": [round(row["wall_s"], 3) for row in rows],
+            "ratio_to_plain": round(statistics.median(ratios), 3),
+            "ratios_to_plain": [round(r, 3) for r in ratios],
+            "states": rows[0]["states"],
+            "same_values_as_plain": all(row["params"] == [t["params"] for t in plain_out["trials"]] for row in rows),
+            "best": rows[0]["best"],
             "process_minus_run_median_s": round(statistics.median(overheads), 3) if overheads else None,
             "bookkeeping_median_s": round(statistics.median(bookkeeping), 3),
             "bookkeeping_max_s": round(max(bookkeeping), 3),
@@ -247,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=("overhead", "versus", "twenty"))
     parser.add_argument("--trials", type=int, default=8, help="trials of the comparison with the plain script")
     parser.add_argument("--reps", type=int, default=6, help="repetitions of the overhead measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the comparison with the plain script")
     parser.add_argument("--out", type=Path, help="write the JSON here as well")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = parser.parse_args(argv)
@@ -258,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             result["overhead"] = overhead(work, reps=1 if args.smoke else args.reps, epochs=1 if args.smoke else 3)
         if args.only in (None, "versus"):
             result["versus"] = versus(work, trials=2 if args.smoke else args.trials, epochs=1 if args.smoke else 2,
-                                      workers_runs=(1,) if args.smoke else (1, 2))
+                                      workers_runs=(1,) if args.smoke else (1, 2),
+                                      rounds=1 if args.smoke else args.rounds)
         if args.only in (None, "twenty"):
             result["twenty"] = twenty(work, trials=2 if args.smoke else 20, workers=2, epochs=1 if args.smoke else 5)
     finally:
