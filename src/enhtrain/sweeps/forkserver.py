@@ -243,11 +243,7 @@ def _learn(names: Sequence[str]) -> str | None:
     for name in harmless:
         with contextlib.suppress(Exception):
             _import_gated(name, key="module a trial imported")
-    if _thread_count() > 1:
-        return "a module a trial imported started a thread in the preloaded process"
-    if _cuda_initialized():
-        return "a module a trial imported initialised CUDA in the preloaded process"
-    return None
+    return _fork_hazard("a module a trial imported")
 
 
 def _warm_parse(argv: Sequence[str]) -> tuple[bool, str | None]:
@@ -274,9 +270,7 @@ def _warm_parse(argv: Sequence[str]) -> tuple[bool, str | None]:
         pass
     finally:
         sys.meta_path.remove(guard)
-    if _thread_count() > 1 or _cuda_initialized():
-        return parsed, "parsing the sweep's config started a thread or CUDA in the preloaded process"
-    return parsed, None
+    return parsed, _fork_hazard("parsing the sweep's config")
 
 
 class _NoNewPackage(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -295,6 +289,15 @@ class _NoNewPackage(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module: Any) -> None:  # never reached: create_module refuses
         raise ImportError(f"{module.__name__}: not imported by the preloaded process")
+
+
+def _fork_hazard(cause: str) -> str | None:
+    """Why this process may no longer fork now that ``cause`` ran in it (a thread or CUDA appeared), else ``None``."""
+    if _thread_count() > 1:
+        return f"{cause} started a thread in the preloaded process"
+    if _cuda_initialized():
+        return f"{cause} initialised CUDA in the preloaded process"
+    return None
 
 
 def _import_harmless(names: Sequence[str]) -> list[str]:
