@@ -428,8 +428,8 @@ class EnhancedCLI(LightningCLI):
 
     @override
     def _run_subcommand(self, subcommand: str) -> None:
+        resume_collector()  # the start is over: the collector runs while Lightning trains (see enhtrain._collector)
         if self.session is None:
-            resume_collector()
             super()._run_subcommand(subcommand)
             return
         session = self.session
@@ -442,7 +442,6 @@ class EnhancedCLI(LightningCLI):
         if session.is_writer:
             for logger in self.trainer.loggers:
                 logger.log_hyperparams({"config": session.masked_config})
-        resume_collector()  # the start is over: the collector runs while Lightning trains (see enhtrain._collector)
         try:
             super()._run_subcommand(subcommand)
         except (MisconfigurationException, ValueError) as err:

@@ -120,7 +120,6 @@ def _reading(action: str, handler: Any, argv: list[str]) -> Any:
 
 
 def _sweep_run(argv: list[str]) -> int:
-    from enhtrain._collector import resume as resume_collector
     from enhtrain.secrets import mask_argv
     from enhtrain.sweeps.base import check_params, compose_base
     from enhtrain.sweeps.runner import preloaded_server
@@ -164,7 +163,6 @@ def _sweep_run(argv: list[str]) -> int:
             _remove_created(created)
             raise
         sweep.write_base()
-        resume_collector()  # the start is over: the workers run for long
         return _work(sweep, args.workers, created=created, fork=not args.no_fork, server=server)
 
 
@@ -199,9 +197,11 @@ def _work(sweep: Any, workers: int, *, created: list[Path] | None = None, starte
           fork: bool = True, server: Any = None) -> int:
     import optuna
 
+    from enhtrain._collector import resume as resume_collector
     from enhtrain.sweeps.results import best_trial
     from enhtrain.sweeps.runner import WorkerPool, gpu_devices
 
+    resume_collector()  # the start is over: the workers run for long
     echo = _echo_lock()
     accelerator = str((sweep.base.get("trainer") or {}).get("accelerator") or "auto")
     pool = WorkerPool(sweep, workers=workers, echo=echo, devices=[] if accelerator == "cpu" else gpu_devices(),
@@ -231,7 +231,6 @@ def _work(sweep: Any, workers: int, *, created: list[Path] | None = None, starte
 
 
 def _sweep_worker(argv: list[str]) -> int:
-    from enhtrain._collector import resume as resume_collector
     from enhtrain.sweeps.runner import preloaded_server
     from enhtrain.sweeps.stored import worker_flags
     from enhtrain.sweeps.study import find_storage, open_sweep
@@ -250,7 +249,6 @@ def _sweep_worker(argv: list[str]) -> int:
         sweep = _reading("worker", lambda _: open_sweep(Path(name).name, url, directory, seed_offset=os.getpid(),
                                                          flags=flags, root=args.root), argv)
         sweep.write_base()
-        resume_collector()  # the start is over: the workers run for long
         return _work(sweep, args.workers, started_here=False, fork=not args.no_fork, server=server)
 
 
