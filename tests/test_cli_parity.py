@@ -139,11 +139,8 @@ def test_experiment_section_switches_enhancements_on(tmp_path: Path, monkeypatch
     assert yaml.safe_load((run / "config.yaml").read_text())["experiment"]["name"] == "lib"
 
 
-def test_a_command_line_that_names_its_subcommand_builds_only_that_parser(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from enhtrain.testing import write_tiny_config
-    from in_process import run_main
-
+def _record_parser_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, record each subcommand parser that LightningCLI builds."""
     built: list[str] = []
     prepare = LightningCLI._prepare_subcommand_parser
 
@@ -152,6 +149,15 @@ def test_a_command_line_that_names_its_subcommand_builds_only_that_parser(
         return prepare(self, klass, subcommand, **kwargs)
 
     monkeypatch.setattr(LightningCLI, "_prepare_subcommand_parser", recording)
+    return built
+
+
+def test_a_command_line_that_names_its_subcommand_builds_only_that_parser(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from enhtrain.testing import write_tiny_config
+    from in_process import run_main
+
+    built = _record_parser_builds(monkeypatch)
     monkeypatch.chdir(tmp_path)
     config = write_tiny_config(tmp_path / "tiny.yaml")
     for subcommand in ("fit", "validate"):
@@ -211,17 +217,10 @@ def test_a_prebuilt_parser_is_taken_once_by_the_run_it_was_built_for(
     config = str(write_tiny_config(tmp_path / "tiny.yaml"))
     code, expected, _ = run_main(capsys, "fit", "--config", config, "--print_config")
     assert code == 0
-    built: list[str] = []
-    prepare = LightningCLI._prepare_subcommand_parser
-
-    def recording(self: LightningCLI, klass: type, subcommand: str, **kwargs: Any) -> Any:
-        built.append(subcommand)
-        return prepare(self, klass, subcommand, **kwargs)
-
     try:
         cli.prebuild_parser("fit")
         parser = cli._prebuilt[0][1]
-        monkeypatch.setattr(LightningCLI, "_prepare_subcommand_parser", recording)
+        built = _record_parser_builds(monkeypatch)
         # Another subcommand builds its own and leaves the prebuilt parser.
         assert run_main(capsys, "validate", "--config", config, "--print_config")[0] == 0
         assert built == ["validate"] and cli._prebuilt[0][1] is parser
