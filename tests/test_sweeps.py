@@ -569,3 +569,24 @@ def test_a_preloaded_process_that_may_no_longer_fork_leaves_its_trials_to_fresh_
     pids = [json.loads((tmp_path / "runs" / "tainted" / f"trial_{n}" / "metadata.json").read_text())["pid"]
             for n in (0, 1)]
     assert pids[0] != pids[1]
+
+
+@pytest.mark.slow
+def test_on_a_platform_without_fork_trials_start_as_fresh_processes_said_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from enhtrain.commands import main
+    from enhtrain.sweeps import forkserver
+
+    monkeypatch.setattr(forkserver, "fork_available", lambda: False)
+    for name, value in _env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+    write_tiny_config(tmp_path / "tiny.yaml")
+    write_spec(tmp_path / "spec.yaml", name="nofork", metric="val/acc", trials=2, params={"model.init_args.lr": LR})
+    assert main(["sweep", "run", "--config", "tiny.yaml", "--sweep", "spec.yaml"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("this platform has no fork: each trial starts a fresh process") == 1
+    assert out.count(" complete: val/acc=") == 2
+    pids = {json.loads((tmp_path / "runs" / "nofork" / f"trial_{n}" / "metadata.json").read_text())["pid"]
+            for n in (0, 1)}
+    assert len(pids) == 2 and os.getpid() not in pids  # each trial its own fresh process
