@@ -286,7 +286,14 @@ def _run_files() -> dict[str, st.SearchStrategy[object]]:
         "file": _FILE_NAMES, "sha256": st.one_of(st.just("0" * 64), _scalars()), "size": _scalars(),
         "step": _scalars(), "epoch": _scalars(), "metrics": st.one_of(st.dictionaries(
             st.sampled_from(["val/loss", "train/loss"]), _scalars(), max_size=2), _scalars()),
-        "time": st.one_of(st.just("2025-01-01T00:00:00+00:00"), _scalars())})
+        "time": st.one_of(st.just("2025-01-01T00:00:00+00:00"), _scalars()),
+        # A sharded checkpoint's listing: each file's size and one digest.
+        "files": st.one_of(st.dictionaries(
+            st.one_of(st.sampled_from(["__0_0.distcp", ".metadata", "checkpoint/x.pt", "../x", "a//b"]), _scalars()),
+            st.fixed_dictionaries({}, optional={
+                "size": _scalars(), "xxh3_128": st.one_of(st.just("0" * 32), _scalars()),
+                "sha256": st.one_of(st.just("0" * 64), _scalars())}), max_size=2), _scalars()),
+        "world_size": _scalars(), "strategy": _scalars()})
     manifest = st.fixed_dictionaries({"checkpoints": st.one_of(st.lists(entry, max_size=3), _scalars())}, optional={
         "best": _FILE_NAMES, "last": _FILE_NAMES, "newest": _FILE_NAMES,
         "monitor": st.one_of(st.just("val/loss"), _scalars()), "mode": st.sampled_from(["min", "max", "x", None])})

@@ -24,13 +24,14 @@ from typing import Any
 
 import pytest
 import torch
+import xxhash
 import yaml
 from filelock import FileLock
 
 from enhtrain._io import TMP_PREFIX
-from enhtrain.checkpoints.manifest import Manifest, overall_digest, sha256_file
+from enhtrain.checkpoints.manifest import Manifest, ManifestError, overall_digest, sha256_file
 from enhtrain.checkpoints.safe_load import safe_load
-from enhtrain.checkpoints.shard_hashing import hashing_writes
+from enhtrain.checkpoints.shard_hashing import _ChecksummingStream, hashing_writes
 from enhtrain.checkpoints.sharded import own_files
 from enhtrain.commands._shared import checkpoint_rows
 from enhtrain.run.lock import RunLock
@@ -271,8 +272,9 @@ def test_sharded_checkpoints_are_directories_listed_in_the_manifest(runs: Runs) 
         assert {".metadata", "meta.pt", "__0_0.distcp", "__1_0.distcp"} == set(entry["files"])
         assert entry["sha256"] == overall_digest(entry["files"])
         assert entry["size"] == sum(f["size"] for f in entry["files"].values())
-        for name, digest in entry["files"].items():
-            assert sha256_file(checkpoints / entry["file"] / name) == digest["sha256"]
+        for name, listing in entry["files"].items():
+            data = (checkpoints / entry["file"] / name).read_bytes()
+            assert listing == {"size": len(data), "xxh3_128": xxhash.xxh3_128(data).hexdigest()}
         assert manifest.verify(entry["file"]) is None
     last = manifest.entry("last.ckpt")
     assert last is not None and last["step"] == STEPS and manifest.data["last"] == "last.ckpt"
@@ -339,7 +341,7 @@ def test_ckpt_list_shows_size_and_files_and_verify_finds_changed_missing_and_ext
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
     code, out, _ = run_main(capsys, "ckpt", "verify", str(copy))
-    assert code == 1 and "file '__1_0.distcp': sha256 differs" in out, out
+    assert code == 1 and "file '__1_0.distcp': xxh3_128 differs" in out, out
 
     shard.unlink()
     (last / "stray.bin").write_bytes(b"x")
@@ -359,6 +361,38 @@ def test_an_extra_or_linked_file_in_a_shard_fails_verification(copy: Path, capsy
     (last / "meta.pt").symlink_to(outside)
     code, out, _ = run_main(capsys, "ckpt", "verify", str(copy))
     assert code == 1 and "'meta.pt' is a link or special file" in out, out
+
+
+def test_a_listing_with_sha256_digests_is_still_verified(copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Sharded checkpoints listed with each file's sha256 (as enhtrain 0.1 wrote them) verify as before.
+    checkpoints = copy / "checkpoints"
+    _relist(checkpoints, "last.ckpt")
+    listing = Manifest(checkpoints, strict=True).entry("last.ckpt")
+    assert listing is not None and all(set(f) == {"size", "sha256"} for f in listing["files"].values())
+    code, out, _ = run_main(capsys, "ckpt", "verify", str(copy))
+    assert code == 0 and out.startswith("ok:"), out
+    shard = checkpoints / "last.ckpt/__0_0.distcp"
+    data = bytearray(shard.read_bytes())
+    data[-1] ^= 0x01
+    shard.write_bytes(bytes(data))
+    code, out, _ = run_main(capsys, "ckpt", "verify", str(copy))
+    assert code == 1 and "file '__0_0.distcp': sha256 differs" in out, out
+
+
+@pytest.mark.parametrize("listing", [{"size": 1}, {"size": 1, "sha256": "0" * 64, "xxh3_128": "0" * 32},
+                                     {"size": 1, "xxh3_128": 7}, {"size": 1, "xxh3_128": "0" * 32, "md5": "0"}])
+def test_a_file_listed_without_exactly_one_digest_is_a_malformed_manifest(
+    copy: Path, capsys: pytest.CaptureFixture[str], listing: dict[str, Any]
+) -> None:
+    path = copy / "checkpoints/manifest.json"
+    data = json.loads(path.read_text())
+    entry = next(e for e in data["checkpoints"] if e["file"] == "last.ckpt")
+    entry["files"]["meta.pt"] = listing
+    path.write_text(json.dumps(data))
+    with pytest.raises(ManifestError, match=r"checkpoints\[\d+\]\.files\['meta\.pt'\]"):
+        Manifest(copy / "checkpoints", strict=True)
+    code, _, err = run_main(capsys, "ckpt", "verify", str(copy))
+    assert code == 2 and "manifest.json" in err and "meta.pt" in err and err.count("\n") == 1, err
 
 
 # Item 3: retention and prune, resume refusals, the evil pickle
@@ -399,7 +433,8 @@ class _Evil:
 
 
 def _relist(checkpoints: Path, name: str) -> None:
-    """Update the manifest entry of ``name`` to its files as they are now (a tamperer who edits the manifest)."""
+    """Update the manifest entry of ``name`` to its files as they are now, with sha256 digests (a tamperer who
+    edits the manifest, or an older enhtrain)."""
     manifest = Manifest(checkpoints)
     entry = dict(manifest.entry(name) or {})
     files = {
@@ -567,7 +602,11 @@ def test_each_rank_hashes_only_its_own_shards(tmp_path: Path) -> None:
                                          "meta.pt"]
 
 
-def test_a_stream_that_seeks_or_fails_is_left_to_be_hashed_afterwards(tmp_path: Path) -> None:
+def _xxh3(path: Path) -> str:
+    return xxhash.xxh3_128(path.read_bytes()).hexdigest()
+
+
+def test_a_stream_that_seeks_fails_or_writes_short_is_left_to_be_hashed_afterwards(tmp_path: Path) -> None:
     from torch.distributed.checkpoint.filesystem import FileSystem
 
     fs = FileSystem()
@@ -586,8 +625,21 @@ def test_a_stream_that_seeks_or_fails_is_left_to_be_hashed_afterwards(tmp_path: 
             stream.write(b"r")
         with fs.create_stream(tmp_path / "read", "rb") as stream:
             assert stream.read() == b"r"
+        (tmp_path / "elsewhere").mkdir()
+        with fs.create_stream(tmp_path / "elsewhere" / "other", "wb") as stream:
+            stream.write(b"not in the checkpoint's folder")
     assert sorted(streamed) == ["plain", "read"]
-    assert streamed["plain"] == (sha256_file(tmp_path / "plain"), (5 << 20) + 4)
+    assert streamed["plain"] == (_xxh3(tmp_path / "plain"), (5 << 20) + 4)
+    assert streamed["read"] == (_xxh3(tmp_path / "read"), 1)
+
+    class ShortWriter:
+        # A raw file may take less than it is given, and says so.
+        def write(self, data: bytes) -> int:
+            return min(2, len(data))
+
+    stream = _ChecksummingStream(ShortWriter())
+    assert stream.write(b"ab") == 2 and stream.complete
+    assert stream.write(b"abc") == 2 and not stream.complete
 
 
 def test_shards_are_hashed_while_torch_writes_them(tmp_path: Path) -> None:
@@ -601,8 +653,8 @@ def test_shards_are_hashed_while_torch_writes_them(tmp_path: Path) -> None:
     assert filesystem.FileSystem.create_stream is original
     assert sorted(p.name for p in tmp_path.iterdir()) == [".metadata", "__0_0.distcp"]
     shard = tmp_path / "__0_0.distcp"
-    assert streamed["__0_0.distcp"] == (sha256_file(shard), shard.stat().st_size)
-    assert streamed[".metadata.tmp"][0] == sha256_file(tmp_path / ".metadata")
+    assert streamed["__0_0.distcp"] == (_xxh3(shard), shard.stat().st_size)
+    assert streamed[".metadata.tmp"][0] == _xxh3(tmp_path / ".metadata")
     loaded = {"w": torch.zeros(600_000), "b": torch.zeros(3)}
     dcp.load(loaded, checkpoint_id=tmp_path, no_dist=True)
     assert torch.equal(loaded["w"], state["w"])

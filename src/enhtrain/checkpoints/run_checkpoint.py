@@ -14,7 +14,7 @@ from typing_extensions import override
 
 from enhtrain._io import TMP_PREFIX
 from enhtrain.checkpoints.atomic_io import AtomicCheckpointIO, _masked
-from enhtrain.checkpoints.manifest import Manifest, overall_digest, sha256_file, sha256_files
+from enhtrain.checkpoints.manifest import SHARD_DIGEST, Manifest, file_digests, overall_digest, sha256_file
 from enhtrain.checkpoints.retention import plan_prune
 from enhtrain.checkpoints.rng import collect_rng_states, restore_rng_states
 from enhtrain.checkpoints.shard_hashing import hashing_writes
@@ -52,16 +52,16 @@ def _gather(obj: Any, world_size: int) -> list[Any]:
 
 
 def _digests(root: Path, names: list[str], streamed: dict[str, tuple[str, int]]) -> dict[str, dict[str, Any]]:
-    """Size and sha256 of each of ``names``: taken from the hashes made while writing, else read from the file."""
+    """Size and checksum of each of ``names``: taken from those made while writing, else read from the file."""
     out: dict[str, dict[str, Any]] = {}
     rest = []
     for name in names:
         found = streamed.get(name) or streamed.get(name + ".tmp")  # torch renames `.metadata.tmp` when done
         if found is not None and "/" not in name and (root / name).stat().st_size == found[1]:
-            out[name] = {"size": found[1], "sha256": found[0]}
+            out[name] = {"size": found[1], SHARD_DIGEST: found[0]}
         else:
             rest.append(name)
-    out.update(sha256_files(root, rest))
+    out.update(file_digests(root, rest))
     return out
 
 
@@ -307,11 +307,11 @@ class RunCheckpoint(ModelCheckpoint):
     def _save_sharded(self, trainer: pl.Trainer, filepath: str) -> dict[str, Any] | None:
         """Write a sharded checkpoint under a temporary name, hash it on every rank, and commit it on rank 0.
 
-        Every rank hashes the shards it wrote (still in the page cache) and rank 0 gathers the digests, so no
-        rank reads another's shards. The directory gets its final name by one rename, after all ranks are done.
+        Every rank checksums the shards it wrote, as it writes them, and rank 0 gathers the digests, so no rank
+        reads another's shards. The directory gets its final name by one rename, after all ranks are done.
 
         Returns:
-            On rank 0, each file of the checkpoint to its size and sha256; ``None`` on the other ranks.
+            On rank 0, each file of the checkpoint to its size and checksum; ``None`` on the other ranks.
 
         Raises:
             CheckpointError: On every rank, if a file another rank wrote is not visible to rank 0 (the
@@ -319,12 +319,13 @@ class RunCheckpoint(ModelCheckpoint):
         """
         assert self.dirpath is not None
         strategy, root, final = trainer.strategy, Path(self.dirpath), Path(filepath)
-        tmp = Path(strategy.broadcast(str(root / f"{TMP_PREFIX}{final.name}")))  # where rank 0 saves
+        tmp = root / f"{TMP_PREFIX}{final.name}"
         if trainer.is_global_zero:
             root.mkdir(parents=True, exist_ok=True)
             if tmp.exists() or tmp.is_symlink():
                 remove_leftovers(root)
-        strategy.barrier("enhtrain.sharded_save")
+        # Where rank 0 saves. The broadcast is also the barrier: no rank writes before rank 0 cleared the name.
+        tmp = Path(strategy.broadcast(str(tmp)))
         with hashing_writes(tmp) as streamed:
             super()._save_checkpoint(trainer, str(tmp))  # Lightning's save ends with a barrier of all ranks
         self._last_checkpoint_saved = filepath

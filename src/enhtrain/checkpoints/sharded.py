@@ -3,7 +3,7 @@
 ``ModelParallelStrategy`` (FSDP2, tensor parallelism), ``FSDPStrategy`` with ``state_dict_type="sharded"`` and
 ``DeepSpeedStrategy`` save a checkpoint as a directory. A run keeps such a directory like a single file: it is
 written under a temporary name inside ``checkpoints/`` and committed by one rename, listed in the manifest with
-every file's size and sha256, verified, pruned through the path gate and loaded without running pickled code.
+every file's size and checksum, verified, pruned through the path gate and loaded without running pickled code.
 
 This module imports neither torch nor Lightning (``enhtrain ckpt`` uses it).
 """

@@ -138,7 +138,7 @@ def checkpoint_rows(checkpoints_dir: Path, *, verify: bool) -> list[dict[str, An
 
     Args:
         checkpoints_dir: A run's ``checkpoints/`` folder.
-        verify: Whether to check each file's size and sha256 (``problem`` is ``None`` when it matches).
+        verify: Whether to check each file's size and digest (``problem`` is ``None`` when it matches).
 
     Raises:
         ManifestError: If ``manifest.json`` is malformed; it is reported, never followed.

@@ -233,7 +233,7 @@ def run(args: list[str]) -> int:
     listing = sub.add_parser("list", help="list the checkpoints in the run's manifest")
     listing.add_argument("run", help="a run directory, name/version under ./runs, or a name for its latest version")
     listing.add_argument("--json", action="store_true", help="print JSON")
-    verify = sub.add_parser("verify", help="check each checkpoint's size and sha256 against the manifest")
+    verify = sub.add_parser("verify", help="check each checkpoint's size and digest against the manifest")
     verify.add_argument("run", help="a run directory, name/version under ./runs, or a name for its latest version")
     prune = sub.add_parser("prune", help="delete all but the best K and newest N checkpoints")
     prune.add_argument("run", help="a run directory, name/version under ./runs, or a name for its latest version")
