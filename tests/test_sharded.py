@@ -515,6 +515,39 @@ def test_consolidated_file_loads_weights_only_verifies_and_validates_alike(
     assert metric == pytest.approx(sharded, rel=1e-6, abs=1e-7)
 
 
+def test_an_fsdp_strategy_checkpoint_consolidates_on_the_cpu(tmp_path: Path) -> None:
+    # FSDPStrategy trains only on a GPU; its sharded layout (the model under `model`, each optimizer under
+    # `optimizer_<i>`, the rest in meta.pt) is written here by Lightning's own save function.
+    from lightning.fabric.strategies.fsdp import _distributed_checkpoint_save
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    from enhtrain.checkpoints.consolidate import consolidate
+
+    net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    optimizer = torch.optim.Adam(net.parameters())
+    net(torch.randn(4, 8)).sum().backward()
+    optimizer.step()
+    source = tmp_path / "epoch=0-step=1.ckpt"
+    source.mkdir()
+    # Keyed by parameter name, as FSDP's optimizer state dict is.
+    model_state, optimizer_state = get_state_dict(net, optimizer)
+    _distributed_checkpoint_save({"model": model_state, "optimizer_0": optimizer_state}, source)
+    torch.save({"global_step": 1, "epoch": 0, "pytorch-lightning_version": "2.6.6",
+                "enhtrain": {"run_name": "fsdp"}}, source / "meta.pt")
+
+    digest, size = consolidate(source, tmp_path / "one.ckpt")
+    data = (tmp_path / "one.ckpt").read_bytes()
+    assert (digest, size) == (hashlib.sha256(data).hexdigest(), len(data))
+    loaded = torch.load(tmp_path / "one.ckpt", weights_only=True)
+    assert loaded["global_step"] == 1 and loaded["enhtrain"] == {"run_name": "fsdp", "consolidated_from": source.name}
+    assert loaded["state_dict"].keys() == net.state_dict().keys()
+    assert all(torch.equal(loaded["state_dict"][k], v) for k, v in net.state_dict().items())
+    assert len(loaded["optimizer_states"]) == 1
+    state = loaded["optimizer_states"][0]["state"]
+    assert state.keys() == optimizer_state["state"].keys() == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    assert all(torch.equal(state[k]["exp_avg"], v["exp_avg"]) for k, v in optimizer_state["state"].items())
+
+
 def test_consolidate_help_names_the_formats_it_reads(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_main(capsys, "ckpt", "consolidate", "--help")
     assert code == 0
