@@ -120,6 +120,18 @@ def test_sharded_save_section_measures_both_saves_with_a_tiny_model(
     row = sharded_save.target(result)
     assert row["limit"] == "<= 1.05" and row["met"] == (result["paired_ratio"] <= 1.05) and "interval" in row["note"]
     assert "## Sharded checkpoint save (4 MiB over 2 processes)" in "\n".join(sharded_save.render(result))
+    # The control: Lightning's save in both places, every directory removed.
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.sharded_save", "--out", str(tmp_path / "control.json"),
+         "--dir", str(tmp_path / "control"), "--megabytes", "4", "--repeats", "1", "--warmups", "0", "--control"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    control = json.loads((tmp_path / "control.json").read_text(encoding="utf-8"))
+    assert control["control"] is True and len(control["enhtrain_s"]) == 1
+    assert list((tmp_path / "control/enhtrain").iterdir()) == []
+    assert sharded_save.target(control)["met"] is None
+    assert "| Lightning again (control) |" in "\n".join(sharded_save.render(control))
 
 
 @pytest.mark.slow
