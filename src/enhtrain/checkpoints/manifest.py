@@ -36,6 +36,7 @@ __all__ = [
     "ManifestError",
     "file_digests",
     "manifest_schema",
+    "new_digest",
     "overall_digest",
     "read_json_object",
     "sha256_file",
@@ -50,8 +51,7 @@ MANIFEST_FIX = "repair or remove the file (enhtrain ckpt verify checks the check
 SHARD_DIGEST = "xxh3_128"
 """The checksum of each file of a sharded checkpoint in its manifest entry (``xxhash.xxh3_128``, hex)."""
 _FILE_DIGESTS = (SHARD_DIGEST, "sha256")
-_CHUNK = 1 << 20
-_SHARD_CHUNK = 4 << 20
+_CHUNK = 4 << 20
 _NAME_MAX = 255
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _EXPECTED = {
@@ -79,21 +79,19 @@ class ManifestError(MalformedFileError, CheckpointError):
     default_fix = MANIFEST_FIX
 
 
-def sha256_file(path: str | Path) -> str:
-    """Return the sha256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+def new_digest(algorithm: str) -> Any:
+    """Return an empty hash object of ``algorithm``: :data:`SHARD_DIGEST` or ``"sha256"``."""
+    if algorithm == SHARD_DIGEST:
+        import xxhash
+
+        return xxhash.xxh3_128()
+    return hashlib.sha256()
 
 
-def shard_file_digest(path: str | Path) -> str:
-    """Return the :data:`SHARD_DIGEST` hex digest of a file of a sharded checkpoint."""
-    import xxhash
-
-    digest = xxhash.xxh3_128()
-    buffer = bytearray(_SHARD_CHUNK)
+def _file_digest(path: str | Path, algorithm: str) -> str:
+    """The hex digest of a file with ``algorithm``, read through one reused buffer."""
+    digest = new_digest(algorithm)
+    buffer = bytearray(_CHUNK)
     view = memoryview(buffer)
     with open(path, "rb", buffering=0) as handle:
         while got := handle.readinto(buffer):
@@ -101,8 +99,14 @@ def shard_file_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _file_digest(path: Path, algorithm: str) -> str:
-    return shard_file_digest(path) if algorithm == SHARD_DIGEST else sha256_file(path)
+def sha256_file(path: str | Path) -> str:
+    """Return the sha256 hex digest of a file."""
+    return _file_digest(path, "sha256")
+
+
+def shard_file_digest(path: str | Path) -> str:
+    """Return the :data:`SHARD_DIGEST` hex digest of a file of a sharded checkpoint."""
+    return _file_digest(path, SHARD_DIGEST)
 
 
 def file_digests(root: str | Path, names: list[str], *, threads: int = 4) -> dict[str, dict[str, Any]]:

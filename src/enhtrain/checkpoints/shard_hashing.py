@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from enhtrain.checkpoints.manifest import SHARD_DIGEST, new_digest
+
 __all__ = ["hashing_writes"]
 
 
@@ -23,10 +25,8 @@ class _ChecksummingStream:
     """
 
     def __init__(self, handle: Any) -> None:
-        import xxhash
-
         self._handle = handle
-        self.digest = xxhash.xxh3_128()
+        self.digest = new_digest(SHARD_DIGEST)
         self.size = 0
         self.complete = True
 
