@@ -329,13 +329,17 @@ def test_kill_9_at_random_moments_always_resumes(zygote: Zygote, tmp_path: Path)
             assert tmp_path / _meta(tmp_path)["resumes"][-1]["checkpoint"] == Path(expected)
         assert sorted(p.name for p in (tmp_path / "runs/kill").iterdir()) == ["version_0"]
 
+    # A process whose kill came after it finished training on its own leaves a completed run: the last command
+    # then resumes nothing and says so.
+    finished_before = _meta(tmp_path).get("status") == "completed"
     code = zygote.run(tmp_path, argv, tmp_path / "final.log")
     final_log = (tmp_path / "final.log").read_text()
     assert code == 0, final_log[-3000:]
     meta = _meta(tmp_path)
     assert meta["status"] == "completed"
     assert meta["global_step"] == KILL_STEPS
-    assert len(meta["resumes"]) == resumed + 1
+    assert len(meta["resumes"]) == resumed + (0 if finished_before else 1)
+    assert ("nothing to resume" in final_log) == finished_before, final_log[-3000:]
     assert resumed >= 6  # every process killed after a mark had resumed
     assert not _temp_files(checkpoints)
     # Saves come every 10 steps; a process that finished on its own before its kill may have saved at the end.
