@@ -346,7 +346,10 @@ def test_kill_9_at_random_moments_always_resumes(zygote: Zygote, tmp_path: Path)
     assert KILL_STEPS // 10 * 10 <= _state(checkpoints / "last.ckpt")["global_step"] <= KILL_STEPS
     for entry in Manifest(checkpoints).entries:
         assert Manifest(checkpoints).verify(entry["file"]) is None
-    print(f"resumed {resumed} of 9 times before the kill; kills during a save: {kills_during_save}")
+    print(
+        f"resumed {resumed} of 9 times before the kill; kills during a save: {kills_during_save}; "
+        f"finished before the last command: {finished_before}"
+    )
 
 
 def _meta(workdir: Path) -> dict[str, Any]:
